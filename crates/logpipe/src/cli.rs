@@ -1,0 +1,149 @@
+//! Command-line interface: the roles (`gateway`, `producer`, `run`) and the operator tools
+//! (`topics`, `config`). Global flags override the config file and environment; each maps to a
+//! dotted config key (see [`GlobalArgs::overrides`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "logpipe",
+    version,
+    about = "Kafka log pipeline: HTTP ingest gateway, producer, consumer group with durable stores",
+    long_about = "logpipe takes application logs over HTTP, writes them to Kafka, and processes them in a consumer group.\n\n\
+                  With no Kafka configured it runs on an embedded in-process broker, so `logpipe run` works on a bare machine.",
+    after_help = "Roles: gateway, producer, run.   Tools: topics, config.\n\
+                  Configuration: --config FILE, then LOGPIPE_* environment variables, then flags (see `logpipe config check --env`)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file (see config/logpipe.example.toml).
+    #[arg(long, global = true, env = "LOGPIPE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port,...). Empty or unset: embedded broker. [config: kafka.brokers]
+    #[arg(long, global = true, value_name = "HOSTS")]
+    pub kafka_brokers: Option<String>,
+    /// PostgreSQL URL. Unset: embedded SQLite. [config: postgres.url]
+    #[arg(long, global = true, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// Redis URL. Unset: in-process aggregates. [config: redis.url]
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Log format. [config: log.format]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `logpipe=debug`. [config: log.level]
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Set any config key: `--set producer.linger=20ms` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+}
+
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{raw}`"))
+}
+
+impl GlobalArgs {
+    /// Flag values as dotted config keys, in precedence order (later wins).
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                out.push((key.to_string(), value));
+            }
+        };
+        push("kafka.brokers", self.kafka_brokers.clone());
+        push("postgres.url", self.postgres_url.clone());
+        push("redis.url", self.redis_url.clone());
+        push(
+            "log.format",
+            self.log_format.map(|f| match f {
+                LogFormat::Text => "text".into(),
+                LogFormat::Json => "json".into(),
+            }),
+        );
+        push("log.level", self.log_level.clone());
+        out.extend(self.set.iter().cloned());
+        out
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// [role] HTTP ingest gateway (:8080): validates events and forwards them to the producer service.
+    #[command(long_about = "Runs the HTTP ingest gateway (default :8080).\n\n\
+        POST /api/v1/logs takes one JSON event; POST /api/v1/logs/batch takes a JSON array or NDJSON (gzip accepted).\n\
+        A 2xx means Kafka acknowledged the events. In this split mode the gateway forwards to the producer service at\n\
+        gateway.producer_url; `logpipe run` calls the producer in-process instead.")]
+    Gateway {
+        /// Listen address. [config: gateway.listen]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Producer service URL. [config: gateway.producer_url]
+        #[arg(long, value_name = "URL")]
+        producer_url: Option<String>,
+    },
+    /// [role] Producer service (:8081): the gateway's upstream; writes to Kafka with acks=all.
+    #[command(long_about = "Runs the producer service (default :8081): an internal HTTP endpoint the gateway calls in split mode.\n\n\
+        Writes events to Kafka with an idempotent producer (acks=all, compression, batching), creates the topics when\n\
+        absent, and answers only after Kafka acknowledged every record. With no brokers configured it starts the embedded broker.")]
+    Producer {
+        /// Listen address. [config: producer.listen]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// [role] All roles in one process (gateway with the producer in-process), on embedded Kafka if none is configured.
+    #[command(long_about = "Runs every role in one process: the gateway on gateway.listen, calling the producer in-process.\n\n\
+        With no Kafka brokers configured it starts an embedded in-process broker (librdkafka's mock cluster) that keeps\n\
+        nothing across restarts. Try:\n\n  logpipe run\n  curl -s localhost:8080/api/v1/logs -H 'content-type: application/json' \\\n       -d '{\"service\":\"checkout\",\"level\":\"error\",\"message\":\"payment failed\"}'")]
+    Run {
+        /// Gateway listen address. [config: gateway.listen]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// [tool] Create or describe logpipe's topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// [tool] Check the configuration and print it with secrets redacted.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create `kafka.topic` and `kafka.dlq_topic` when absent; warn when one has fewer partitions than configured.
+    Ensure,
+    /// Print partitions (leader, replicas, ISR, offsets) and configs of logpipe's topics as tables.
+    Describe {
+        /// Topics to describe (default: kafka.topic and kafka.dlq_topic).
+        topics: Vec<String>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration (file, environment, flags) and print the effective result, secrets redacted.
+    Check {
+        /// Also list every config key with its environment variable.
+        #[arg(long)]
+        env: bool,
+    },
+}

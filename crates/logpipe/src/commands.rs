@@ -1,0 +1,159 @@
+//! Operator tools: `logpipe topics ensure|describe` and `logpipe config check`. They print tables
+//! people can read (or JSON with `--json`) and exit non-zero with a message saying what to do.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use crate::config::{redact, variables, Config};
+use crate::kafka::admin::{describe_topics, ensure_topics, EnsureOutcome, TopicInfo, TopicSpec};
+use crate::kafka::client_config;
+
+fn require_brokers(config: &Config) -> anyhow::Result<String> {
+    if config.kafka.is_embedded() {
+        anyhow::bail!(
+            "no Kafka brokers configured: topics commands need a cluster. Set --kafka-brokers, LOGPIPE_KAFKA_BROKERS \
+             or kafka.brokers (the embedded broker lives inside `logpipe run` and creates its topics itself)"
+        );
+    }
+    Ok(config.kafka.brokers.clone())
+}
+
+/// `logpipe topics ensure`.
+pub async fn topics_ensure(config: &Config) -> anyhow::Result<()> {
+    let brokers = require_brokers(config)?;
+    let client = client_config(&config.kafka, &brokers, "admin", &Default::default());
+    let specs = TopicSpec::from_config(&config.kafka);
+    let outcomes = ensure_topics(&client, &specs, config.kafka.request_timeout).await?;
+    let mut table = new_table(&["TOPIC", "PARTITIONS", "STATUS"]);
+    let mut short = false;
+    for (topic, outcome) in &outcomes {
+        let (partitions, status) = match outcome {
+            EnsureOutcome::Created { partitions } => (partitions.to_string(), "created".to_string()),
+            EnsureOutcome::Exists { partitions } => (partitions.to_string(), "exists".to_string()),
+            EnsureOutcome::FewerPartitions { actual, configured } => {
+                short = true;
+                (
+                    actual.to_string(),
+                    format!("exists with FEWER partitions than configured ({configured})"),
+                )
+            }
+        };
+        table.add_row(vec![Cell::new(topic), right(partitions), Cell::new(status)]);
+    }
+    println!("{table}");
+    if short {
+        println!(
+            "\nA topic with fewer partitions caps how many consumers can work in parallel. logpipe never alters \
+             existing topics; add partitions with your cluster's tools (note: it changes which partition a key maps to)."
+        );
+    }
+    Ok(())
+}
+
+/// `logpipe topics describe`.
+pub async fn topics_describe(config: &Config, topics: Vec<String>, json: bool) -> anyhow::Result<()> {
+    let brokers = require_brokers(config)?;
+    let client = client_config(&config.kafka, &brokers, "admin", &Default::default());
+    let names = if topics.is_empty() {
+        vec![config.kafka.topic.clone(), config.kafka.dlq_topic.clone()]
+    } else {
+        topics
+    };
+    let infos = describe_topics(&client, &names, config.kafka.request_timeout).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&infos)?);
+        return Ok(());
+    }
+    for info in &infos {
+        print_topic(info);
+    }
+    Ok(())
+}
+
+fn print_topic(info: &TopicInfo) {
+    let messages: i64 = info
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark - p.low_watermark)
+        .sum();
+    println!(
+        "Topic: {}   partitions: {}   messages: {}",
+        info.name,
+        info.partitions.len(),
+        messages
+    );
+    let mut table = new_table(&["PARTITION", "LEADER", "REPLICAS", "ISR", "LOW-OFFSET", "HIGH-OFFSET", "MESSAGES"]);
+    let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    for p in &info.partitions {
+        table.add_row(vec![
+            right(p.partition),
+            right(p.leader),
+            Cell::new(list(&p.replicas)),
+            Cell::new(list(&p.isr)),
+            right(p.low_watermark),
+            right(p.high_watermark),
+            right(p.high_watermark - p.low_watermark),
+        ]);
+    }
+    println!("{table}");
+    match &info.configs {
+        Ok(configs) if configs.is_empty() => println!("Configs: all broker defaults\n"),
+        Ok(configs) => {
+            let mut table = new_table(&["CONFIG", "VALUE"]);
+            for (name, value) in configs {
+                table.add_row(vec![name, value]);
+            }
+            println!("{table}\n");
+        }
+        Err(why) => println!("Configs: {why}\n"),
+    }
+}
+
+/// `logpipe config check`.
+pub fn config_check(config: &Config, show_env: bool) -> anyhow::Result<()> {
+    let shown = toml::to_string_pretty(&redact::redacted(config))?;
+    println!("# Effective configuration (defaults < file < LOGPIPE_* environment < flags); secrets redacted\n");
+    println!("{shown}");
+    let part = |embedded: bool, real: &str, fallback: &str| {
+        if embedded {
+            fallback.to_string()
+        } else {
+            real.to_string()
+        }
+    };
+    println!("# Summary");
+    println!(
+        "#   Kafka:      {}",
+        part(config.kafka.is_embedded(), &config.kafka.brokers, "EMBEDDED in-process broker (keeps nothing across restarts)")
+    );
+    println!(
+        "#   PostgreSQL: {}",
+        part(config.postgres.url.is_empty(), &redact::redact_url(&config.postgres.url), "embedded SQLite")
+    );
+    println!(
+        "#   Redis:      {}",
+        part(config.redis.url.is_empty(), &redact::redact_url(&config.redis.url), "in-process aggregates")
+    );
+    if show_env {
+        let mut table = new_table(&["CONFIG KEY", "ENVIRONMENT VARIABLE"]);
+        for (key, var) in variables() {
+            table.add_row(vec![key, var]);
+        }
+        table.add_row(vec![
+            "kafka.properties.\"a.b.c\"".to_string(),
+            "LOGPIPE_KAFKA_PROPERTY_A_B_C".to_string(),
+        ]);
+        println!("\n{table}");
+    }
+    println!("\nconfig OK");
+    Ok(())
+}
+
+fn new_table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    table
+}
+
+fn right(value: impl ToString) -> Cell {
+    Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
+}

@@ -1,0 +1,126 @@
+//! Configuration: one TOML file, overridden by `LOGPIPE_*` environment variables, overridden by
+//! command-line flags. Every section rejects unknown keys, and every error names the key (or the
+//! environment variable) it came from. `logpipe config check` prints the result with secrets
+//! redacted (see [`redact`]).
+//!
+//! Layering works on a `toml::Value` tree before anything is typed: defaults are serialised to a
+//! tree, the file is merged over it, then environment variables and flags. The merged tree is then
+//! deserialised once through `serde_path_to_error`, so a bad value anywhere is reported with its
+//! full dotted path (`gateway.max_batch_events: invalid type ...`).
+
+mod env;
+pub mod redact;
+mod sections;
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+pub use env::variables;
+pub use sections::*;
+use toml::Value;
+
+/// Prefix of every environment variable logpipe reads.
+pub const ENV_PREFIX: &str = "LOGPIPE_";
+
+/// Where a configuration comes from, lowest precedence first.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config FILE` (or `LOGPIPE_CONFIG`).
+    pub file: Option<std::path::PathBuf>,
+    /// Environment variables; tests pass their own list instead of the process environment.
+    pub env: Vec<(String, String)>,
+    /// Flag overrides as dotted keys (`kafka.brokers`), already paired with their values.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// Sources with the current process environment.
+    pub fn from_process_env(
+        file: Option<std::path::PathBuf>,
+        overrides: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            file,
+            env: std::env::vars().collect(),
+            overrides,
+        }
+    }
+}
+
+impl Config {
+    /// Builds the effective configuration from its sources and validates it.
+    pub fn load(sources: &Sources) -> anyhow::Result<Config> {
+        let mut tree = Value::try_from(Config::default()).context("serialising defaults")?;
+        if let Some(path) = &sources.file {
+            let file = read_file(path)?;
+            merge(&mut tree, file, "", &path.display().to_string())?;
+        }
+        env::apply(&mut tree, &sources.env)?;
+        for (key, raw) in &sources.overrides {
+            env::set_path(&mut tree, key, raw).with_context(|| format!("flag for `{key}`"))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document on its own (no environment), for tests and `config check --file`.
+    pub fn from_toml_str(text: &str) -> anyhow::Result<Config> {
+        let mut tree = Value::try_from(Config::default())?;
+        let file: Value = toml::from_str(text).context("parsing TOML")?;
+        merge(&mut tree, file, "", "<string>")?;
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// Merges `overlay` into `base`. Tables merge key by key; a key absent from the defaults is an
+/// error naming it, except inside free-form maps (`kafka.properties`, ...), which take any key.
+fn merge(base: &mut Value, overlay: Value, path: &str, origin: &str) -> anyhow::Result<()> {
+    match (base, overlay) {
+        (Value::Table(base), Value::Table(overlay)) => {
+            let free_form = FREE_FORM_TABLES.contains(&path);
+            for (key, value) in overlay {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value, &child, origin)?,
+                    None if free_form => {
+                        base.insert(key, value);
+                    }
+                    None => bail!(
+                        "unknown config key `{child}` in {origin}; see config/logpipe.example.toml for the valid keys"
+                    ),
+                }
+            }
+            Ok(())
+        }
+        (base, overlay) => {
+            *base = overlay;
+            Ok(())
+        }
+    }
+}
+
+/// Tables whose keys are not known in advance (passed through to librdkafka, or static tags).
+pub(crate) const FREE_FORM_TABLES: &[&str] =
+    &["kafka.properties", "producer.properties"];
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,395 @@
+//! The configuration sections. Every field is documented here and in
+//! `config/logpipe.example.toml`; defaults live in the `Default` impls next to each struct, and
+//! rules that span fields are checked in [`Config::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of a logpipe process (every role reads the sections it needs).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub producer: ProducerConfig,
+    pub gateway: GatewayConfig,
+    pub limits: LimitsConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+}
+
+/// Kafka cluster, topics, and client properties shared by every Kafka client logpipe creates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated (`host:port,host:port`). Empty: start the embedded
+    /// in-process broker (librdkafka's mock cluster), which keeps nothing across restarts.
+    pub brokers: String,
+    /// `client.id` prefix; the role is appended (`logpipe-producer`).
+    pub client_id: String,
+    /// The topic the gateway writes to and the consumer reads.
+    pub topic: String,
+    /// Partitions of `topic` when logpipe creates it. Caps the consumer group's parallelism.
+    pub partitions: i32,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Partitions of the dead-letter topic when logpipe creates it.
+    pub dlq_partitions: i32,
+    /// `retention.ms` of the dead-letter topic when logpipe creates it.
+    #[serde(with = "humantime_serde")]
+    pub dlq_retention: Duration,
+    /// Replication factor for topics logpipe creates; -1 lets the broker decide.
+    pub replication_factor: i32,
+    /// Create missing topics at start-up (producer and consumer). `logpipe topics ensure` always does.
+    pub create_topics: bool,
+    /// Timeout of admin and metadata requests.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
+    /// Env: `LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD` sets `sasl.password`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            client_id: "logpipe".into(),
+            topic: "application-logs".into(),
+            partitions: 12,
+            dlq_topic: "logs-dlq".into(),
+            dlq_partitions: 3,
+            dlq_retention: Duration::from_secs(7 * 24 * 3600),
+            replication_factor: -1,
+            create_topics: true,
+            request_timeout: Duration::from_secs(10),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// True when no brokers are configured and the embedded broker must be started.
+    pub fn is_embedded(&self) -> bool {
+        self.brokers.trim().is_empty()
+    }
+}
+
+/// Compression codec of produced batches.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The librdkafka `compression.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// What becomes the Kafka record key, and so which events share a partition and keep their order.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStrategy {
+    /// The event's `service`: one service's logs stay in order.
+    Service,
+    /// The event's `trace_id` (events without one get no key): one trace stays in order.
+    TraceId,
+    /// No key: records spread evenly over partitions, no ordering.
+    None,
+}
+
+/// The producer service (`logpipe producer`, :8081) and the in-process producer of `logpipe run`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// Listen address of the producer's internal HTTP endpoint (split mode).
+    pub listen: SocketAddr,
+    /// Compression codec (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
+    pub compression: Compression,
+    /// `linger.ms`: how long librdkafka waits to fill a batch.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// `batch.num.messages`: records per produce batch.
+    pub batch_max_messages: u32,
+    /// `batch.size`: bytes per produce batch.
+    pub batch_max_bytes: u32,
+    /// Events in flight (queued in librdkafka or awaiting acknowledgement) at most. When full,
+    /// callers wait up to `enqueue_timeout` and then get backpressure (HTTP 503), never a drop.
+    pub max_in_flight: usize,
+    /// How long a caller waits for room in the in-flight queue before it is told to retry.
+    #[serde(with = "humantime_serde")]
+    pub enqueue_timeout: Duration,
+    /// `message.timeout.ms`: a record not acknowledged by then fails (and its request gets 503).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Record key: `service`, `trace_id` or `none`.
+    pub key: KeyStrategy,
+    /// librdkafka properties for the producer only; override `kafka.properties`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            compression: Compression::Lz4,
+            linger: Duration::from_millis(5),
+            batch_max_messages: 10_000,
+            batch_max_bytes: 1_000_000,
+            max_in_flight: 100_000,
+            enqueue_timeout: Duration::from_secs(1),
+            delivery_timeout: Duration::from_secs(10),
+            key: KeyStrategy::Service,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The HTTP ingest gateway (`logpipe gateway`, :8080).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Producer service URL in split mode (`logpipe gateway`). `logpipe run` calls the producer
+    /// in-process and ignores this.
+    pub producer_url: String,
+    /// Largest request body accepted, in bytes, after gzip decompression too (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one batch request (413 beyond).
+    pub max_batch_events: usize,
+    /// Upper bound on one request's handling; beyond it the client gets 503, never a hang.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `Retry-After` sent with 503 responses.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// API keys; empty disables authentication. Clients send `Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
+    pub api_keys: Vec<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            producer_url: "http://127.0.0.1:8081".into(),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_batch_events: 10_000,
+            request_timeout: Duration::from_secs(15),
+            retry_after: Duration::from_secs(1),
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+/// Limits of the log event model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest `message`, in bytes.
+    pub max_message_bytes: usize,
+    /// Most keys in `attributes`.
+    pub max_attributes: usize,
+    /// Largest `attributes` object, in bytes of compact JSON.
+    pub max_attributes_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = logpipe_model::Limits::default();
+        Self {
+            max_message_bytes: d.max_message_bytes,
+            max_attributes: d.max_attributes,
+            max_attributes_bytes: d.max_attributes_bytes,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn to_model(&self) -> logpipe_model::Limits {
+        logpipe_model::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_attributes: self.max_attributes,
+            max_attributes_bytes: self.max_attributes_bytes,
+        }
+    }
+}
+
+/// Durable log store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/db`. Empty: embedded SQLite.
+    pub url: String,
+}
+
+/// Real-time aggregates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]`. Empty: in-process aggregates.
+    pub url: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Process logs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Filter in `tracing` syntax: `info`, `logpipe=debug,rdkafka=warn`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Rules that span fields or need more than a type to check.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let k = &self.kafka;
+        ensure!(!k.topic.is_empty(), "config key `kafka.topic`: must not be empty");
+        ensure!(
+            k.partitions >= 1,
+            "config key `kafka.partitions`: must be at least 1, got {}",
+            k.partitions
+        );
+        ensure!(
+            k.dlq_partitions >= 1,
+            "config key `kafka.dlq_partitions`: must be at least 1, got {}",
+            k.dlq_partitions
+        );
+        ensure!(
+            k.replication_factor == -1 || k.replication_factor >= 1,
+            "config key `kafka.replication_factor`: must be -1 (broker default) or at least 1"
+        );
+        for topic in [&k.topic, &k.dlq_topic] {
+            ensure!(
+                valid_topic_name(topic),
+                "config key `kafka.topic`/`kafka.dlq_topic`: `{topic}` is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"
+            );
+        }
+        ensure!(
+            k.topic != k.dlq_topic,
+            "config keys `kafka.topic` and `kafka.dlq_topic` must differ"
+        );
+        for broker in k.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            if !broker.contains(':') {
+                bail!("config key `kafka.brokers`: `{broker}` has no port (expected host:port)");
+            }
+        }
+        crate::kafka::check_properties("kafka.properties", &k.properties)?;
+        crate::kafka::check_properties("producer.properties", &self.producer.properties)?;
+
+        let p = &self.producer;
+        ensure!(
+            p.max_in_flight >= self.gateway.max_batch_events,
+            "config key `producer.max_in_flight` ({}) must be at least `gateway.max_batch_events` ({}), or a full batch could never be sent",
+            p.max_in_flight,
+            self.gateway.max_batch_events
+        );
+        ensure!(
+            p.delivery_timeout < self.gateway.request_timeout,
+            "config key `producer.delivery_timeout` ({}) must be below `gateway.request_timeout` ({}) so a failed delivery is reported before the request gives up",
+            humantime::format_duration(p.delivery_timeout),
+            humantime::format_duration(self.gateway.request_timeout)
+        );
+        ensure!(
+            p.delivery_timeout >= std::time::Duration::from_millis(100),
+            "config key `producer.delivery_timeout`: at least 100ms"
+        );
+
+        let g = &self.gateway;
+        ensure!(
+            g.max_batch_events >= 1,
+            "config key `gateway.max_batch_events`: must be at least 1"
+        );
+        ensure!(
+            g.max_body_bytes >= 1024,
+            "config key `gateway.max_body_bytes`: must be at least 1024"
+        );
+        ensure!(
+            g.api_keys.iter().all(|key| key.len() >= 16),
+            "config key `gateway.api_keys`: every key must be at least 16 characters"
+        );
+        url::Url::parse(&g.producer_url).map_err(|e| {
+            anyhow::anyhow!(
+                "config key `gateway.producer_url`: `{}` is not a URL: {e}",
+                g.producer_url
+            )
+        })?;
+
+        let l = &self.limits;
+        ensure!(
+            l.max_message_bytes >= 1,
+            "config key `limits.max_message_bytes`: must be at least 1"
+        );
+        ensure!(
+            l.max_message_bytes < g.max_body_bytes,
+            "config key `limits.max_message_bytes` must be below `gateway.max_body_bytes`"
+        );
+
+        for (key, url, schemes) in [
+            ("postgres.url", &self.postgres.url, &["postgres", "postgresql"][..]),
+            ("redis.url", &self.redis.url, &["redis", "rediss", "unix"][..]),
+        ] {
+            if url.is_empty() {
+                continue;
+            }
+            let parsed = url::Url::parse(url)
+                .map_err(|e| anyhow::anyhow!("config key `{key}`: not a URL: {e}"))?;
+            ensure!(
+                schemes.contains(&parsed.scheme()),
+                "config key `{key}`: scheme `{}` is not one of {schemes:?}",
+                parsed.scheme()
+            );
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| anyhow::anyhow!("config key `log.level`: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Kafka's own rule for topic names.
+fn valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

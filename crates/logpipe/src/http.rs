@@ -1,0 +1,254 @@
+//! What every logpipe HTTP service shares: the one JSON error shape ([`ApiError`]), request ids,
+//! per-route request metrics, the operational routes (`/health/live`, `/health/ready`,
+//! `/metrics`), and serving with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::metrics::{render, HttpLabels, HttpMetrics, RouteLabels, SharedRegistry};
+
+/// Header carrying the request id, in requests (optional) and every response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id of the current request: the client's `X-Request-Id` when it is sane
+/// (1-128 visible ASCII characters), otherwise a fresh UUIDv7.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::now_v7().to_string().into())))
+    }
+}
+
+/// Middleware: assigns the request id and echoes it on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Arc::<str>::from)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string().into());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Middleware: counts requests by route template, method and status, and times them.
+pub async fn track_metrics(
+    State(metrics): State<HttpMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    metrics.in_flight.inc();
+    let response = next.run(request).await;
+    metrics.in_flight.dec();
+    metrics
+        .duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// The one error shape of every logpipe HTTP API:
+/// `{"error": {"code": "...", "message": "...", "request_id": "..."}, ...details}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable, machine-readable (`payload_too_large`).
+    pub code: &'static str,
+    /// For people: what went wrong and what to do.
+    pub message: String,
+    pub request_id: Option<Arc<str>>,
+    /// Extra top-level fields (e.g. `rejected` items of a batch).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Sent as `Retry-After` (503, 429).
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            request_id: None,
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_request_id(mut self, id: &RequestId) -> Self {
+        self.request_id = Some(id.0.clone());
+        self
+    }
+
+    pub fn with_details(mut self, details: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route; see the README for the API")
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.details.unwrap_or_default();
+        body.insert(
+            "error".into(),
+            serde_json::to_value(ErrorBody {
+                code: self.code,
+                message: &self.message,
+                request_id: self.request_id.as_deref(),
+            })
+            .unwrap_or_default(),
+        );
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Fallback for unknown routes, in the shared error shape.
+pub async fn fallback(id: RequestId) -> ApiError {
+    ApiError::not_found().with_request_id(&id)
+}
+
+/// A named readiness condition (`kafka`, `producer`), evaluated on each `/health/ready`.
+pub type ReadyCheck = (&'static str, Arc<dyn Fn() -> bool + Send + Sync>);
+
+/// State of the operational routes.
+#[derive(Clone)]
+pub struct Ops {
+    pub registry: SharedRegistry,
+    pub checks: Arc<Vec<ReadyCheck>>,
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn ops_routes(ops: Ops) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "live"})) }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(ops)
+}
+
+async fn ready(State(ops): State<Ops>) -> Response {
+    let mut all = true;
+    let mut checks = serde_json::Map::new();
+    for (name, check) in ops.checks.iter() {
+        let up = check();
+        all &= up;
+        checks.insert((*name).into(), (if up { "up" } else { "down" }).into());
+    }
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"status": if all { "ready" } else { "not_ready" }, "checks": checks});
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(ops): State<Ops>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        render(&ops.registry),
+    )
+        .into_response()
+}
+
+/// Wraps a service router with the shared layers: request ids, metrics, fallback, ops routes.
+pub fn with_common_layers(router: Router, ops: Ops, metrics: HttpMetrics) -> Router {
+    router
+        .merge(ops_routes(ops))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(metrics, track_metrics))
+        .layer(axum::middleware::from_fn(request_id))
+}
+
+/// Binds `addr`, saying what to do when the port is taken.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{what} cannot listen on {addr}: {e}; choose another address with --listen or the config file"
+        )
+    })
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await?;
+    Ok(())
+}

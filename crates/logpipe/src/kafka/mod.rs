@@ -1,0 +1,73 @@
+//! Everything that talks to Kafka but is not a role: building client configurations from
+//! [`KafkaConfig`], the record headers logpipe writes, topic administration ([`admin`]), the
+//! embedded in-process broker ([`embedded`]) and the reachability probe ([`health`]).
+
+pub mod admin;
+pub mod embedded;
+pub mod health;
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Record headers written by the producer and read by the consumer.
+pub mod headers {
+    /// Milliseconds since the Unix epoch when the gateway received the event (ASCII decimal).
+    /// The consumer measures end-to-end latency from it.
+    pub const INGEST_TIME_MS: &str = "logpipe-ingest-ms";
+    /// The request id of the HTTP request that carried the event.
+    pub const REQUEST_ID: &str = "logpipe-request-id";
+}
+
+/// Properties logpipe owns; setting them through `properties` would break a guarantee.
+const RESERVED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set `kafka.brokers` instead"),
+    ("metadata.broker.list", "set `kafka.brokers` instead"),
+    ("enable.idempotence", "the producer is always idempotent"),
+    ("acks", "the producer always uses acks=all"),
+    ("request.required.acks", "the producer always uses acks=all"),
+    ("enable.auto.commit", "offsets are committed by logpipe after the work is done"),
+];
+
+/// Checks librdkafka property names and values without creating a client, so a typo fails at
+/// start with the key named rather than at first use.
+pub fn check_properties(section: &str, properties: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    for (key, value) in properties {
+        if let Some((_, why)) = RESERVED.iter().find(|(reserved, _)| reserved == key) {
+            bail!("config key `{section}.\"{key}\"`: cannot be set here; {why}");
+        }
+        let mut probe = ClientConfig::new();
+        probe.set(key, value);
+        if let Err(e) = probe.create_native_config() {
+            bail!("config key `{section}.\"{key}\"`: librdkafka rejects it: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The configuration every logpipe Kafka client starts from: brokers, client id with the role,
+/// and the pass-through properties. `extra` (role-specific) overrides `kafka.properties`.
+pub fn client_config(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    role: &str,
+    extra: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", format!("{}-{role}", kafka.client_id))
+        .set(
+            "socket.timeout.ms",
+            kafka.request_timeout.as_millis().max(10).to_string(),
+        )
+        // librdkafka logs through `log`-less callbacks; keep its own noise to warnings.
+        .set("log_level", "4");
+    for (key, value) in kafka.properties.iter().chain(extra) {
+        config.set(key, value);
+    }
+    config
+}

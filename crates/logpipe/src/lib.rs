@@ -1,0 +1,30 @@
+//! logpipe: a Kafka log-processing pipeline in one binary.
+//!
+//! ```text
+//! client --HTTP--> gateway :8080 --> producer :8081 --> Kafka "application-logs" (12 partitions)
+//!                                                         --> consumer group (next: consumer module)
+//! ```
+//!
+//! Where things live:
+//! - [`config`]: the TOML file, `LOGPIPE_*` environment overrides, flags, validation, redaction.
+//! - [`cli`]: the `logpipe` command line; [`commands`]: operator tools (`topics`, `config check`).
+//! - [`app`]: wires roles into a running process (what `logpipe gateway|producer|run` start).
+//! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`): body limits, gzip, API keys.
+//! - [`producer`]: the idempotent Kafka producer with bounded in-flight records, its internal
+//!   HTTP endpoint (split mode) and the gateway's client for it.
+//! - [`kafka`]: client config, record headers, topic admin, the embedded broker, health probes.
+//! - [`http`]: what every HTTP service shares: error shape, request ids, health and metrics routes.
+//! - [`telemetry`]: Prometheus metrics and process logs.
+//! - The event model (parsing, validation, wire format) is its own crate, `logpipe_model`.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod kafka;
+pub mod producer;
+pub mod telemetry;
+
+pub use logpipe_model as model;

@@ -1,0 +1,100 @@
+//! The `logpipe` binary: parses the command line, loads the configuration, and runs a role or a tool.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use logpipe::app::{App, Roles};
+use logpipe::cli::{Cli, Command, ConfigCommand, TopicsCommand};
+use logpipe::config::{Config, Sources};
+use logpipe::{commands, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides = cli.global.overrides();
+    match &cli.command {
+        Command::Gateway { listen, producer_url } => {
+            if let Some(listen) = listen {
+                overrides.push(("gateway.listen".into(), listen.to_string()));
+            }
+            if let Some(url) = producer_url {
+                overrides.push(("gateway.producer_url".into(), url.clone()));
+            }
+        }
+        Command::Producer { listen: Some(listen) } => {
+            overrides.push(("producer.listen".into(), listen.to_string()))
+        }
+        Command::Run { listen: Some(listen) } => {
+            overrides.push(("gateway.listen".into(), listen.to_string()))
+        }
+        _ => {}
+    }
+    let config = match Config::load(&Sources::from_process_env(cli.global.config.clone(), overrides)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::logging::init(config.log.format, &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Gateway { .. } => serve(config, Roles::Gateway).await,
+        Command::Producer { .. } => serve(config, Roles::Producer).await,
+        Command::Run { .. } => serve(config, Roles::All).await,
+        Command::Topics(TopicsCommand::Ensure) => commands::topics_ensure(&config).await,
+        Command::Topics(TopicsCommand::Describe { topics, json }) => {
+            commands::topics_describe(&config, topics, json).await
+        }
+        Command::Config(ConfigCommand::Check { env }) => commands::config_check(&config, env),
+    }
+}
+
+/// Runs roles until SIGTERM or Ctrl-C, then shuts down gracefully.
+async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
+    let app = App::start(config, roles).await?;
+    let stop = app.stop_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        stop.cancel();
+    });
+    app.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,123 @@
+//! The gateway's client for the producer service in split mode: keep-alive connection pool,
+//! one POST per ingest request, failures mapped back to [`PublishError`], and a readiness probe
+//! of the producer's `/health/ready` (which itself means "Kafka reachable").
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::service::{INGEST_MS_HEADER, PUBLISH_PATH};
+use super::{Batch, PublishError};
+use crate::http::REQUEST_ID_HEADER;
+use crate::kafka::health::KafkaHealth;
+
+/// HTTP client of the producer service.
+#[derive(Clone)]
+pub struct ProducerClient {
+    http: reqwest::Client,
+    base: String,
+    health: KafkaHealth,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+    #[serde(default)]
+    failed: Vec<FailedItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct FailedItem {
+    index: usize,
+    reason: String,
+}
+
+impl ProducerClient {
+    /// A client for the producer at `base` (`http://host:8081`); `timeout` bounds each call.
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            health: KafkaHealth::default(),
+        })
+    }
+
+    /// The producer's readiness as last probed.
+    pub fn health(&self) -> &KafkaHealth {
+        &self.health
+    }
+
+    /// Probes `/health/ready` every `interval` until `stop`.
+    pub fn start_health_monitor(&self, interval: Duration, stop: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let up = me
+                    .http
+                    .get(format!("{}/health/ready", me.base))
+                    .timeout(interval.max(Duration::from_secs(1)))
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                me.health.set(up);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+            }
+        });
+    }
+
+    /// Sends the batch to the producer and waits for its verdict.
+    pub async fn publish(&self, batch: &Batch) -> Result<(), PublishError> {
+        let mut body = Vec::with_capacity(batch.events.len() * 256);
+        for event in &batch.events {
+            event.write_json(&mut body);
+            body.push(b'\n');
+        }
+        let response = self
+            .http
+            .post(format!("{}{PUBLISH_PATH}", self.base))
+            .header(REQUEST_ID_HEADER, &*batch.request_id)
+            .header(INGEST_MS_HEADER, batch.ingest_ms.to_string())
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                PublishError::Unavailable(format!("producer service at {} unreachable: {e}", self.base))
+            })?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        let parsed: Option<ErrorBody> = response.json().await.ok();
+        Err(match parsed {
+            Some(body) => match body.error.code.as_str() {
+                "saturated" => PublishError::Saturated,
+                "delivery_failed" => PublishError::Partial {
+                    failed: body.failed.into_iter().map(|f| (f.index, f.reason)).collect(),
+                },
+                _ => PublishError::Unavailable(format!(
+                    "producer service answered {status}: {}",
+                    body.error.message
+                )),
+            },
+            None => PublishError::Unavailable(format!("producer service answered {status}")),
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics. Each role registers its own families into one shared [`Registry`]
+//! (`GatewayMetrics::register`, `ProducerMetrics::register`), and every HTTP listener serves the
+//! whole registry at `/metrics`. Names are stable and listed in the README; labels stay
+//! low-cardinality (route templates, status codes, reason codes; never ids or raw paths).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets in seconds, from 0.5 ms to 10 s: ingest requests sit at the low end.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets for counts of events per request or batch.
+pub const SIZE_BUCKETS: &[f64] = &[
+    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+pub fn size_histogram() -> Histogram {
+    Histogram::new(SIZE_BUCKETS.iter().copied())
+}
+
+/// A fresh registry with `logpipe_build_info`.
+pub fn new_registry() -> Registry {
+    let mut registry = Registry::default();
+    registry.register(
+        "logpipe_build",
+        "logpipe build information",
+        Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("rustc", option_env!("LOGPIPE_RUSTC").unwrap_or("unknown").to_string()),
+        ]),
+    );
+    registry
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    if let Err(e) = encode(&mut out, registry) {
+        tracing::error!(error = %e, "encoding metrics");
+    }
+    out
+}
+
+/// Labels of HTTP request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Route template (`/api/v1/logs/batch`), or `unmatched`.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+/// Labels carrying one low-cardinality reason code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Labels of per-route latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+/// Metrics of an HTTP service (gateway, producer endpoint), labelled with a `service` prefix.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    pub requests: Family<HttpLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram>,
+    pub in_flight: Gauge,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry, prefix: &str) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            in_flight: Gauge::default(),
+        };
+        registry.register(
+            format!("{prefix}_http_requests"),
+            "HTTP requests by route, method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_http_request_duration_seconds"),
+            "HTTP request latency by route",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            format!("{prefix}_http_requests_in_flight"),
+            "HTTP requests being handled",
+            metrics.in_flight.clone(),
+        );
+        metrics
+    }
+}
+
+/// The frozen registry shared by every listener of the process.
+pub type SharedRegistry = Arc<Registry>;

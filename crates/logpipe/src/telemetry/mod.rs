@@ -1,0 +1,4 @@
+//! Telemetry: Prometheus metrics ([`metrics`]) and process logs ([`logging`]).
+
+pub mod logging;
+pub mod metrics;

@@ -1,0 +1,121 @@
+//! The `logpipe` binary as users run it: help texts, `config check` (validation and redaction),
+//! and `logpipe run` serving on the embedded broker and stopping cleanly on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn logpipe() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_logpipe"));
+    // The suite's own variables must not leak into the config under test.
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGPIPE_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+fn output(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = logpipe().args(args).envs(env.iter().copied()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_roles_and_tools() {
+    let (code, stdout, _) = output(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for word in ["gateway", "producer", "run", "topics", "config", "--kafka-brokers", "--postgres-url", "--redis-url", "--config"] {
+        assert!(stdout.contains(word), "--help lacks {word}:\n{stdout}");
+    }
+    for sub in [&["gateway"][..], &["producer"], &["run"], &["topics", "ensure"], &["topics", "describe"], &["config", "check"]] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let (code, stdout, stderr) = output(&args, &[]);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stdout.len() > 200, "{args:?} help is too thin:\n{stdout}");
+    }
+}
+
+#[test]
+fn config_check_prints_effective_config_with_secrets_redacted() {
+    let (code, stdout, stderr) = output(
+        &["config", "check", "--postgres-url", "postgres://app:hunter2@db/logs", "--set", "producer.linger=20ms"],
+        &[("LOGPIPE_REDIS_URL", "redis://:topsecret@cache:6379"), ("LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD", "pw-123")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("hunter2") && !stdout.contains("topsecret") && !stdout.contains("pw-123"), "{stdout}");
+    assert!(stdout.contains("postgres://app:<redacted>@db/logs"), "{stdout}");
+    assert!(stdout.contains("linger = \"20ms\""), "{stdout}");
+    assert!(stdout.contains("EMBEDDED"), "{stdout}");
+    assert!(stdout.contains("config OK"));
+
+    let (code, stdout, _) = output(&["config", "check", "--env"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("LOGPIPE_KAFKA_BROKERS") && stdout.contains("LOGPIPE_GATEWAY_MAX_BATCH_EVENTS"));
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[gateway]\nmax_batch_evnts = 5\n").unwrap();
+    let (code, _, stderr) = output(&["--config", path.to_str().unwrap(), "config", "check"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("gateway.max_batch_evnts"), "{stderr}");
+
+    let (code, _, stderr) = output(&["config", "check"], &[("LOGPIPE_PRODUCER_COMPRESION", "zstd")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("LOGPIPE_PRODUCER_COMPRESION"), "{stderr}");
+
+    let (code, _, stderr) = output(&["config", "check", "--set", "producer.compression=brotli"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("producer.compression"), "{stderr}");
+}
+
+#[test]
+fn topics_commands_need_brokers_and_say_so() {
+    let (code, _, stderr) = output(&["topics", "describe"], &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--kafka-brokers"), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_serves_on_the_embedded_broker_and_exits_0_on_sigterm() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = logpipe()
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    crate::support::wait_ready(&base).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/logs"))
+        .json(&serde_json::json!({"service": "cli", "level": "INFO", "message": "hello from the CLI test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "logpipe run did not stop within 30 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit status {status}: {stderr}");
+    assert!(stderr.contains("EMBEDDED"), "startup says the broker is embedded:\n{stderr}");
+    assert!(stderr.contains("NOTHING across restarts"), "{stderr}");
+}

@@ -1,0 +1,87 @@
+//! Against an external Kafka-protocol broker (Tansu, started by `scripts/test.sh`, address in
+//! LOGPIPE_TEST_KAFKA_BROKERS): topic creation through the admin API, `topics describe`, and the
+//! ingest path end to end with records read back.
+
+use std::process::Command;
+
+use logpipe::app::Roles;
+use logpipe::kafka::admin::{ensure_topics, EnsureOutcome, TopicSpec};
+use logpipe::kafka::client_config;
+use serde_json::{json, Value};
+
+use crate::support::{read_all, required_env, start, test_config};
+
+fn brokers() -> String {
+    required_env("LOGPIPE_TEST_KAFKA_BROKERS")
+}
+
+#[tokio::test]
+async fn external_topics_ensure_creates_then_reports_existing_and_short_topics() {
+    let config = test_config(&brokers());
+    let client = client_config(&config.kafka, &config.kafka.brokers, "admin", &Default::default());
+    let specs = TopicSpec::from_config(&config.kafka);
+    let timeout = config.kafka.request_timeout;
+
+    let first = ensure_topics(&client, &specs, timeout).await.unwrap();
+    assert_eq!(first[0].1, EnsureOutcome::Created { partitions: 12 });
+    assert_eq!(first[1].1, EnsureOutcome::Created { partitions: 3 });
+    let again = ensure_topics(&client, &specs, timeout).await.unwrap();
+    assert_eq!(again[0].1, EnsureOutcome::Exists { partitions: 12 });
+
+    let mut wants_more = specs[0].clone();
+    wants_more.partitions = 24;
+    let short = ensure_topics(&client, &[wants_more], timeout).await.unwrap();
+    assert_eq!(short[0].1, EnsureOutcome::FewerPartitions { actual: 12, configured: 24 });
+}
+
+#[test]
+fn external_topics_cli_ensure_and_describe_print_tables() {
+    let brokers = brokers();
+    let topic = crate::support::unique("it-cli-logs");
+    let dlq = crate::support::unique("it-cli-dlq");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_logpipe"))
+            .args(args)
+            .args(["--kafka-brokers", &brokers, "--set", &format!("kafka.topic={topic}"), "--set", &format!("kafka.dlq_topic={dlq}")])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let ensured = run(&["topics", "ensure"]);
+    assert!(ensured.contains(&topic) && ensured.contains("created"), "{ensured}");
+    let described = run(&["topics", "describe"]);
+    assert!(described.contains("PARTITION") && described.contains("HIGH-OFFSET"), "{described}");
+    assert!(described.contains(&format!("Topic: {topic}   partitions: 12")), "{described}");
+    assert!(described.contains(&format!("Topic: {dlq}   partitions: 3")), "{described}");
+    let json: Value = serde_json::from_str(&run(&["topics", "describe", "--json"])).unwrap();
+    assert_eq!(json[0]["partitions"].as_array().unwrap().len(), 12);
+}
+
+#[tokio::test]
+async fn external_ingest_end_to_end_reads_back_every_event() {
+    let config = test_config(&brokers());
+    let topic = config.kafka.topic.clone();
+    let app = start(config, Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"service": format!("ext-{}", i % 7), "level": "error", "message": format!("failure {i}"), "attributes": {"i": i}}))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/logs/batch"))
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let records = read_all(&app.bootstrap.clone().unwrap(), &topic, 300).await;
+    assert_eq!(records.len(), 300);
+    let mut seen: Vec<i64> = records.iter().map(|r| r.value["attributes"]["i"].as_i64().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, (0..300).collect::<Vec<_>>());
+    for r in &records {
+        assert_eq!(r.key.as_deref(), r.value["service"].as_str());
+    }
+    app.shutdown().await.unwrap();
+}

@@ -1,0 +1,143 @@
+//! Test helpers: unique names (tests run in parallel), a config pointing at a given broker,
+//! starting an [`App`] on port 0, and reading records back from Kafka.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use logpipe::app::{App, Roles};
+use logpipe::config::Config;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// A config for tests: listeners on port 0, unique topics, brokers as given ("" = embedded).
+pub fn test_config(brokers: &str) -> Config {
+    let mut config = Config::default();
+    config.kafka.brokers = brokers.to_string();
+    config.kafka.topic = unique("it-logs");
+    config.kafka.dlq_topic = unique("it-dlq");
+    config.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    config.producer.listen = "127.0.0.1:0".parse().unwrap();
+    config.producer.linger = Duration::from_millis(1);
+    config
+}
+
+/// Starts roles and waits until the gateway (or producer) says it is ready.
+pub async fn start(config: Config, roles: Roles) -> App {
+    let app = App::start(config, roles).await.expect("app starts");
+    let addr = app.gateway_addr.or(app.producer_addr).expect("a listener");
+    wait_ready(&format!("http://{addr}")).await;
+    app
+}
+
+/// Polls `/health/ready` until 200 (30 s at most).
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} did not become ready within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A record as read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads every record of `topic` from the beginning until `expected` arrived (or 30 s passed),
+/// then 300 ms more to catch extras.
+pub async fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<Record> {
+    let bootstrap = bootstrap.to_string();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", unique("it-reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut extra_until: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if now > deadline || extra_until.is_some_and(|t| now > t) {
+                break;
+            }
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: serde_json::from_slice(m.payload().unwrap_or_default()).expect("record value is JSON"),
+                    headers,
+                    timestamp_ms: m.timestamp().to_millis(),
+                });
+            }
+            if records.len() >= expected && extra_until.is_none() {
+                extra_until = Some(Instant::now() + Duration::from_millis(300));
+            }
+        }
+        records
+    })
+    .await
+    .unwrap()
+}
+
+/// The environment variable an external test needs, or a failure that says how to get it.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: this test needs an external service. Run the suite with `scripts/test.sh`, \
+             which installs and starts Tansu, PostgreSQL and Redis and sets {name}"
+        )
+    })
+}
