@@ -115,7 +115,9 @@ impl App {
                     }
                 };
                 if config.gateway.api_keys.is_empty() {
-                    tracing::info!("gateway API keys are off (set gateway.api_keys to require them)");
+                    tracing::info!(
+                        "gateway API keys are off (set gateway.api_keys to require them)"
+                    );
                 }
                 let router = gateway_router(&config, upstream, registry);
                 let listener = http::bind(config.gateway.listen, "the gateway").await?;
@@ -221,7 +223,12 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
 }
 
 /// Creates missing topics, retrying in the background until the cluster answers.
-fn spawn_topic_ensurer(config: &Config, bootstrap: &str, specs: Vec<TopicSpec>, stop: CancellationToken) {
+fn spawn_topic_ensurer(
+    config: &Config,
+    bootstrap: &str,
+    specs: Vec<TopicSpec>,
+    stop: CancellationToken,
+) {
     let client = client_config(&config.kafka, bootstrap, "admin", &Default::default());
     let timeout = config.kafka.request_timeout;
     tokio::spawn(async move {

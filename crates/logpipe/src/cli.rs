@@ -99,18 +99,22 @@ pub enum Command {
         producer_url: Option<String>,
     },
     /// [role] Producer service (:8081): the gateway's upstream; writes to Kafka with acks=all.
-    #[command(long_about = "Runs the producer service (default :8081): an internal HTTP endpoint the gateway calls in split mode.\n\n\
+    #[command(
+        long_about = "Runs the producer service (default :8081): an internal HTTP endpoint the gateway calls in split mode.\n\n\
         Writes events to Kafka with an idempotent producer (acks=all, compression, batching), creates the topics when\n\
-        absent, and answers only after Kafka acknowledged every record. With no brokers configured it starts the embedded broker.")]
+        absent, and answers only after Kafka acknowledged every record. With no brokers configured it starts the embedded broker."
+    )]
     Producer {
         /// Listen address. [config: producer.listen]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
     /// [role] All roles in one process (gateway with the producer in-process), on embedded Kafka if none is configured.
-    #[command(long_about = "Runs every role in one process: the gateway on gateway.listen, calling the producer in-process.\n\n\
+    #[command(
+        long_about = "Runs every role in one process: the gateway on gateway.listen, calling the producer in-process.\n\n\
         With no Kafka brokers configured it starts an embedded in-process broker (librdkafka's mock cluster) that keeps\n\
-        nothing across restarts. Try:\n\n  logpipe run\n  curl -s localhost:8080/api/v1/logs -H 'content-type: application/json' \\\n       -d '{\"service\":\"checkout\",\"level\":\"error\",\"message\":\"payment failed\"}'")]
+        nothing across restarts. Try:\n\n  logpipe run\n  curl -s localhost:8080/api/v1/logs -H 'content-type: application/json' \\\n       -d '{\"service\":\"checkout\",\"level\":\"error\",\"message\":\"payment failed\"}'"
+    )]
     Run {
         /// Gateway listen address. [config: gateway.listen]
         #[arg(long, value_name = "ADDR")]

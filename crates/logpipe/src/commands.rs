@@ -27,7 +27,9 @@ pub async fn topics_ensure(config: &Config) -> anyhow::Result<()> {
     let mut short = false;
     for (topic, outcome) in &outcomes {
         let (partitions, status) = match outcome {
-            EnsureOutcome::Created { partitions } => (partitions.to_string(), "created".to_string()),
+            EnsureOutcome::Created { partitions } => {
+                (partitions.to_string(), "created".to_string())
+            }
             EnsureOutcome::Exists { partitions } => (partitions.to_string(), "exists".to_string()),
             EnsureOutcome::FewerPartitions { actual, configured } => {
                 short = true;
@@ -50,7 +52,11 @@ pub async fn topics_ensure(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `logpipe topics describe`.
-pub async fn topics_describe(config: &Config, topics: Vec<String>, json: bool) -> anyhow::Result<()> {
+pub async fn topics_describe(
+    config: &Config,
+    topics: Vec<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     let brokers = require_brokers(config)?;
     let client = client_config(&config.kafka, &brokers, "admin", &Default::default());
     let names = if topics.is_empty() {
@@ -81,7 +87,15 @@ fn print_topic(info: &TopicInfo) {
         info.partitions.len(),
         messages
     );
-    let mut table = new_table(&["PARTITION", "LEADER", "REPLICAS", "ISR", "LOW-OFFSET", "HIGH-OFFSET", "MESSAGES"]);
+    let mut table = new_table(&[
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "ISR",
+        "LOW-OFFSET",
+        "HIGH-OFFSET",
+        "MESSAGES",
+    ]);
     let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     for p in &info.partitions {
         table.add_row(vec![
@@ -123,15 +137,27 @@ pub fn config_check(config: &Config, show_env: bool) -> anyhow::Result<()> {
     println!("# Summary");
     println!(
         "#   Kafka:      {}",
-        part(config.kafka.is_embedded(), &config.kafka.brokers, "EMBEDDED in-process broker (keeps nothing across restarts)")
+        part(
+            config.kafka.is_embedded(),
+            &config.kafka.brokers,
+            "EMBEDDED in-process broker (keeps nothing across restarts)"
+        )
     );
     println!(
         "#   PostgreSQL: {}",
-        part(config.postgres.url.is_empty(), &redact::redact_url(&config.postgres.url), "embedded SQLite")
+        part(
+            config.postgres.url.is_empty(),
+            &redact::redact_url(&config.postgres.url),
+            "embedded SQLite"
+        )
     );
     println!(
         "#   Redis:      {}",
-        part(config.redis.url.is_empty(), &redact::redact_url(&config.redis.url), "in-process aggregates")
+        part(
+            config.redis.url.is_empty(),
+            &redact::redact_url(&config.redis.url),
+            "in-process aggregates"
+        )
     );
     if show_env {
         let mut table = new_table(&["CONFIG KEY", "ENVIRONMENT VARIABLE"]);
@@ -150,7 +176,9 @@ pub fn config_check(config: &Config, show_env: bool) -> anyhow::Result<()> {
 
 fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     table
 }
 

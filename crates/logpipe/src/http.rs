@@ -133,7 +133,11 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route; see the README for the API")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see the README for the API",
+        )
     }
 }
 
@@ -186,7 +190,10 @@ pub struct Ops {
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_routes(ops: Ops) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "live"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "live"})) }),
+        )
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(ops)
@@ -205,7 +212,8 @@ async fn ready(State(ops): State<Ops>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({"status": if all { "ready" } else { "not_ready" }, "checks": checks});
+    let body =
+        serde_json::json!({"status": if all { "ready" } else { "not_ready" }, "checks": checks});
     (status, Json(body)).into_response()
 }
 

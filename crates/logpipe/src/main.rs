@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut overrides = cli.global.overrides();
     match &cli.command {
-        Command::Gateway { listen, producer_url } => {
+        Command::Gateway {
+            listen,
+            producer_url,
+        } => {
             if let Some(listen) = listen {
                 overrides.push(("gateway.listen".into(), listen.to_string()));
             }
@@ -20,15 +23,18 @@ fn main() -> ExitCode {
                 overrides.push(("gateway.producer_url".into(), url.clone()));
             }
         }
-        Command::Producer { listen: Some(listen) } => {
-            overrides.push(("producer.listen".into(), listen.to_string()))
-        }
-        Command::Run { listen: Some(listen) } => {
-            overrides.push(("gateway.listen".into(), listen.to_string()))
-        }
+        Command::Producer {
+            listen: Some(listen),
+        } => overrides.push(("producer.listen".into(), listen.to_string())),
+        Command::Run {
+            listen: Some(listen),
+        } => overrides.push(("gateway.listen".into(), listen.to_string())),
         _ => {}
     }
-    let config = match Config::load(&Sources::from_process_env(cli.global.config.clone(), overrides)) {
+    let config = match Config::load(&Sources::from_process_env(
+        cli.global.config.clone(),
+        overrides,
+    )) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: invalid configuration: {e:#}");
@@ -36,7 +42,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::logging::init(config.log.format, &config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -83,13 +92,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -47,7 +47,10 @@ pub(super) fn apply(tree: &mut Value, env: &[(String, String)]) -> anyhow::Resul
 
 /// The environment variable of a dotted key.
 pub(crate) fn env_name(path: &str) -> String {
-    format!("{ENV_PREFIX}{}", path.replace('.', "_").to_ascii_uppercase())
+    format!(
+        "{ENV_PREFIX}{}",
+        path.replace('.', "_").to_ascii_uppercase()
+    )
 }
 
 /// Sets the leaf at `path` from a raw string, typed like the value it replaces.
@@ -55,7 +58,8 @@ pub(super) fn set_path(tree: &mut Value, path: &str, raw: &str) -> anyhow::Resul
     let (parent, leaf) = match path.rsplit_once('.') {
         Some((parent, leaf)) => (table_at(tree, parent)?, leaf),
         None => (
-            tree.as_table_mut().ok_or_else(|| anyhow!("config root is not a table"))?,
+            tree.as_table_mut()
+                .ok_or_else(|| anyhow!("config root is not a table"))?,
             path,
         ),
     };
@@ -125,7 +129,8 @@ fn collect_leaves(node: &Value, path: &str, out: &mut Vec<String>) {
 
 /// Every config key and its environment variable, for docs and `config check --env`.
 pub fn variables() -> Vec<(String, String)> {
-    let tree = Value::try_from(super::Config::default()).unwrap_or(Value::Table(Default::default()));
+    let tree =
+        Value::try_from(super::Config::default()).unwrap_or(Value::Table(Default::default()));
     let mut leaves = Vec::new();
     collect_leaves(&tree, "", &mut leaves);
     leaves

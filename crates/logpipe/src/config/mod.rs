@@ -119,8 +119,7 @@ fn merge(base: &mut Value, overlay: Value, path: &str, origin: &str) -> anyhow::
 }
 
 /// Tables whose keys are not known in advance (passed through to librdkafka, or static tags).
-pub(crate) const FREE_FORM_TABLES: &[&str] =
-    &["kafka.properties", "producer.properties"];
+pub(crate) const FREE_FORM_TABLES: &[&str] = &["kafka.properties", "producer.properties"];
 
 #[cfg(test)]
 mod tests;

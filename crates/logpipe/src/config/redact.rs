@@ -12,7 +12,12 @@ pub fn redacted(config: &Config) -> Config {
     let mut c = config.clone();
     c.postgres.url = redact_url(&c.postgres.url);
     c.redis.url = redact_url(&c.redis.url);
-    c.gateway.api_keys = c.gateway.api_keys.iter().map(|_| MASK.to_string()).collect();
+    c.gateway.api_keys = c
+        .gateway
+        .api_keys
+        .iter()
+        .map(|_| MASK.to_string())
+        .collect();
     for props in [&mut c.kafka.properties, &mut c.producer.properties] {
         for (key, value) in props.iter_mut() {
             if is_secret_property(key) {
@@ -26,9 +31,16 @@ pub fn redacted(config: &Config) -> Config {
 /// librdkafka properties that carry credentials or private keys.
 pub fn is_secret_property(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token"]
-        .iter()
-        .any(|needle| key.contains(needle))
+    [
+        "password",
+        "secret",
+        "sasl.oauthbearer.config",
+        "ssl.key.pem",
+        "ssl_key",
+        "token",
+    ]
+    .iter()
+    .any(|needle| key.contains(needle))
 }
 
 /// Masks the password (and a bare username used as a token) of a URL; leaves the rest readable.

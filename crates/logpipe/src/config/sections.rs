@@ -282,7 +282,10 @@ impl Config {
     /// Rules that span fields or need more than a type to check.
     pub fn validate(&self) -> anyhow::Result<()> {
         let k = &self.kafka;
-        ensure!(!k.topic.is_empty(), "config key `kafka.topic`: must not be empty");
+        ensure!(
+            !k.topic.is_empty(),
+            "config key `kafka.topic`: must not be empty"
+        );
         ensure!(
             k.partitions >= 1,
             "config key `kafka.partitions`: must be at least 1, got {}",
@@ -307,7 +310,12 @@ impl Config {
             k.topic != k.dlq_topic,
             "config keys `kafka.topic` and `kafka.dlq_topic` must differ"
         );
-        for broker in k.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        for broker in k
+            .brokers
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+        {
             if !broker.contains(':') {
                 bail!("config key `kafka.brokers`: `{broker}` has no port (expected host:port)");
             }
@@ -364,8 +372,16 @@ impl Config {
         );
 
         for (key, url, schemes) in [
-            ("postgres.url", &self.postgres.url, &["postgres", "postgresql"][..]),
-            ("redis.url", &self.redis.url, &["redis", "rediss", "unix"][..]),
+            (
+                "postgres.url",
+                &self.postgres.url,
+                &["postgres", "postgresql"][..],
+            ),
+            (
+                "redis.url",
+                &self.redis.url,
+                &["redis", "rediss", "unix"][..],
+            ),
         ] {
             if url.is_empty() {
                 continue;

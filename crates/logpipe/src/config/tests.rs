@@ -1,6 +1,10 @@
 use super::*;
 
-fn load(file: Option<&str>, env: &[(&str, &str)], flags: &[(&str, &str)]) -> anyhow::Result<Config> {
+fn load(
+    file: Option<&str>,
+    env: &[(&str, &str)],
+    flags: &[(&str, &str)],
+) -> anyhow::Result<Config> {
     let dir = tempfile::tempdir().unwrap();
     let path = file.map(|text| {
         let path = dir.path().join("logpipe.toml");
@@ -9,8 +13,14 @@ fn load(file: Option<&str>, env: &[(&str, &str)], flags: &[(&str, &str)]) -> any
     });
     Config::load(&Sources {
         file: path,
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        overrides: flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        overrides: flags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     })
 }
 
@@ -25,7 +35,10 @@ fn defaults_match_the_spec() {
     assert_eq!(c.kafka.partitions, 12);
     assert_eq!(c.kafka.dlq_topic, "logs-dlq");
     assert_eq!(c.kafka.dlq_partitions, 3);
-    assert_eq!(c.kafka.dlq_retention, std::time::Duration::from_secs(604_800));
+    assert_eq!(
+        c.kafka.dlq_retention,
+        std::time::Duration::from_secs(604_800)
+    );
     assert_eq!(c.gateway.listen.port(), 8080);
     assert_eq!(c.producer.listen.port(), 8081);
     assert!(c.kafka.is_embedded());
@@ -37,13 +50,35 @@ fn precedence_is_file_then_env_then_flags() {
     let c = load(Some(file), &[], &[]).unwrap();
     assert_eq!(c.kafka.brokers, "file:9092");
 
-    let env = [("LOGPIPE_KAFKA_BROKERS", "env:9092"), ("LOGPIPE_POSTGRES_URL", "postgres://env/db"), ("LOGPIPE_REDIS_URL", "redis://env")];
+    let env = [
+        ("LOGPIPE_KAFKA_BROKERS", "env:9092"),
+        ("LOGPIPE_POSTGRES_URL", "postgres://env/db"),
+        ("LOGPIPE_REDIS_URL", "redis://env"),
+    ];
     let c = load(Some(file), &env, &[]).unwrap();
-    assert_eq!((c.kafka.brokers.as_str(), c.postgres.url.as_str(), c.redis.url.as_str()), ("env:9092", "postgres://env/db", "redis://env"));
+    assert_eq!(
+        (
+            c.kafka.brokers.as_str(),
+            c.postgres.url.as_str(),
+            c.redis.url.as_str()
+        ),
+        ("env:9092", "postgres://env/db", "redis://env")
+    );
 
-    let flags = [("kafka.brokers", "flag:9092"), ("postgres.url", "postgres://flag/db"), ("redis.url", "redis://flag")];
+    let flags = [
+        ("kafka.brokers", "flag:9092"),
+        ("postgres.url", "postgres://flag/db"),
+        ("redis.url", "redis://flag"),
+    ];
     let c = load(Some(file), &env, &flags).unwrap();
-    assert_eq!((c.kafka.brokers.as_str(), c.postgres.url.as_str(), c.redis.url.as_str()), ("flag:9092", "postgres://flag/db", "redis://flag"));
+    assert_eq!(
+        (
+            c.kafka.brokers.as_str(),
+            c.postgres.url.as_str(),
+            c.redis.url.as_str()
+        ),
+        ("flag:9092", "postgres://flag/db", "redis://flag")
+    );
 }
 
 #[test]
@@ -51,7 +86,10 @@ fn env_values_take_the_type_of_the_key() {
     let env = [
         ("LOGPIPE_GATEWAY_MAX_BATCH_EVENTS", "500"),
         ("LOGPIPE_KAFKA_CREATE_TOPICS", "false"),
-        ("LOGPIPE_GATEWAY_API_KEYS", "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb"),
+        (
+            "LOGPIPE_GATEWAY_API_KEYS",
+            "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+        ),
         ("LOGPIPE_PRODUCER_LINGER", "20ms"),
         ("LOGPIPE_KAFKA_PROPERTY_SASL_USERNAME", "alice"),
         ("LOGPIPE_TEST_ANYTHING", "ignored"),
@@ -60,40 +98,99 @@ fn env_values_take_the_type_of_the_key() {
     let c = load(None, &env, &[]).unwrap();
     assert_eq!(c.gateway.max_batch_events, 500);
     assert!(!c.kafka.create_topics);
-    assert_eq!(c.gateway.api_keys, vec!["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
+    assert_eq!(
+        c.gateway.api_keys,
+        vec!["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]
+    );
     assert_eq!(c.producer.linger, std::time::Duration::from_millis(20));
     assert_eq!(c.kafka.properties["sasl.username"], "alice");
 }
 
 #[test]
 fn errors_name_the_key() {
-    let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+    /// (file, environment, what the error must name)
+    type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (Some("[kafka]\nbrokerz = \"x:1\"\n"), &[], "kafka.brokerz"),
         (Some("[nonsense]\n"), &[], "nonsense"),
-        (Some("[gateway]\nmax_batch_events = \"many\"\n"), &[], "gateway.max_batch_events"),
-        (Some("[producer]\ncompression = \"brotli\"\n"), &[], "producer.compression"),
-        (Some("[producer]\nlinger = \"soon\"\n"), &[], "producer.linger"),
-        (Some("[gateway]\nlisten = \"nowhere\"\n"), &[], "gateway.listen"),
+        (
+            Some("[gateway]\nmax_batch_events = \"many\"\n"),
+            &[],
+            "gateway.max_batch_events",
+        ),
+        (
+            Some("[producer]\ncompression = \"brotli\"\n"),
+            &[],
+            "producer.compression",
+        ),
+        (
+            Some("[producer]\nlinger = \"soon\"\n"),
+            &[],
+            "producer.linger",
+        ),
+        (
+            Some("[gateway]\nlisten = \"nowhere\"\n"),
+            &[],
+            "gateway.listen",
+        ),
         (Some("[kafka]\npartitions = 0\n"), &[], "kafka.partitions"),
-        (Some("[kafka]\nbrokers = \"localhost\"\n"), &[], "kafka.brokers"),
-        (Some("[kafka.properties]\n\"no.such.property\" = \"1\"\n"), &[], "no.such.property"),
-        (Some("[postgres]\nurl = \"mysql://x/y\"\n"), &[], "postgres.url"),
-        (Some("[gateway]\napi_keys = [\"short\"]\n"), &[], "gateway.api_keys"),
-        (Some("[gateway]\nmax_batch_events = 200000\n"), &[], "producer.max_in_flight"),
-        (None, &[("LOGPIPE_KAFKA_BROKRES", "x:1")], "LOGPIPE_KAFKA_BROKRES"),
-        (None, &[("LOGPIPE_GATEWAY_MAX_BODY_BYTES", "lots")], "LOGPIPE_GATEWAY_MAX_BODY_BYTES"),
-        (None, &[("LOGPIPE_KAFKA_CREATE_TOPICS", "maybe")], "kafka.create_topics"),
+        (
+            Some("[kafka]\nbrokers = \"localhost\"\n"),
+            &[],
+            "kafka.brokers",
+        ),
+        (
+            Some("[kafka.properties]\n\"no.such.property\" = \"1\"\n"),
+            &[],
+            "no.such.property",
+        ),
+        (
+            Some("[postgres]\nurl = \"mysql://x/y\"\n"),
+            &[],
+            "postgres.url",
+        ),
+        (
+            Some("[gateway]\napi_keys = [\"short\"]\n"),
+            &[],
+            "gateway.api_keys",
+        ),
+        (
+            Some("[gateway]\nmax_batch_events = 200000\n"),
+            &[],
+            "producer.max_in_flight",
+        ),
+        (
+            None,
+            &[("LOGPIPE_KAFKA_BROKRES", "x:1")],
+            "LOGPIPE_KAFKA_BROKRES",
+        ),
+        (
+            None,
+            &[("LOGPIPE_GATEWAY_MAX_BODY_BYTES", "lots")],
+            "LOGPIPE_GATEWAY_MAX_BODY_BYTES",
+        ),
+        (
+            None,
+            &[("LOGPIPE_KAFKA_CREATE_TOPICS", "maybe")],
+            "kafka.create_topics",
+        ),
         (Some("not toml ["), &[], "parsing config file"),
     ];
     for (file, env, needle) in cases {
         let message = err(load(*file, env, &[]));
-        assert!(message.contains(needle), "error for {file:?} {env:?} should name `{needle}`: {message}");
+        assert!(
+            message.contains(needle),
+            "error for {file:?} {env:?} should name `{needle}`: {message}"
+        );
     }
 }
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let message = err(Config::load(&Sources { file: Some("/nonexistent/logpipe.toml".into()), ..Default::default() }));
+    let message = err(Config::load(&Sources {
+        file: Some("/nonexistent/logpipe.toml".into()),
+        ..Default::default()
+    }));
     assert!(message.contains("/nonexistent/logpipe.toml"), "{message}");
 }
 
@@ -105,7 +202,10 @@ fn the_example_file_parses_and_documents_every_key() {
     for (path, _env) in variables() {
         let leaf = path.rsplit('.').next().unwrap();
         assert!(
-            text.lines().any(|l| l.trim_start_matches('#').trim_start().starts_with(&format!("{leaf} ="))),
+            text.lines().any(|l| l
+                .trim_start_matches('#')
+                .trim_start()
+                .starts_with(&format!("{leaf} ="))),
             "config/logpipe.example.toml does not document `{path}`"
         );
     }
@@ -119,12 +219,19 @@ fn redaction_masks_secrets_and_keeps_the_rest() {
     c.postgres.url = "postgres://app:hunter2@db:5432/logs".into();
     c.redis.url = "redis://:s3cret@cache:6379/0".into();
     c.gateway.api_keys = vec!["k".repeat(20)];
-    c.kafka.properties.insert("sasl.password".into(), "pw".into());
-    c.kafka.properties.insert("sasl.username".into(), "alice".into());
+    c.kafka
+        .properties
+        .insert("sasl.password".into(), "pw".into());
+    c.kafka
+        .properties
+        .insert("sasl.username".into(), "alice".into());
     let shown = toml::to_string(&redact::redacted(&c)).unwrap();
     for secret in ["hunter2", "s3cret", &"k".repeat(20), "\"pw\""] {
         assert!(!shown.contains(secret), "secret {secret} leaked: {shown}");
     }
-    assert!(shown.contains("postgres://app:<redacted>@db:5432/logs"), "{shown}");
+    assert!(
+        shown.contains("postgres://app:<redacted>@db:5432/logs"),
+        "{shown}"
+    );
     assert!(shown.contains("alice"));
 }

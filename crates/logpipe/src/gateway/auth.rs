@@ -20,7 +20,9 @@ pub struct ApiKeys(Arc<Vec<[u8; 32]>>);
 impl ApiKeys {
     pub fn new(keys: &[String]) -> Self {
         Self(Arc::new(
-            keys.iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect(),
+            keys.iter()
+                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .collect(),
         ))
     }
 
@@ -70,9 +72,10 @@ pub async fn require_api_key(
             let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
                 .with_request_id(&id)
                 .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
             response
         }
     }

@@ -25,7 +25,12 @@ pub fn framing(headers: &HeaderMap, allow_ndjson: bool) -> Result<Framing, ApiEr
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(Framing::Json),
         "application/x-ndjson" | "application/ndjson" if allow_ndjson => Ok(Framing::Ndjson),
@@ -35,7 +40,11 @@ pub fn framing(headers: &HeaderMap, allow_ndjson: bool) -> Result<Framing, ApiEr
             } else {
                 "application/json"
             };
-            let got = if raw.is_empty() { "no Content-Type" } else { raw };
+            let got = if raw.is_empty() {
+                "no Content-Type"
+            } else {
+                raw
+            };
             Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -60,6 +60,15 @@ impl GatewayMetrics {
             "Events refused, by reason (validation codes, or the publish failure)",
             m.rejected.clone(),
         );
+        // Every reason exists from the start, so `rate()` sees the first rejection.
+        for code in Rejection::ALL_CODES.iter().chain(&[
+            "saturated",
+            "kafka_unavailable",
+            "delivery_failed",
+            "timeout",
+        ]) {
+            m.reject(code, 0);
+        }
         registry.register(
             "gateway_batch_events",
             "Events per ingest request",
@@ -113,7 +122,10 @@ pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
     Router::new()
         .route("/api/v1/logs", post(ingest_one))
         .route("/api/v1/logs/batch", post(ingest_batch))
-        .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_api_key))
+        .route_layer(axum::middleware::from_fn_with_state(
+            keys,
+            auth::require_api_key,
+        ))
         // Our own reader enforces `max_body_bytes`; lift axum's default 2 MiB cap above it.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::new(state))
@@ -162,7 +174,7 @@ async fn ingest_one(
         publish(&state, &id, vec![event], received).await?;
         Ok::<_, ApiError>(Vec::new())
     };
-    respond(&state, &id, 1, bounded(&state, outcome).await)
+    respond(&id, 1, bounded(&state, outcome).await)
 }
 
 async fn ingest_batch(
@@ -196,35 +208,43 @@ async fn ingest_batch(
         if events.is_empty() {
             let mut details = serde_json::Map::new();
             details.insert("accepted".into(), 0.into());
-            details.insert("rejected".into(), serde_json::to_value(&rejected).unwrap_or_default());
+            details.insert(
+                "rejected".into(),
+                serde_json::to_value(&rejected).unwrap_or_default(),
+            );
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "all_events_invalid",
-                format!("none of the {} events is valid; see `rejected`", rejected.len()),
+                format!(
+                    "none of the {} events is valid; see `rejected`",
+                    rejected.len()
+                ),
             )
             .with_details(details));
         }
         valid_count = events.len();
-        publish(&state, &id, events, received).await.map_err(|mut e| {
-            // Failed items are reported by their position in the request, not in the batch.
-            if let Some(failed) = e.details.as_mut().and_then(|d| d.get_mut("failed")) {
-                if let Some(list) = failed.as_array_mut() {
-                    for item in list {
-                        let index = item["index"].as_u64().unwrap_or(0) as usize;
-                        if let Some(position) = positions.get(index) {
-                            *item = serde_json::json!({
-                                "position": position, "reason": item["reason"].clone()
-                            });
+        publish(&state, &id, events, received)
+            .await
+            .map_err(|mut e| {
+                // Failed items are reported by their position in the request, not in the batch.
+                if let Some(failed) = e.details.as_mut().and_then(|d| d.get_mut("failed")) {
+                    if let Some(list) = failed.as_array_mut() {
+                        for item in list {
+                            let index = item["index"].as_u64().unwrap_or(0) as usize;
+                            if let Some(position) = positions.get(index) {
+                                let mut flat = serde_json::to_value(position).unwrap_or_default();
+                                flat["reason"] = item["reason"].take();
+                                *item = flat;
+                            }
                         }
                     }
                 }
-            }
-            e
-        })?;
+                e
+            })?;
         Ok(rejected)
     };
     let result = bounded(&state, outcome).await;
-    respond(&state, &id, valid_count, result)
+    respond(&id, valid_count, result)
 }
 
 /// Splits a batch body into items with their positions, enforcing `max_events`.
@@ -326,7 +346,6 @@ async fn bounded<T>(
 }
 
 fn respond(
-    _state: &GatewayState,
     id: &RequestId,
     accepted: usize,
     result: Result<Vec<RejectedItem>, ApiError>,

@@ -54,10 +54,17 @@ impl TopicSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum EnsureOutcome {
-    Created { partitions: i32 },
-    Exists { partitions: i32 },
+    Created {
+        partitions: i32,
+    },
+    Exists {
+        partitions: i32,
+    },
     /// Exists with fewer partitions than configured: parallelism is capped at `actual`.
-    FewerPartitions { actual: i32, configured: i32 },
+    FewerPartitions {
+        actual: i32,
+        configured: i32,
+    },
 }
 
 /// An admin client for `bootstrap`.

@@ -87,7 +87,8 @@ impl EmbeddedBroker {
                 let _ = tx.send(f(cluster));
             }))
             .map_err(|_| anyhow!("embedded broker thread is gone"))?;
-        rx.recv().map_err(|_| anyhow!("embedded broker job panicked"))
+        rx.recv()
+            .map_err(|_| anyhow!("embedded broker job panicked"))
     }
 
     /// Creates a topic on the embedded cluster.

@@ -29,12 +29,18 @@ const RESERVED: &[(&str, &str)] = &[
     ("enable.idempotence", "the producer is always idempotent"),
     ("acks", "the producer always uses acks=all"),
     ("request.required.acks", "the producer always uses acks=all"),
-    ("enable.auto.commit", "offsets are committed by logpipe after the work is done"),
+    (
+        "enable.auto.commit",
+        "offsets are committed by logpipe after the work is done",
+    ),
 ];
 
 /// Checks librdkafka property names and values without creating a client, so a typo fails at
 /// start with the key named rather than at first use.
-pub fn check_properties(section: &str, properties: &BTreeMap<String, String>) -> anyhow::Result<()> {
+pub fn check_properties(
+    section: &str,
+    properties: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     for (key, value) in properties {
         if let Some((_, why)) = RESERVED.iter().find(|(reserved, _)| reserved == key) {
             bail!("config key `{section}.\"{key}\"`: cannot be set here; {why}");

@@ -99,7 +99,10 @@ impl ProducerClient {
             .send()
             .await
             .map_err(|e| {
-                PublishError::Unavailable(format!("producer service at {} unreachable: {e}", self.base))
+                PublishError::Unavailable(format!(
+                    "producer service at {} unreachable: {e}",
+                    self.base
+                ))
             })?;
         if response.status().is_success() {
             return Ok(());
@@ -110,7 +113,11 @@ impl ProducerClient {
             Some(body) => match body.error.code.as_str() {
                 "saturated" => PublishError::Saturated,
                 "delivery_failed" => PublishError::Partial {
-                    failed: body.failed.into_iter().map(|f| (f.index, f.reason)).collect(),
+                    failed: body
+                        .failed
+                        .into_iter()
+                        .map(|f| (f.index, f.reason))
+                        .collect(),
                 },
                 _ => PublishError::Unavailable(format!(
                     "producer service answered {status}: {}",

@@ -90,7 +90,17 @@ impl ProducerMetrics {
             delivery_latency: latency_histogram(),
             batch_events: size_histogram(),
         };
-        registry.register("log_producer_sent", "Records acknowledged by Kafka", m.sent.clone());
+        // Every reason exists from the start, so `rate()` sees the first failure.
+        for reason in ["saturated", "kafka_unavailable", "delivery_failed"] {
+            let _ = m.failed.get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            });
+        }
+        registry.register(
+            "log_producer_sent",
+            "Records acknowledged by Kafka",
+            m.sent.clone(),
+        );
         registry.register(
             "log_producer_failed",
             "Records not acknowledged by Kafka, by reason",
@@ -145,7 +155,10 @@ impl Producer {
             .set("linger.ms", p.linger.as_millis().to_string())
             .set("batch.num.messages", p.batch_max_messages.to_string())
             .set("batch.size", p.batch_max_bytes.to_string())
-            .set("message.timeout.ms", p.delivery_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                p.delivery_timeout.as_millis().to_string(),
+            )
             // Room for every permit plus slack, so the semaphore, not librdkafka, is the limit.
             .set(
                 "queue.buffering.max.messages",
@@ -259,7 +272,9 @@ impl Producer {
         drop(permits);
         self.metrics.queue_depth.dec_by(n as i64);
         failed.extend(results.into_iter().flatten());
-        self.metrics.delivery_latency.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .delivery_latency
+            .observe(started.elapsed().as_secs_f64());
         self.metrics.sent.inc_by((n - failed.len()) as u64);
         if failed.is_empty() {
             return Ok(());

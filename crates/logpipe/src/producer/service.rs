@@ -65,7 +65,8 @@ async fn publish(
     for (line, bytes) in ndjson_lines(&body) {
         match LogEvent::decode(bytes, &state.limits) {
             Ok(event) => events.push(event),
-            Err(reason) => rejected.push(json!({"line": line, "code": reason.code(), "reason": reason.to_string()})),
+            Err(reason) => rejected
+                .push(json!({"line": line, "code": reason.code(), "reason": reason.to_string()})),
         }
     }
     if !rejected.is_empty() {

@@ -40,7 +40,12 @@ pub fn new_registry() -> Registry {
         "logpipe build information",
         Info::new(vec![
             ("version", env!("CARGO_PKG_VERSION").to_string()),
-            ("rustc", option_env!("LOGPIPE_RUSTC").unwrap_or("unknown").to_string()),
+            (
+                "rustc",
+                option_env!("LOGPIPE_RUSTC")
+                    .unwrap_or("unknown")
+                    .to_string(),
+            ),
         ]),
     );
     registry

@@ -14,7 +14,11 @@ fn logpipe() -> Command {
 }
 
 fn output(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = logpipe().args(args).envs(env.iter().copied()).output().unwrap();
+    let out = logpipe()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -26,10 +30,27 @@ fn output(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn help_lists_roles_and_tools() {
     let (code, stdout, _) = output(&["--help"], &[]);
     assert_eq!(code, 0);
-    for word in ["gateway", "producer", "run", "topics", "config", "--kafka-brokers", "--postgres-url", "--redis-url", "--config"] {
+    for word in [
+        "gateway",
+        "producer",
+        "run",
+        "topics",
+        "config",
+        "--kafka-brokers",
+        "--postgres-url",
+        "--redis-url",
+        "--config",
+    ] {
         assert!(stdout.contains(word), "--help lacks {word}:\n{stdout}");
     }
-    for sub in [&["gateway"][..], &["producer"], &["run"], &["topics", "ensure"], &["topics", "describe"], &["config", "check"]] {
+    for sub in [
+        &["gateway"][..],
+        &["producer"],
+        &["run"],
+        &["topics", "ensure"],
+        &["topics", "describe"],
+        &["config", "check"],
+    ] {
         let mut args = sub.to_vec();
         args.push("--help");
         let (code, stdout, stderr) = output(&args, &[]);
@@ -41,19 +62,38 @@ fn help_lists_roles_and_tools() {
 #[test]
 fn config_check_prints_effective_config_with_secrets_redacted() {
     let (code, stdout, stderr) = output(
-        &["config", "check", "--postgres-url", "postgres://app:hunter2@db/logs", "--set", "producer.linger=20ms"],
-        &[("LOGPIPE_REDIS_URL", "redis://:topsecret@cache:6379"), ("LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD", "pw-123")],
+        &[
+            "config",
+            "check",
+            "--postgres-url",
+            "postgres://app:hunter2@db/logs",
+            "--set",
+            "producer.linger=20ms",
+        ],
+        &[
+            ("LOGPIPE_REDIS_URL", "redis://:topsecret@cache:6379"),
+            ("LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD", "pw-123"),
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stdout.contains("hunter2") && !stdout.contains("topsecret") && !stdout.contains("pw-123"), "{stdout}");
-    assert!(stdout.contains("postgres://app:<redacted>@db/logs"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("topsecret") && !stdout.contains("pw-123"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://app:<redacted>@db/logs"),
+        "{stdout}"
+    );
     assert!(stdout.contains("linger = \"20ms\""), "{stdout}");
     assert!(stdout.contains("EMBEDDED"), "{stdout}");
     assert!(stdout.contains("config OK"));
 
     let (code, stdout, _) = output(&["config", "check", "--env"], &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("LOGPIPE_KAFKA_BROKERS") && stdout.contains("LOGPIPE_GATEWAY_MAX_BATCH_EVENTS"));
+    assert!(
+        stdout.contains("LOGPIPE_KAFKA_BROKERS")
+            && stdout.contains("LOGPIPE_GATEWAY_MAX_BATCH_EVENTS")
+    );
 }
 
 #[test]
@@ -61,15 +101,24 @@ fn bad_config_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[gateway]\nmax_batch_evnts = 5\n").unwrap();
-    let (code, _, stderr) = output(&["--config", path.to_str().unwrap(), "config", "check"], &[]);
+    let (code, _, stderr) = output(
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("gateway.max_batch_evnts"), "{stderr}");
 
-    let (code, _, stderr) = output(&["config", "check"], &[("LOGPIPE_PRODUCER_COMPRESION", "zstd")]);
+    let (code, _, stderr) = output(
+        &["config", "check"],
+        &[("LOGPIPE_PRODUCER_COMPRESION", "zstd")],
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("LOGPIPE_PRODUCER_COMPRESION"), "{stderr}");
 
-    let (code, _, stderr) = output(&["config", "check", "--set", "producer.compression=brotli"], &[]);
+    let (code, _, stderr) = output(
+        &["config", "check", "--set", "producer.compression=brotli"],
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("producer.compression"), "{stderr}");
 }
@@ -105,17 +154,27 @@ async fn run_serves_on_the_embedded_broker_and_exits_0_on_sigterm() {
 
     let started = Instant::now();
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "logpipe run did not stop within 30 s of SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "logpipe run did not stop within 30 s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "exit status {status}: {stderr}");
-    assert!(stderr.contains("EMBEDDED"), "startup says the broker is embedded:\n{stderr}");
+    assert!(
+        stderr.contains("EMBEDDED"),
+        "startup says the broker is embedded:\n{stderr}"
+    );
     assert!(stderr.contains("NOTHING across restarts"), "{stderr}");
 }

@@ -18,7 +18,12 @@ fn brokers() -> String {
 #[tokio::test]
 async fn external_topics_ensure_creates_then_reports_existing_and_short_topics() {
     let config = test_config(&brokers());
-    let client = client_config(&config.kafka, &config.kafka.brokers, "admin", &Default::default());
+    let client = client_config(
+        &config.kafka,
+        &config.kafka.brokers,
+        "admin",
+        &Default::default(),
+    );
     let specs = TopicSpec::from_config(&config.kafka);
     let timeout = config.kafka.request_timeout;
 
@@ -30,8 +35,16 @@ async fn external_topics_ensure_creates_then_reports_existing_and_short_topics()
 
     let mut wants_more = specs[0].clone();
     wants_more.partitions = 24;
-    let short = ensure_topics(&client, &[wants_more], timeout).await.unwrap();
-    assert_eq!(short[0].1, EnsureOutcome::FewerPartitions { actual: 12, configured: 24 });
+    let short = ensure_topics(&client, &[wants_more], timeout)
+        .await
+        .unwrap();
+    assert_eq!(
+        short[0].1,
+        EnsureOutcome::FewerPartitions {
+            actual: 12,
+            configured: 24
+        }
+    );
 }
 
 #[test]
@@ -42,19 +55,42 @@ fn external_topics_cli_ensure_and_describe_print_tables() {
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_logpipe"))
             .args(args)
-            .args(["--kafka-brokers", &brokers, "--set", &format!("kafka.topic={topic}"), "--set", &format!("kafka.dlq_topic={dlq}")])
+            .args([
+                "--kafka-brokers",
+                &brokers,
+                "--set",
+                &format!("kafka.topic={topic}"),
+                "--set",
+                &format!("kafka.dlq_topic={dlq}"),
+            ])
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "{args:?}: {text}");
         text
     };
     let ensured = run(&["topics", "ensure"]);
-    assert!(ensured.contains(&topic) && ensured.contains("created"), "{ensured}");
+    assert!(
+        ensured.contains(&topic) && ensured.contains("created"),
+        "{ensured}"
+    );
     let described = run(&["topics", "describe"]);
-    assert!(described.contains("PARTITION") && described.contains("HIGH-OFFSET"), "{described}");
-    assert!(described.contains(&format!("Topic: {topic}   partitions: 12")), "{described}");
-    assert!(described.contains(&format!("Topic: {dlq}   partitions: 3")), "{described}");
+    assert!(
+        described.contains("PARTITION") && described.contains("HIGH-OFFSET"),
+        "{described}"
+    );
+    assert!(
+        described.contains(&format!("Topic: {topic}   partitions: 12")),
+        "{described}"
+    );
+    assert!(
+        described.contains(&format!("Topic: {dlq}   partitions: 3")),
+        "{described}"
+    );
     let json: Value = serde_json::from_str(&run(&["topics", "describe", "--json"])).unwrap();
     assert_eq!(json[0]["partitions"].as_array().unwrap().len(), 12);
 }
@@ -77,7 +113,10 @@ async fn external_ingest_end_to_end_reads_back_every_event() {
     assert_eq!(response.status(), 202);
     let records = read_all(&app.bootstrap.clone().unwrap(), &topic, 300).await;
     assert_eq!(records.len(), 300);
-    let mut seen: Vec<i64> = records.iter().map(|r| r.value["attributes"]["i"].as_i64().unwrap()).collect();
+    let mut seen: Vec<i64> = records
+        .iter()
+        .map(|r| r.value["attributes"]["i"].as_i64().unwrap())
+        .collect();
     seen.sort();
     assert_eq!(seen, (0..300).collect::<Vec<_>>());
     for r in &records {

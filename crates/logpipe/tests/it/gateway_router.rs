@@ -34,20 +34,30 @@ async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
     let producer = Arc::new(Producer::new(&config, broker.bootstrap_servers(), metrics).unwrap());
     producer.health().set(true);
     let router = gateway_router(&config, Upstream::InProcess(producer), registry);
-    Harness { router, _broker: broker }
+    Harness {
+        router,
+        _broker: broker,
+    }
 }
 
-async fn call(router: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+async fn call(
+    router: &Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, headers, body)
 }
 
 fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
-    Request::post(path).header("content-type", content_type).body(body.into()).unwrap()
+    Request::post(path)
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap()
 }
 
 fn event(service: &str, message: &str) -> Value {
@@ -63,7 +73,15 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn single_event_is_accepted_after_kafka_acks() {
     let h = harness(|_| {}).await;
-    let (status, headers, body) = call(&h.router, post("/api/v1/logs", "application/json", event("api", "hello").to_string())).await;
+    let (status, headers, body) = call(
+        &h.router,
+        post(
+            "/api/v1/logs",
+            "application/json",
+            event("api", "hello").to_string(),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["accepted"], 1);
     let id = headers["x-request-id"].to_str().unwrap();
@@ -73,14 +91,26 @@ async fn single_event_is_accepted_after_kafka_acks() {
 #[tokio::test]
 async fn client_request_id_is_kept_and_bad_ones_replaced() {
     let h = harness(|_| {}).await;
-    let mut request = post("/api/v1/logs", "application/json", event("api", "x").to_string());
-    request.headers_mut().insert("x-request-id", "client-abc-123".parse().unwrap());
+    let mut request = post(
+        "/api/v1/logs",
+        "application/json",
+        event("api", "x").to_string(),
+    );
+    request
+        .headers_mut()
+        .insert("x-request-id", "client-abc-123".parse().unwrap());
     let (_, headers, body) = call(&h.router, request).await;
     assert_eq!(headers["x-request-id"], "client-abc-123");
     assert_eq!(body["request_id"], "client-abc-123");
 
-    let mut request = post("/api/v1/logs", "application/json", event("api", "x").to_string());
-    request.headers_mut().insert("x-request-id", "x".repeat(300).parse().unwrap());
+    let mut request = post(
+        "/api/v1/logs",
+        "application/json",
+        event("api", "x").to_string(),
+    );
+    request
+        .headers_mut()
+        .insert("x-request-id", "x".repeat(300).parse().unwrap());
     let (_, headers, _) = call(&h.router, request).await;
     assert_ne!(headers["x-request-id"].to_str().unwrap(), "x".repeat(300));
 }
@@ -89,20 +119,43 @@ async fn client_request_id_is_kept_and_bad_ones_replaced() {
 async fn invalid_single_event_is_400_with_the_reason() {
     let h = harness(|_| {}).await;
     let cases = [
-        (json!({"level": "info", "message": "m"}).to_string(), "missing_field"),
-        (json!({"service": "a b", "message": "m"}).to_string(), "invalid_service"),
-        (json!({"service": "a", "message": "m", "level": "loud"}).to_string(), "invalid_level"),
-        ("{\"service\": \"a\", \"message\": ".to_string(), "invalid_json"),
+        (
+            json!({"level": "info", "message": "m"}).to_string(),
+            "missing_field",
+        ),
+        (
+            json!({"service": "a b", "message": "m"}).to_string(),
+            "invalid_service",
+        ),
+        (
+            json!({"service": "a", "message": "m", "level": "loud"}).to_string(),
+            "invalid_level",
+        ),
+        (
+            "{\"service\": \"a\", \"message\": ".to_string(),
+            "invalid_json",
+        ),
         ("[1,2]".to_string(), "not_an_object"),
     ];
     for (body, code) in cases {
-        let (status, headers, answer) = call(&h.router, post("/api/v1/logs", "application/json", body.clone())).await;
+        let (status, headers, answer) = call(
+            &h.router,
+            post("/api/v1/logs", "application/json", body.clone()),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().len() > 5);
-        assert_eq!(answer["error"]["request_id"], headers["x-request-id"].to_str().unwrap());
+        assert_eq!(
+            answer["error"]["request_id"],
+            headers["x-request-id"].to_str().unwrap()
+        );
     }
-    let (status, _, answer) = call(&h.router, post("/api/v1/logs", "application/json", vec![0xff, 0xfe, b'{'])).await;
+    let (status, _, answer) = call(
+        &h.router,
+        post("/api/v1/logs", "application/json", vec![0xff, 0xfe, b'{']),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["error"]["code"], "invalid_utf8");
 }
@@ -117,11 +170,18 @@ async fn mixed_json_batch_accepts_valid_and_reports_invalid_by_index() {
         {"service": "bad service!", "message": "m"},
         "not an object",
     ]);
-    let (status, _, body) = call(&h.router, post("/api/v1/logs/batch", "application/json", batch.to_string())).await;
+    let (status, _, body) = call(
+        &h.router,
+        post("/api/v1/logs/batch", "application/json", batch.to_string()),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["accepted"], 2);
     let rejected = body["rejected"].as_array().unwrap();
-    let indexes: Vec<u64> = rejected.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = rejected
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, vec![1, 3, 4]);
     assert_eq!(rejected[0]["code"], "missing_field");
     assert_eq!(rejected[1]["code"], "invalid_service");
@@ -132,14 +192,24 @@ async fn mixed_json_batch_accepts_valid_and_reports_invalid_by_index() {
 async fn ndjson_batch_reports_line_numbers_and_takes_gzip() {
     let h = harness(|_| {}).await;
     let body = format!("{}\n\n{{oops\n{}\r\n", event("a", "one"), event("a", "two"));
-    let (status, _, answer) = call(&h.router, post("/api/v1/logs/batch", "application/x-ndjson", body.clone())).await;
+    let (status, _, answer) = call(
+        &h.router,
+        post("/api/v1/logs/batch", "application/x-ndjson", body.clone()),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["accepted"], 2);
     assert_eq!(answer["rejected"][0]["line"], 3);
     assert_eq!(answer["rejected"][0]["code"], "invalid_json");
 
-    let mut request = post("/api/v1/logs/batch", "application/x-ndjson", gzip(body.as_bytes()));
-    request.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+    let mut request = post(
+        "/api/v1/logs/batch",
+        "application/x-ndjson",
+        gzip(body.as_bytes()),
+    );
+    request
+        .headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
     let (status, _, answer) = call(&h.router, request).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["accepted"], 2);
@@ -148,17 +218,37 @@ async fn ndjson_batch_reports_line_numbers_and_takes_gzip() {
 #[tokio::test]
 async fn all_invalid_batch_is_400_and_lists_every_item() {
     let h = harness(|_| {}).await;
-    let (status, _, body) = call(&h.router, post("/api/v1/logs/batch", "application/json", "[{}, {\"service\": \"a\"}]")).await;
+    let (status, _, body) = call(
+        &h.router,
+        post(
+            "/api/v1/logs/batch",
+            "application/json",
+            "[{}, {\"service\": \"a\"}]",
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "all_events_invalid");
     assert_eq!(body["rejected"].as_array().unwrap().len(), 2);
     assert_eq!(body["accepted"], 0);
 
-    let (status, _, body) = call(&h.router, post("/api/v1/logs/batch", "application/json", "[]")).await;
+    let (status, _, body) = call(
+        &h.router,
+        post("/api/v1/logs/batch", "application/json", "[]"),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "empty_batch");
 
-    let (status, _, body) = call(&h.router, post("/api/v1/logs/batch", "application/json", "{\"service\":\"a\"}")).await;
+    let (status, _, body) = call(
+        &h.router,
+        post(
+            "/api/v1/logs/batch",
+            "application/json",
+            "{\"service\":\"a\"}",
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
@@ -171,27 +261,56 @@ async fn limits_answer_413() {
         c.limits.max_message_bytes = 1000;
     })
     .await;
-    let too_many = json!([event("a", "1"), event("a", "2"), event("a", "3"), event("a", "4")]);
-    let (status, _, body) = call(&h.router, post("/api/v1/logs/batch", "application/json", too_many.to_string())).await;
+    let too_many = json!([
+        event("a", "1"),
+        event("a", "2"),
+        event("a", "3"),
+        event("a", "4")
+    ]);
+    let (status, _, body) = call(
+        &h.router,
+        post(
+            "/api/v1/logs/batch",
+            "application/json",
+            too_many.to_string(),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "too_many_events");
 
     let big = event("a", &"x".repeat(5000)).to_string();
-    let (status, _, body) = call(&h.router, post("/api/v1/logs", "application/json", big.clone())).await;
+    let (status, _, body) = call(
+        &h.router,
+        post("/api/v1/logs", "application/json", big.clone()),
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
 
     // A gzip bomb: small on the wire, larger than the limit once decompressed.
-    let bomb = gzip(format!("[{}]", vec![event("a", "yyyyyyyyyy").to_string(); 300].join(",")).as_bytes());
+    let bomb = gzip(
+        format!(
+            "[{}]",
+            vec![event("a", "yyyyyyyyyy").to_string(); 300].join(",")
+        )
+        .as_bytes(),
+    );
     assert!(bomb.len() < 4096);
     let mut request = post("/api/v1/logs/batch", "application/json", bomb);
-    request.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
     let (status, _, body) = call(&h.router, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 
     // Without Content-Length (streamed), the limit still holds.
     let stream = futures::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1000])));
-    let request = post("/api/v1/logs", "application/json", Body::from_stream(stream));
+    let request = post(
+        "/api/v1/logs",
+        "application/json",
+        Body::from_stream(stream),
+    );
     let (status, _, _) = call(&h.router, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -199,20 +318,47 @@ async fn limits_answer_413() {
 #[tokio::test]
 async fn wrong_content_type_or_encoding_is_415_and_bad_gzip_400() {
     let h = harness(|_| {}).await;
-    let (status, _, body) = call(&h.router, post("/api/v1/logs", "text/plain", event("a", "m").to_string())).await;
+    let (status, _, body) = call(
+        &h.router,
+        post("/api/v1/logs", "text/plain", event("a", "m").to_string()),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["error"]["code"], "unsupported_media_type");
-    let (status, _, _) = call(&h.router, post("/api/v1/logs", "application/x-ndjson", event("a", "m").to_string())).await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "NDJSON is for the batch route");
+    let (status, _, _) = call(
+        &h.router,
+        post(
+            "/api/v1/logs",
+            "application/x-ndjson",
+            event("a", "m").to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "NDJSON is for the batch route"
+    );
 
-    let mut request = post("/api/v1/logs", "application/json", event("a", "m").to_string());
-    request.headers_mut().insert("content-encoding", "br".parse().unwrap());
-    assert_eq!(call(&h.router, request).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let mut request = post(
+        "/api/v1/logs",
+        "application/json",
+        event("a", "m").to_string(),
+    );
+    request
+        .headers_mut()
+        .insert("content-encoding", "br".parse().unwrap());
+    assert_eq!(
+        call(&h.router, request).await.0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
 
     let mut truncated = gzip(event("a", "m").to_string().as_bytes());
     truncated.truncate(truncated.len() / 2);
     let mut request = post("/api/v1/logs", "application/json", truncated);
-    request.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
     let (status, _, body) = call(&h.router, request).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_gzip");
@@ -222,21 +368,47 @@ async fn wrong_content_type_or_encoding_is_415_and_bad_gzip_400() {
 async fn api_keys_guard_the_api_but_not_health() {
     let key = "0123456789abcdef-key";
     let h = harness(|c| c.gateway.api_keys = vec![key.into()]).await;
-    let (status, headers, body) = call(&h.router, post("/api/v1/logs", "application/json", event("a", "m").to_string())).await;
+    let (status, headers, body) = call(
+        &h.router,
+        post(
+            "/api/v1/logs",
+            "application/json",
+            event("a", "m").to_string(),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthorized");
     assert!(headers.contains_key("x-request-id"));
 
-    let mut wrong = post("/api/v1/logs", "application/json", event("a", "m").to_string());
-    wrong.headers_mut().insert("x-api-key", "0123456789abcdef-kez".parse().unwrap());
+    let mut wrong = post(
+        "/api/v1/logs",
+        "application/json",
+        event("a", "m").to_string(),
+    );
+    wrong
+        .headers_mut()
+        .insert("x-api-key", "0123456789abcdef-kez".parse().unwrap());
     assert_eq!(call(&h.router, wrong).await.0, StatusCode::UNAUTHORIZED);
 
-    let mut bearer = post("/api/v1/logs", "application/json", event("a", "m").to_string());
-    bearer.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let mut bearer = post(
+        "/api/v1/logs",
+        "application/json",
+        event("a", "m").to_string(),
+    );
+    bearer
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
     assert_eq!(call(&h.router, bearer).await.0, StatusCode::ACCEPTED);
 
-    let mut header = post("/api/v1/logs", "application/json", event("a", "m").to_string());
-    header.headers_mut().insert("x-api-key", key.parse().unwrap());
+    let mut header = post(
+        "/api/v1/logs",
+        "application/json",
+        event("a", "m").to_string(),
+    );
+    header
+        .headers_mut()
+        .insert("x-api-key", key.parse().unwrap());
     assert_eq!(call(&h.router, header).await.0, StatusCode::ACCEPTED);
 
     let live = Request::get("/health/live").body(Body::empty()).unwrap();
@@ -246,7 +418,11 @@ async fn api_keys_guard_the_api_but_not_health() {
 #[tokio::test]
 async fn unknown_routes_share_the_error_shape() {
     let h = harness(|_| {}).await;
-    let (status, _, body) = call(&h.router, Request::get("/nope").body(Body::empty()).unwrap()).await;
+    let (status, _, body) = call(
+        &h.router,
+        Request::get("/nope").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
 }
@@ -254,9 +430,21 @@ async fn unknown_routes_share_the_error_shape() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let h = harness(|_| {}).await;
-    call(&h.router, post("/api/v1/logs", "application/json", event("a", "m").to_string())).await;
+    call(
+        &h.router,
+        post(
+            "/api/v1/logs",
+            "application/json",
+            event("a", "m").to_string(),
+        ),
+    )
+    .await;
     call(&h.router, post("/api/v1/logs", "application/json", "{}")).await;
-    let (status, _, text) = call(&h.router, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (status, _, text) = call(
+        &h.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap().to_string();
     for needle in [
@@ -271,7 +459,10 @@ async fn metrics_count_requests_by_route_and_status() {
         assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
     }
     assert!(
-        text.lines().any(|l| l.starts_with("gateway_http_request_duration_seconds_bucket{") && l.contains(r#"route="/api/v1/logs""#)),
+        text.lines().any(
+            |l| l.starts_with("gateway_http_request_duration_seconds_bucket{")
+                && l.contains(r#"route="/api/v1/logs""#)
+        ),
         "no latency histogram for the route:\n{text}"
     );
 }

@@ -48,7 +48,11 @@ async fn posted_events_reach_kafka_with_keys_headers_and_per_service_order() {
     let request_id = headers_["x-request-id"].to_str().unwrap().to_string();
 
     let records = read_all(app.bootstrap.as_deref().unwrap(), &topic, events.len()).await;
-    assert_eq!(records.len(), events.len(), "every acknowledged event is in Kafka exactly once");
+    assert_eq!(
+        records.len(),
+        events.len(),
+        "every acknowledged event is in Kafka exactly once"
+    );
 
     let mut partition_of: HashMap<String, i32> = HashMap::new();
     let mut seqs: HashMap<String, Vec<i64>> = HashMap::new();
@@ -56,21 +60,41 @@ async fn posted_events_reach_kafka_with_keys_headers_and_per_service_order() {
     sorted.sort_by_key(|r| (r.partition, r.offset));
     for r in &sorted {
         let service = r.value["service"].as_str().unwrap().to_string();
-        assert_eq!(r.key.as_deref(), Some(service.as_str()), "key = service by default");
-        assert_eq!(*partition_of.entry(service.clone()).or_insert(r.partition), r.partition, "one service, one partition");
-        seqs.entry(service).or_default().push(r.value["attributes"]["seq"].as_i64().unwrap());
+        assert_eq!(
+            r.key.as_deref(),
+            Some(service.as_str()),
+            "key = service by default"
+        );
+        assert_eq!(
+            *partition_of.entry(service.clone()).or_insert(r.partition),
+            r.partition,
+            "one service, one partition"
+        );
+        seqs.entry(service)
+            .or_default()
+            .push(r.value["attributes"]["seq"].as_i64().unwrap());
         assert_eq!(r.header(headers::REQUEST_ID), Some(request_id.as_str()));
         let ingest: i64 = r.header(headers::INGEST_TIME_MS).unwrap().parse().unwrap();
         assert!(ingest >= before - 1000 && ingest <= chrono::Utc::now().timestamp_millis());
         assert_eq!(r.value["level"], "WARN", "canonical form");
-        assert!(r.value["timestamp"].as_str().unwrap().ends_with('Z'), "timestamp filled in, UTC");
+        assert!(
+            r.value["timestamp"].as_str().unwrap().ends_with('Z'),
+            "timestamp filled in, UTC"
+        );
         assert!(r.timestamp_ms.is_some());
     }
     for (service, seq) in &seqs {
-        assert_eq!(seq, &(0..per_service as i64).collect::<Vec<_>>(), "{service} kept its order");
+        assert_eq!(
+            seq,
+            &(0..per_service as i64).collect::<Vec<_>>(),
+            "{service} kept its order"
+        );
     }
     let used: std::collections::HashSet<i32> = partition_of.values().copied().collect();
-    assert!(used.len() > 3, "20 services spread over several of the 12 partitions, got {used:?}");
+    assert!(
+        used.len() > 3,
+        "20 services spread over several of the 12 partitions, got {used:?}"
+    );
     app.shutdown().await.unwrap();
 }
 
@@ -110,7 +134,9 @@ async fn split_mode_gateway_forwards_to_the_producer_service() {
     let gateway = start(gateway_config, Roles::Gateway).await;
     let base = format!("http://{}", gateway.gateway_addr.unwrap());
 
-    let events: Vec<Value> = (0..50).map(|i| json!({"service": "split", "message": format!("m{i}")})).collect();
+    let events: Vec<Value> = (0..50)
+        .map(|i| json!({"service": "split", "message": format!("m{i}")}))
+        .collect();
     let (status, body, _) = post_batch(&base, &events).await;
     assert_eq!(status, 202, "{body}");
     let records = read_all(producer.bootstrap.as_deref().unwrap(), &topic, 50).await;
@@ -137,11 +163,19 @@ async fn broker_down_answers_503_with_retry_after_and_recovers() {
     broker.with_cluster(|c| c.broker_down(1)).unwrap().unwrap();
 
     let started = Instant::now();
-    let (status, body, headers_) = post_batch(&base, &[json!({"service": "a", "message": "m"})]).await;
+    let (status, body, headers_) =
+        post_batch(&base, &[json!({"service": "a", "message": "m"})]).await;
     assert_eq!(status, 503, "{body}");
     assert!(headers_.contains_key("retry-after"));
-    assert!(["kafka_unavailable", "delivery_failed", "timeout"].contains(&body["error"]["code"].as_str().unwrap()), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the delivery timeout");
+    assert!(
+        ["kafka_unavailable", "delivery_failed", "timeout"]
+            .contains(&body["error"]["code"].as_str().unwrap()),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the delivery timeout"
+    );
 
     broker.with_cluster(|c| c.broker_up(1)).unwrap().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -150,7 +184,10 @@ async fn broker_down_answers_503_with_retry_after_and_recovers() {
         if status == 202 {
             break;
         }
-        assert!(Instant::now() < deadline, "the gateway did not recover after the broker came back");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not recover after the broker came back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     app.shutdown().await.unwrap();
@@ -171,7 +208,9 @@ async fn a_full_in_flight_queue_is_backpressure_not_a_drop() {
         .with_cluster(|c| c.broker_round_trip_time(1, Duration::from_millis(1500)))
         .unwrap()
         .unwrap();
-    let batch: Vec<Value> = (0..10).map(|i| json!({"service": "bp", "message": format!("m{i}")})).collect();
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"service": "bp", "message": format!("m{i}")}))
+        .collect();
     let first = tokio::spawn({
         let base = base.clone();
         let batch = batch.clone();
@@ -184,9 +223,17 @@ async fn a_full_in_flight_queue_is_backpressure_not_a_drop() {
     assert!(headers_.contains_key("retry-after"));
     let (first_status, first_body, _) = first.await.unwrap();
     assert_eq!(first_status, 202, "{first_body}");
-    app.embedded().unwrap().with_cluster(|c| c.broker_round_trip_time(1, Duration::ZERO)).unwrap().unwrap();
+    app.embedded()
+        .unwrap()
+        .with_cluster(|c| c.broker_round_trip_time(1, Duration::ZERO))
+        .unwrap()
+        .unwrap();
     let records = read_all(app.bootstrap.as_deref().unwrap(), &topic, 10).await;
-    assert_eq!(records.len(), 10, "the accepted batch is there, the refused one is not");
+    assert_eq!(
+        records.len(),
+        10,
+        "the accepted batch is there, the refused one is not"
+    );
     app.shutdown().await.unwrap();
 }
 
@@ -202,11 +249,16 @@ async fn produce_errors_from_the_broker_are_retried_by_the_idempotent_producer()
         .with_cluster(|c| {
             c.request_errors(
                 RDKafkaApiKey::Produce,
-                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS],
+                &[
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                ],
             )
         })
         .unwrap();
-    let events: Vec<Value> = (0..30).map(|i| json!({"service": "retry", "message": format!("m{i}")})).collect();
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"service": "retry", "message": format!("m{i}")}))
+        .collect();
     let (status, body, _) = post_batch(&base, &events).await;
     assert_eq!(status, 202, "{body}");
     let records = read_all(app.bootstrap.as_deref().unwrap(), &topic, 30).await;
@@ -222,3 +274,38 @@ async fn shutdown_is_prompt() {
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
+#[tokio::test]
+async fn a_refused_produce_is_503_naming_the_failed_items_by_request_position() {
+    let app = start(test_config(""), Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    app.embedded()
+        .unwrap()
+        .with_cluster(|c| {
+            c.request_errors(
+                RDKafkaApiKey::Produce,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],
+            )
+        })
+        .unwrap();
+    let events = vec![
+        json!({"service": "a"}),
+        json!({"service": "a", "message": "one"}),
+        json!({"service": "a", "message": "two"}),
+    ];
+    let (status, body, headers_) = post_batch(&base, &events).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(headers_.contains_key("retry-after"));
+    assert_eq!(body["error"]["code"], "delivery_failed", "{body}");
+    let failed: Vec<u64> = body["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap_or_else(|| panic!("{body}")))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![1, 2],
+        "positions in the request, not in the valid subset: {body}"
+    );
+    app.shutdown().await.unwrap();
+}

@@ -51,7 +51,10 @@ pub async fn wait_ready(base: &str) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{base} did not become ready within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "{base} did not become ready within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -69,7 +72,10 @@ pub struct Record {
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -91,7 +97,8 @@ pub async fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<Reco
         let partitions = metadata.topics()[0].partitions().len();
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions as i32 {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
         }
         consumer.assign(&tpl).expect("assign");
         let mut records = Vec::new();
@@ -108,7 +115,11 @@ pub async fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<Reco
                     .map(|h| {
                         h.iter()
                             .map(|h| {
-                                (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
                             })
                             .collect()
                     })
@@ -117,7 +128,8 @@ pub async fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<Reco
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: serde_json::from_slice(m.payload().unwrap_or_default()).expect("record value is JSON"),
+                    value: serde_json::from_slice(m.payload().unwrap_or_default())
+                        .expect("record value is JSON"),
                     headers,
                     timestamp_ms: m.timestamp().to_millis(),
                 });

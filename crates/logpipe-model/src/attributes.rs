@@ -1,0 +1,193 @@
+//! Checks an event's `attributes` object against the [`Limits`] and keeps it as compact raw JSON.
+//!
+//! Attributes stay as text (`Box<RawValue>`), not a `serde_json::Map`: nothing on the way to
+//! Kafka looks inside them, and a map would cost an allocation per key and value for every event.
+//! The parser has already checked the text is valid JSON, so one byte scan that tracks only
+//! strings and nesting depth gives everything the limits need: the number of top-level keys and
+//! the length once whitespace is removed.
+//!
+//! Keys inside attributes are not checked for duplicates: the values are the client's own data,
+//! passed through as sent (apart from whitespace). Duplicates count towards `max_attributes`.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::limits::Limits;
+use crate::rejection::Rejection;
+
+/// Validates `raw` as the attributes of one event.
+///
+/// Returns `None` for `{}`, so "no attributes" has one canonical form (the field is left out).
+pub(crate) fn check(raw: &RawValue, limits: &Limits) -> Result<Option<Box<RawValue>>, Rejection> {
+    let text = raw.get();
+    // serde_json starts a raw value at its first byte, after any whitespace.
+    if !text.starts_with('{') {
+        return Err(Rejection::AttributesNotObject);
+    }
+    let scanned = scan(text);
+    if scanned.members > limits.max_attributes {
+        return Err(Rejection::TooManyAttributes {
+            count: scanned.members,
+            max: limits.max_attributes,
+        });
+    }
+    if scanned.compact.len() > limits.max_attributes_bytes {
+        return Err(Rejection::AttributesTooLarge {
+            len: scanned.compact.len(),
+            max: limits.max_attributes_bytes,
+        });
+    }
+    if scanned.members == 0 {
+        return Ok(None);
+    }
+    match scanned.compact {
+        // Already compact: copy the text as is, no second parse.
+        Cow::Borrowed(_) => Ok(Some(raw.to_owned())),
+        // `from_string` parses the text again to check it. Removing whitespace outside strings
+        // cannot break valid JSON, so the error arm is unreachable, but it stays a rejection
+        // rather than a panic.
+        Cow::Owned(compact) => RawValue::from_string(compact)
+            .map(Some)
+            .map_err(|err| Rejection::invalid_json(&err)),
+    }
+}
+
+/// What one pass over an attributes object found.
+#[derive(Debug, PartialEq, Eq)]
+struct Scanned<'a> {
+    /// Top-level members (key/value pairs).
+    members: usize,
+    /// The text without whitespace outside strings; borrowed when there was none to remove.
+    compact: Cow<'a, str>,
+}
+
+/// Scans a JSON object that is already known to be valid.
+///
+/// Valid JSON makes this simple: outside strings, whitespace is always insignificant, and a comma
+/// at depth 1 always separates two top-level members.
+fn scan(text: &str) -> Scanned<'_> {
+    let mut compact: Option<String> = None;
+    let mut run_start = 0;
+    let mut depth = 0usize;
+    let mut top_level_commas = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, byte) in text.bytes().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                // Whitespace is ASCII, so `i` and `i + 1` are character boundaries.
+                let out = compact.get_or_insert_with(|| String::with_capacity(text.len()));
+                out.push_str(&text[run_start..i]);
+                run_start = i + 1;
+            }
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => top_level_commas += 1,
+            _ => {}
+        }
+    }
+    let compact = match compact {
+        None => Cow::Borrowed(text),
+        Some(mut out) => {
+            out.push_str(&text[run_start..]);
+            Cow::Owned(out)
+        }
+    };
+    // Compact `{}` is the only object of two bytes or fewer.
+    let members = if compact.len() <= 2 {
+        0
+    } else {
+        top_level_commas + 1
+    };
+    Scanned { members, compact }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `check` on `text`, returning the stored text (`Box<RawValue>` has no `PartialEq`).
+    fn checked(text: &str, limits: &Limits) -> Result<Option<String>, Rejection> {
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        check(&raw, limits).map(|stored| stored.map(|raw| raw.get().to_owned()))
+    }
+
+    #[test]
+    fn counts_top_level_members_only() {
+        for (text, members) in [
+            ("{}", 0),
+            ("{ }", 0),
+            (r#"{"a":1}"#, 1),
+            (r#"{"a":1,"b":[1,2,3],"c":{"x":1,"y":2}}"#, 3),
+            (r#"{"a,b":"c,d","e":"\",{"}"#, 2),
+            (r#"{"a":"\\","b":1}"#, 2),
+        ] {
+            assert_eq!(scan(text).members, members, "{text}");
+        }
+    }
+
+    #[test]
+    fn removes_whitespace_outside_strings_only() {
+        let text = "{ \"a b\" : [ 1 ,\t2 ],\n\"c\":\"x \\\" y\" }";
+        let scanned = scan(text);
+        assert_eq!(scanned.compact, r#"{"a b":[1,2],"c":"x \" y"}"#);
+        assert_eq!(scanned.members, 2);
+        assert!(matches!(scan(r#"{"a":1}"#).compact, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn compact_text_means_the_same_json() {
+        let text =
+            "{\n  \"nested\": { \"list\": [ true, null, 1.5e3 ] },\n  \"s\": \" \\u0041 \"\n}";
+        let scanned = scan(text);
+        let before: serde_json::Value = serde_json::from_str(text).unwrap();
+        let after: serde_json::Value = serde_json::from_str(&scanned.compact).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn check_applies_limits_to_the_compact_form() {
+        let limits = Limits {
+            max_attributes: 2,
+            max_attributes_bytes: 13,
+            ..Limits::DEFAULT
+        };
+        // 13 bytes compact, 19 as sent: accepted, stored compact.
+        assert_eq!(
+            checked(r#"{ "a": 1, "b": 2 }"#, &limits),
+            Ok(Some(r#"{"a":1,"b":2}"#.to_owned()))
+        );
+        assert_eq!(
+            checked(r#"{"a":1,"b":22}"#, &limits),
+            Err(Rejection::AttributesTooLarge { len: 14, max: 13 })
+        );
+        assert_eq!(
+            checked(r#"{"a":1,"b":2,"c":3}"#, &limits),
+            Err(Rejection::TooManyAttributes { count: 3, max: 2 })
+        );
+    }
+
+    #[test]
+    fn check_rejects_non_objects_and_drops_empty_objects() {
+        for text in ["[]", "1", "\"{}\"", "true"] {
+            assert_eq!(
+                checked(text, &Limits::DEFAULT),
+                Err(Rejection::AttributesNotObject),
+                "{text}"
+            );
+        }
+        assert_eq!(checked("{ }", &Limits::DEFAULT), Ok(None));
+    }
+}

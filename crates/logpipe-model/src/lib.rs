@@ -1,0 +1,44 @@
+//! logpipe's log event model: what a valid log event is, how one is parsed from a client's JSON,
+//! and how it is written to and read back from Kafka.
+//!
+//! Parse, don't validate: [`LogEvent::parse`] is the way from client bytes to an event, and a
+//! [`LogEvent`] (like a [`ServiceName`] or a [`TraceId`]) is valid by construction; nothing
+//! downstream re-checks it. Every way an event can fail is a [`Rejection`] with a stable code.
+//!
+//! # Map
+//! - `event`: [`LogEvent`] and its entry points, [`LogEvent::parse`] (client JSON) and
+//!   [`LogEvent::decode`] (a Kafka record); applies the field rules.
+//! - `canonical`: [`LogEvent::to_json`] / [`LogEvent::write_json`], the Kafka record format.
+//! - `wire` (private): JSON object to borrowed, unvalidated fields; the only code that knows JSON
+//!   structure (type errors naming their field, unknown and duplicate fields).
+//! - `fields`: validated newtypes [`ServiceName`], [`HostName`], [`TraceId`], [`SpanId`],
+//!   [`Message`].
+//! - `level`: [`Level`].
+//! - `attributes` (private): limits and compaction for the `attributes` object.
+//! - `limits`: [`Limits`], the configurable sizes.
+//! - `rejection`: [`Rejection`] and its codes.
+//! - `batch`: [`split_json_array`] and [`ndjson_lines`], splitting a batch body into events.
+//!
+//! Modules are private and everything public is re-exported here, so callers write
+//! `logpipe_model::LogEvent` and the files can be rearranged freely.
+
+mod attributes;
+mod batch;
+mod canonical;
+mod event;
+mod fields;
+mod level;
+mod limits;
+mod rejection;
+mod wire;
+
+pub use batch::{ndjson_lines, split_json_array};
+pub use event::{normalise_timestamp, LogEvent};
+pub use fields::{HostName, Message, ServiceName, SpanId, TraceId};
+pub use level::Level;
+pub use limits::Limits;
+pub use rejection::{Rejection, ECHO_MAX_CHARS};
+
+/// Re-exported so callers can name `LogEvent::attributes` and batch elements without adding
+/// `serde_json` with the `raw_value` feature themselves.
+pub use serde_json::value::RawValue;
