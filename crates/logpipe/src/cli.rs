@@ -16,7 +16,7 @@ use crate::config::LogFormat;
     about = "Kafka log pipeline: HTTP ingest gateway, producer, consumer group with durable stores",
     long_about = "logpipe takes application logs over HTTP, writes them to Kafka, and processes them in a consumer group.\n\n\
                   With no Kafka configured it runs on an embedded in-process broker, so `logpipe run` works on a bare machine.",
-    after_help = "Roles: gateway, producer, run.   Tools: topics, config.\n\
+    after_help = "Roles: gateway, producer, run.   Tools: loadgen, topics, config.\n\
                   Configuration: --config FILE, then LOGPIPE_* environment variables, then flags (see `logpipe config check --env`)."
 )]
 pub struct Cli {
@@ -120,6 +120,14 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// [tool] Send realistic log traffic to a gateway at a fixed rate and report throughput and latency.
+    #[command(
+        long_about = "Sends generated log events to a gateway's batch route at a fixed rate (open loop) for a\n\
+        fixed time, with a progress bar, then prints accepted and rejected counts, throughput, and request latency\n\
+        percentiles measured from each request's scheduled start. Example:\n\n  \
+        logpipe loadgen --target http://127.0.0.1:8080 --rate 20000 --duration 30s --batch 500"
+    )]
+    Loadgen(crate::loadgen::LoadgenArgs),
     /// [tool] Create or describe logpipe's topics.
     #[command(subcommand)]
     Topics(TopicsCommand),

@@ -112,9 +112,13 @@ fn print_topic(info: &TopicInfo) {
     match &info.configs {
         Ok(configs) if configs.is_empty() => println!("Configs: all broker defaults\n"),
         Ok(configs) => {
-            let mut table = new_table(&["CONFIG", "VALUE"]);
-            for (name, value) in configs {
-                table.add_row(vec![name, value]);
+            let mut table = new_table(&["CONFIG", "VALUE", "SOURCE"]);
+            for c in configs {
+                let shown = match c.name.as_str() {
+                    "retention.ms" => format!("{} ({})", c.value, human_ms(&c.value)),
+                    _ => c.value.clone(),
+                };
+                table.add_row(vec![c.name.clone(), shown, c.source.clone()]);
             }
             println!("{table}\n");
         }
@@ -172,6 +176,17 @@ pub fn config_check(config: &Config, show_env: bool) -> anyhow::Result<()> {
     }
     println!("\nconfig OK");
     Ok(())
+}
+
+/// `604800000` → `7days`; `-1` → `forever`.
+fn human_ms(ms: &str) -> String {
+    match ms.parse::<i64>() {
+        Ok(ms) if ms >= 0 => {
+            humantime::format_duration(std::time::Duration::from_millis(ms as u64)).to_string()
+        }
+        Ok(_) => "forever".into(),
+        Err(_) => ms.into(),
+    }
 }
 
 fn new_table(header: &[&str]) -> Table {

@@ -7,7 +7,8 @@
 //!
 //! Where things live:
 //! - [`config`]: the TOML file, `LOGPIPE_*` environment overrides, flags, validation, redaction.
-//! - [`cli`]: the `logpipe` command line; [`commands`]: operator tools (`topics`, `config check`).
+//! - [`cli`]: the `logpipe` command line; [`commands`]: operator tools (`topics`, `config check`);
+//!   [`loadgen`]: the load generator.
 //! - [`app`]: wires roles into a running process (what `logpipe gateway|producer|run` start).
 //! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`): body limits, gzip, API keys.
 //! - [`producer`]: the idempotent Kafka producer with bounded in-flight records, its internal
@@ -24,6 +25,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod kafka;
+pub mod loadgen;
 pub mod producer;
 pub mod telemetry;
 

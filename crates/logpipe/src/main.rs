@@ -71,6 +71,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             commands::topics_describe(&config, topics, json).await
         }
         Command::Config(ConfigCommand::Check { env }) => commands::config_check(&config, env),
+        Command::Loadgen(args) => logpipe::loadgen::run(args).await.map(drop),
     }
 }
 

@@ -235,3 +235,38 @@ fn redaction_masks_secrets_and_keeps_the_rest() {
     );
     assert!(shown.contains("alice"));
 }
+
+#[test]
+fn security_properties_pass_through_and_reserved_ones_are_refused() {
+    let file = r#"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanisms" = "SCRAM-SHA-512"
+"sasl.username" = "logpipe"
+"sasl.password" = "pw"
+"ssl.endpoint.identification.algorithm" = "https"
+"socket.keepalive.enable" = "true"
+"#;
+    let c = load(Some(file), &[], &[]).expect("TLS/SASL properties are accepted by librdkafka");
+    assert_eq!(c.kafka.properties["sasl.mechanisms"], "SCRAM-SHA-512");
+
+    for reserved in [
+        "acks",
+        "enable.idempotence",
+        "bootstrap.servers",
+        "enable.auto.commit",
+    ] {
+        let file = format!("[producer.properties]\n\"{reserved}\" = \"1\"\n");
+        let message = err(load(Some(&file), &[], &[]));
+        assert!(
+            message.contains(reserved) && message.contains("cannot be set"),
+            "{message}"
+        );
+    }
+    let message = err(load(
+        Some("[kafka.properties]\n\"security.protocol\" = \"carrier-pigeon\"\n"),
+        &[],
+        &[],
+    ));
+    assert!(message.contains("security.protocol"), "{message}");
+}

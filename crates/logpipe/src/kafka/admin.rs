@@ -176,8 +176,8 @@ pub struct PartitionInfo {
 pub struct TopicInfo {
     pub name: String,
     pub partitions: Vec<PartitionInfo>,
-    /// Non-default topic configs, or why they could not be read.
-    pub configs: Result<Vec<(String, String)>, String>,
+    /// Non-default topic configs (and the key ones), or why they could not be read.
+    pub configs: Result<Vec<TopicConfig>, String>,
 }
 
 /// Describes the named topics: partitions with leaders and watermarks, and configs.
@@ -229,11 +229,20 @@ pub async fn describe_topics(
     Ok(infos)
 }
 
+/// One topic config entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicConfig {
+    pub name: String,
+    pub value: String,
+    /// Where the value comes from, as the broker says (`Default`, `DynamicTopic`, ...).
+    pub source: String,
+}
+
 async fn describe_configs(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     timeout: Duration,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<TopicConfig>, String> {
     let options = AdminOptions::new().request_timeout(Some(timeout));
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
@@ -247,7 +256,25 @@ async fn describe_configs(
     Ok(resource
         .entries
         .into_iter()
-        .filter(|entry| !entry.is_default)
-        .filter_map(|entry| entry.value.map(|value| (entry.name, value)))
+        .filter(|entry| !entry.is_default || ALWAYS_SHOWN.contains(&entry.name.as_str()))
+        .filter_map(|entry| {
+            let source = format!("{:?}", entry.source);
+            entry.value.map(|value| TopicConfig {
+                name: entry.name,
+                value,
+                source,
+            })
+        })
         .collect())
 }
+
+/// Configs `topics describe` shows even at their default: the ones operators ask about. (Some
+/// brokers, Tansu among them, flag every entry as a default, even ones set at creation.)
+const ALWAYS_SHOWN: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "cleanup.policy",
+    "min.insync.replicas",
+    "compression.type",
+    "max.message.bytes",
+];
