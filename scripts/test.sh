@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The one command that runs logpipe's whole test suite, on a fresh rust-svc machine, as root:
+#
+#   scripts/test.sh                        # everything
+#   scripts/test.sh -E 'test(foo)'         # extra args go to `cargo nextest run`
+#   SKIP_LINT=1 scripts/test.sh            # skip cargo fmt --check and clippy
+#
+# It provisions what the tests need (PostgreSQL, Redis, a Tansu Kafka broker, cargo-nextest,
+# rustfmt, clippy), then runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run,
+# and the doc tests. All stages run even if an earlier one fails; the exit status is non-zero
+# if any failed. Logs go to artifacts/ (git-ignored). Tests find the services through:
+#   LOGPIPE_TEST_KAFKA_BROKERS   e.g. 127.0.0.1:19092 (a fresh in-memory Tansu broker)
+#   LOGPIPE_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
+#   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
+set -euo pipefail
+# One stream, so CI logs keep helper messages (stderr) in order with step output (stdout).
+exec 2>&1
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+
+START_SECONDS=$SECONDS
+ARTIFACTS="$REPO_ROOT/artifacts"
+mkdir -p "$ARTIFACTS"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+elapsed() {
+    local s=$((SECONDS - START_SECONDS))
+    printf '%dm%02ds' $((s / 60)) $((s % 60))
+}
+
+TANSU_PID=""
+cleanup() {
+    local rc=$?
+    if [[ -n "$TANSU_PID" ]]; then
+        stop_pid "$TANSU_PID" 10
+        TANSU_PID=""
+    fi
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+FAILED=()
+# run_stage NAME LOGFILE CMD...: run CMD, tee its output to artifacts/LOGFILE, record failure.
+run_stage() {
+    local name=$1 log="$ARTIFACTS/$2"
+    shift 2
+    step "$name: $*"
+    local stage_start=$SECONDS
+    if "$@" 2>&1 | tee "$log"; then
+        printf '%s passed in %ds\n' "$name" $((SECONDS - stage_start))
+    else
+        printf '\033[31m%s FAILED\033[0m in %ds (log: %s)\n' "$name" $((SECONDS - stage_start)) "$log"
+        FAILED+=("$name")
+    fi
+}
+
+# -------------------------------------------------------------------------------------------------
+step "Rust toolchain"
+cargo --version
+rustc --version
+components=$(rustup component list --installed 2>/dev/null || true)
+for comp in rustfmt clippy; do
+    if ! grep -q "^$comp" <<<"$components"; then
+        echo "installing rustup component $comp"
+        rustup component add "$comp"
+    fi
+done
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "cargo-nextest missing: cargo install cargo-nextest --locked (a few minutes)"
+    cargo install cargo-nextest --locked
+fi
+cargo nextest --version | head -n 1
+
+# -------------------------------------------------------------------------------------------------
+step "PostgreSQL"
+ensure_postgres
+export LOGPIPE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
+
+step "Redis"
+ensure_redis
+export LOGPIPE_TEST_REDIS_URL="redis://127.0.0.1:6379"
+
+step "Tansu (Kafka broker)"
+ensure_tansu_binary
+TANSU_PORT=$(free_port "${TANSU_PORT:-19092}")
+TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30)
+export LOGPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$TANSU_PORT"
+
+step "Test environment"
+env | grep '^LOGPIPE_TEST_' | sort
+
+# -------------------------------------------------------------------------------------------------
+if [[ "${SKIP_LINT:-0}" == 1 ]]; then
+    step "SKIP_LINT=1: skipping cargo fmt and cargo clippy"
+else
+    run_stage "fmt" fmt.log cargo fmt --all -- --check
+    run_stage "clippy" clippy.log cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+nextest_args=(run --workspace --no-fail-fast)
+# In CI use the `ci` profile from .config/nextest.toml (JUnit report, per-test time limits).
+if [[ -n "${CI:-}" && -f .config/nextest.toml ]] && grep -q '^\[profile\.ci\]' .config/nextest.toml; then
+    nextest_args+=(--profile ci)
+fi
+run_stage "nextest" nextest.log cargo nextest "${nextest_args[@]}" "$@"
+if [[ -f target/nextest/ci/junit.xml ]]; then
+    cp target/nextest/ci/junit.xml "$ARTIFACTS/junit.xml"
+fi
+
+run_stage "doctests" doctests.log cargo test --workspace --doc
+
+# -------------------------------------------------------------------------------------------------
+echo
+if ((${#FAILED[@]})); then
+    printf '\033[1;31m==> FAILED (%s) in %s; logs in artifacts/\033[0m\n' "${FAILED[*]}" "$(elapsed)"
+    exit 1
+fi
+printf '\033[1;32m==> ALL PASSED in %s\033[0m\n' "$(elapsed)"
