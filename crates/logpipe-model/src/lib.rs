@@ -18,6 +18,8 @@
 //! - `limits`: [`Limits`], the configurable sizes.
 //! - `rejection`: [`Rejection`] and its codes.
 //! - `batch`: [`split_json_array`] and [`ndjson_lines`], splitting a batch body into events.
+//! - `enriched`: [`EnrichedLog`], an event after the consumer enriched it (what the stores take),
+//!   with [`Fingerprint`] and [`KafkaCoordinates`].
 //!
 //! Modules are private and everything public is re-exported here, so callers write
 //! `logpipe_model::LogEvent` and the files can be rearranged freely.
@@ -25,6 +27,7 @@
 mod attributes;
 mod batch;
 mod canonical;
+mod enriched;
 mod event;
 mod fields;
 mod level;
@@ -33,6 +36,7 @@ mod rejection;
 mod wire;
 
 pub use batch::{ndjson_lines, split_json_array};
+pub use enriched::{EnrichedLog, Fingerprint, KafkaCoordinates};
 pub use event::{normalise_timestamp, LogEvent};
 pub use fields::{HostName, Message, ServiceName, SpanId, TraceId};
 pub use level::Level;
