@@ -1,6 +1,6 @@
 //! A log event after the consumer has read it from Kafka and enriched it: the row the log store
-//! writes and the unit the aggregates count. Built by `enrich` (pure functions); the stores only
-//! read it.
+//! writes and the unit the aggregates count. Built by [`enrich`](crate::enrich) (pure
+//! functions); the stores only read it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,6 +38,24 @@ impl std::str::FromStr for Fingerprint {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         u64::from_str_radix(s, 16).map(Fingerprint)
     }
+}
+
+/// Fingerprint of a template within a service: FNV-1a 64 over the service name's bytes, one
+/// `0xFF` byte, then the template's bytes.
+///
+/// FNV-1a because the value is stored and compared across processes, platforms and releases, so
+/// it needs a fixed, published algorithm (std's `DefaultHasher` is neither). It is a few lines
+/// with no dependency, and fast enough: about 70 ns for a typical template, a quarter of what
+/// masking the message costs (xxh3 would be faster, for a dependency). `0xFF` never
+/// occurs in UTF-8, so `("ab", "c")` and `("a", "bc")` cannot be confused. Pinned by golden tests:
+/// changing the algorithm regroups every stored log.
+pub fn fingerprint(service: &str, template: &str) -> Fingerprint {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let bytes = service.bytes().chain([0xFF]).chain(template.bytes());
+    Fingerprint(bytes.fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    }))
 }
 
 /// Where a record lives in Kafka. Unique per record, so it is the key that makes replays
@@ -80,5 +98,65 @@ impl EnrichedLog {
         let ingested = self.ingested_at?;
         let micros = (self.processed_at - ingested).num_microseconds()?;
         (micros >= 0).then(|| micros as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_fnv1a_over_service_separator_template() {
+        // FNV-1a 64 of the empty input is its offset basis; of "a" a published test vector.
+        let fnv = |bytes: &[u8]| {
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+            })
+        };
+        assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fingerprint("svc", "x <num>").0, fnv(b"svc\xffx <num>"));
+    }
+
+    #[test]
+    fn fingerprint_golden_values() {
+        // Fixed forever: these values are stored. Computed independently (Python FNV-1a 64).
+        for (service, template, expected) in [
+            ("", "", 0xaf64_724c_8602_eb6e_u64),
+            (
+                "checkout-api",
+                "payment failed for order <num>",
+                0x2742_d186_0151_07bf,
+            ),
+            (
+                "checkout-api",
+                "timeout after <num>ms",
+                0x1d73_23d9_01f7_0510,
+            ),
+            (
+                "checkout-api",
+                "Timeout after <num>ms",
+                0xbdde_e8a6_58ff_9370,
+            ),
+            ("svc", "température <num>°C", 0x806d_953e_70c0_f528),
+            ("billing", "disk full", 0xe638_7611_ef0f_2835),
+            ("billing", "disk ok", 0xc747_c681_f411_97f2),
+        ] {
+            assert_eq!(
+                fingerprint(service, template),
+                Fingerprint(expected),
+                "{service:?} {template:?}: {}",
+                fingerprint(service, template)
+            );
+        }
+    }
+
+    #[test]
+    fn fingerprint_separates_service_from_template() {
+        assert_ne!(fingerprint("ab", "c"), fingerprint("a", "bc"));
+        assert_ne!(
+            fingerprint("svc-a", "disk full"),
+            fingerprint("svc-b", "disk full")
+        );
     }
 }

@@ -19,7 +19,11 @@
 //! - `rejection`: [`Rejection`] and its codes.
 //! - `batch`: [`split_json_array`] and [`ndjson_lines`], splitting a batch body into events.
 //! - `enriched`: [`EnrichedLog`], an event after the consumer enriched it (what the stores take),
-//!   with [`Fingerprint`] and [`KafkaCoordinates`].
+//!   with [`Fingerprint`] (computed by [`fingerprint`]) and [`KafkaCoordinates`].
+//! - `enrich`: [`enrich`], the consumer's enrichment step (pure: the clock is an argument), and
+//!   [`RecordMeta`], what it needs from the Kafka record besides the value.
+//! - `template`: [`message_template`], a message with its variable parts masked, so that similar
+//!   messages share a template and a fingerprint.
 //!
 //! Modules are private and everything public is re-exported here, so callers write
 //! `logpipe_model::LogEvent` and the files can be rearranged freely.
@@ -27,21 +31,25 @@
 mod attributes;
 mod batch;
 mod canonical;
+mod enrich;
 mod enriched;
 mod event;
 mod fields;
 mod level;
 mod limits;
 mod rejection;
+mod template;
 mod wire;
 
 pub use batch::{ndjson_lines, split_json_array};
-pub use enriched::{EnrichedLog, Fingerprint, KafkaCoordinates};
+pub use enrich::{enrich, RecordMeta, REQUEST_ID_MAX_BYTES};
+pub use enriched::{fingerprint, EnrichedLog, Fingerprint, KafkaCoordinates};
 pub use event::{normalise_timestamp, LogEvent};
 pub use fields::{HostName, Message, ServiceName, SpanId, TraceId};
 pub use level::Level;
 pub use limits::Limits;
 pub use rejection::{Rejection, ECHO_MAX_CHARS};
+pub use template::{message_template, TEMPLATE_MAX_BYTES};
 
 /// Re-exported so callers can name `LogEvent::attributes` and batch elements without adding
 /// `serde_json` with the `raw_value` feature themselves.

@@ -2,7 +2,10 @@
 //! a pseudo-random robustness test showing that parsing never panics on any input and that
 //! everything it accepts round-trips.
 
+mod common;
+
 use chrono::{DateTime, TimeZone, Utc};
+use common::XorShift;
 use logpipe_model::{ndjson_lines, split_json_array, Limits, LogEvent, Rejection};
 
 const EXAMPLE: &str = r#"{"timestamp":"2026-11-25T12:00:00.123Z","level":"error","service":"checkout-api","message":"payment failed for order 1234","host":"web-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","attributes":{"user_id":42,"region":"eu"}}"#;
@@ -149,22 +152,6 @@ fn ndjson_batch_reports_line_numbers() {
             (6, Err("invalid_utf8")),
         ]
     );
-}
-
-/// xorshift64: deterministic pseudo-random numbers without a dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Pieces that make random input look enough like an event to reach the deeper checks.
