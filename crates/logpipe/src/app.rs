@@ -1,25 +1,31 @@
 //! Wiring roles into a running process. [`App::start`] resolves the Kafka cluster (starting the
-//! embedded broker when none is configured), creates the producer, ensures topics, binds the
-//! listeners and spawns the servers; [`App::wait`] runs until the stop token is cancelled and
-//! then shuts down in order: stop accepting, finish in-flight requests, flush the producer, stop
-//! the embedded broker. Tests start an `App` on port 0 and talk to it over real HTTP.
+//! embedded broker when none is configured), ensures topics, opens the stores, starts the
+//! producer and the consumer group, binds the listener and spawns the server; [`App::wait`] runs
+//! until the stop token is cancelled and then shuts down in order: stop accepting, finish
+//! in-flight requests, drain and commit the consumer and leave the group, flush the producer,
+//! stop the embedded broker. Tests start an `App` on port 0 and talk to it over real HTTP.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use logpipe_aggregates::{AggOptions, Aggregates};
+use logpipe_store::{LogStore, StoreOptions};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::gateway::{self, auth::ApiKeys, GatewayMetrics, GatewayState};
+use crate::consumer::{ConsumerMetrics, ConsumerService, ConsumerStats};
+use crate::gateway::{self, auth::ApiKeys, GatewayMetrics, GatewayState, QueryBackend};
 use crate::http::{self, Ops, ReadyCheck};
 use crate::kafka::admin::{ensure_topics, TopicSpec};
 use crate::kafka::client_config;
 use crate::kafka::embedded::EmbeddedBroker;
+use crate::kafka::health::{metadata_probe, KafkaHealth};
 use crate::producer::client::ProducerClient;
 use crate::producer::{service, Producer, ProducerMetrics, Upstream};
 use crate::telemetry::metrics::{new_registry, HttpMetrics};
@@ -27,18 +33,98 @@ use crate::telemetry::metrics::{new_registry, HttpMetrics};
 /// Which roles this process plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Roles {
-    /// `logpipe gateway`: HTTP ingest, forwarding to the producer service over HTTP.
+    /// `logpipe gateway`: HTTP ingest (and the query API), forwarding to the producer service.
     Gateway,
     /// `logpipe producer`: the producer service's internal endpoint.
     Producer,
-    /// `logpipe run`: gateway with the producer in-process (the consumer joins in a later issue).
+    /// `logpipe consumer`: consumer group members, health and metrics on :8082.
+    Consumer,
+    /// `logpipe run`: everything in one process; the gateway calls the producer in-process.
     All,
 }
 
-/// How often Kafka (or the producer service) reachability is probed.
+impl Roles {
+    fn produces(self) -> bool {
+        matches!(self, Roles::Producer | Roles::All)
+    }
+
+    fn consumes(self) -> bool {
+        matches!(self, Roles::Consumer | Roles::All)
+    }
+}
+
+/// How often Kafka, the producer service and the stores are probed.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long shutdown waits for queued records to reach Kafka.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the store creates partitions ahead and drops expired ones.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The stores a process opened (consumer, and the gateway's query API).
+#[derive(Clone)]
+pub struct Stores {
+    pub store: Arc<LogStore>,
+    pub aggregates: Aggregates,
+}
+
+impl Stores {
+    /// Opens the log store (and applies its schema) and the aggregates, saying which are embedded.
+    pub async fn open(config: &Config) -> anyhow::Result<Stores> {
+        let options = StoreOptions {
+            retention_days: config.postgres.retention_days,
+            partitions_ahead_days: config.postgres.partitions_ahead_days,
+            schema: config.postgres.schema.clone(),
+            pool_size: config.postgres.pool_size,
+        };
+        let store = LogStore::open(&config.postgres.url, &options)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the log store: {e}; check `postgres.url` (--postgres-url) and that PostgreSQL is running"))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("applying the log store schema: {e}"))?;
+        if config.postgres.url.is_empty() {
+            tracing::warn!("log store: EMBEDDED in-memory SQLite; it keeps NOTHING across restarts. Set postgres.url / --postgres-url for PostgreSQL");
+        } else {
+            tracing::info!(url = %crate::config::redact::redact_url(&config.postgres.url), "log store: PostgreSQL");
+        }
+        let agg_options = AggOptions {
+            key_prefix: config.redis.key_prefix.clone(),
+            minute_ttl: config.redis.minute_ttl,
+            ..AggOptions::default()
+        };
+        let aggregates = Aggregates::open(&config.redis.url, &agg_options)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the aggregates: {e}; check `redis.url` (--redis-url) and that Redis is running"))?;
+        if config.redis.url.is_empty() {
+            tracing::warn!("aggregates: EMBEDDED in-process; they keep NOTHING across restarts. Set redis.url / --redis-url for Redis");
+        } else {
+            tracing::info!(url = %crate::config::redact::redact_url(&config.redis.url), "aggregates: Redis");
+        }
+        Ok(Stores {
+            store: Arc::new(store),
+            aggregates,
+        })
+    }
+
+    /// Probes both stores every interval; the flags feed readiness.
+    fn spawn_monitor(&self, stop: CancellationToken) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+        let store_up = Arc::new(AtomicBool::new(true));
+        let agg_up = Arc::new(AtomicBool::new(true));
+        let (s, a, stores) = (store_up.clone(), agg_up.clone(), self.clone());
+        tokio::spawn(async move {
+            loop {
+                s.store(stores.store.ping().await, Ordering::Relaxed);
+                a.store(stores.aggregates.ping().await, Ordering::Relaxed);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+                }
+            }
+        });
+        (store_up, agg_up)
+    }
+}
 
 /// A running logpipe process.
 pub struct App {
@@ -46,9 +132,16 @@ pub struct App {
     pub gateway_addr: Option<SocketAddr>,
     /// Where the producer service listens, when this process runs it.
     pub producer_addr: Option<SocketAddr>,
+    /// Where the consumer's health and metrics listen (`logpipe consumer`).
+    pub consumer_addr: Option<SocketAddr>,
     /// The Kafka bootstrap servers in use (the embedded broker's, when embedded).
     pub bootstrap: Option<String>,
+    /// The stores, when this process opened them.
+    pub stores: Option<Stores>,
+    /// What the consumer has stored and its end-to-end latency (demo, tests).
+    pub consumer_stats: Option<Arc<ConsumerStats>>,
     producer: Option<Arc<Producer>>,
+    consumer: Option<ConsumerService>,
     embedded: Option<EmbeddedBroker>,
     servers: JoinSet<anyhow::Result<()>>,
     stop: CancellationToken,
@@ -61,47 +154,103 @@ impl App {
         let mut registry = new_registry();
         let mut servers = JoinSet::new();
 
-        // Kafka: only the roles that produce need it.
-        let mut embedded = None;
-        let mut bootstrap = None;
-        let mut producer = None;
-        if matches!(roles, Roles::Producer | Roles::All) {
-            let specs = TopicSpec::from_config(&config.kafka);
-            let servers_list = if config.kafka.is_embedded() {
-                let broker = EmbeddedBroker::start(1, &specs)?;
-                tracing::warn!(
-                    bootstrap = broker.bootstrap_servers(),
-                    "Kafka: EMBEDDED in-process broker (librdkafka mock cluster); it keeps NOTHING across restarts. \
-                     Set kafka.brokers / LOGPIPE_KAFKA_BROKERS / --kafka-brokers to use a real cluster"
-                );
-                let list = broker.bootstrap_servers().to_string();
-                embedded = Some(broker);
-                list
-            } else {
-                tracing::info!(brokers = %config.kafka.brokers, "Kafka: external cluster");
-                config.kafka.brokers.clone()
-            };
-            let metrics = ProducerMetrics::register(&mut registry);
-            let p = Arc::new(Producer::new(&config, &servers_list, metrics)?);
-            if !config.kafka.is_embedded() && config.kafka.create_topics {
-                spawn_topic_ensurer(&config, &servers_list, specs, stop.clone());
+        let (bootstrap, embedded) = if roles == Roles::Gateway {
+            (None, None)
+        } else {
+            let (bootstrap, embedded) = resolve_kafka(&config, roles)?;
+            if embedded.is_none() && config.kafka.create_topics {
+                let specs = TopicSpec::from_config(&config.kafka);
+                if roles.consumes() {
+                    // A consumer subscribed to a missing topic would only notice it on the next
+                    // metadata refresh (minutes): create it first.
+                    let client =
+                        client_config(&config.kafka, &bootstrap, "admin", &Default::default());
+                    ensure_topics(&client, &specs, config.kafka.request_timeout)
+                        .await
+                        .context("ensuring topics before the consumer subscribes (is Kafka reachable at kafka.brokers?)")?;
+                } else {
+                    spawn_topic_ensurer(&config, &bootstrap, specs, stop.clone());
+                }
             }
+            (Some(bootstrap), embedded)
+        };
+
+        let mut producer = None;
+        if let (true, Some(bootstrap)) = (roles.produces(), &bootstrap) {
+            let metrics = ProducerMetrics::register(&mut registry);
+            let p = Arc::new(Producer::new(&config, bootstrap, metrics)?);
             p.start_health_monitor(HEALTH_INTERVAL, stop.clone());
             producer = Some(p);
-            bootstrap = Some(servers_list);
+        }
+
+        // Stores: the consumer writes them; the gateway reads them for the query API. A split-mode
+        // gateway opens them only when they are shared (PostgreSQL/Redis configured).
+        let stores = match roles {
+            Roles::Consumer | Roles::All => Some(Stores::open(&config).await?),
+            Roles::Gateway if !config.postgres.url.is_empty() && !config.redis.url.is_empty() => {
+                Some(Stores::open(&config).await?)
+            }
+            _ => None,
+        };
+
+        let mut consumer = None;
+        let mut consumer_kafka = None;
+        if let (true, Some(bootstrap), Some(stores)) = (roles.consumes(), &bootstrap, &stores) {
+            let metrics = ConsumerMetrics::register(&mut registry);
+            let service = ConsumerService::start(
+                &config,
+                bootstrap,
+                stores.store.clone(),
+                stores.aggregates.clone(),
+                metrics,
+                stop.clone(),
+            )?;
+            spawn_maintenance(stores.store.clone(), stop.clone());
+            if producer.is_none() {
+                consumer_kafka = Some(kafka_monitor(&config, bootstrap, stop.clone())?);
+            }
+            consumer = Some(service);
         }
 
         let mut producer_addr = None;
         let mut gateway_addr = None;
-        match (roles, &producer) {
-            (Roles::Producer, Some(p)) => {
-                let router = producer_router(&config, p.clone(), registry);
+        let mut consumer_addr = None;
+        match roles {
+            Roles::Producer => {
+                let p = producer
+                    .clone()
+                    .context("producer role without a producer")?;
+                let router = producer_router(&config, p, registry);
                 let listener = http::bind(config.producer.listen, "the producer service").await?;
                 producer_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "producer service listening");
                 servers.spawn(http::serve(listener, router, stop.clone()));
             }
-            _ => {
+            Roles::Consumer => {
+                let mut checks: Vec<ReadyCheck> = Vec::new();
+                if let Some(kafka) = consumer_kafka {
+                    checks.push(("kafka", Arc::new(move || kafka.is_up())));
+                }
+                if let Some(stores) = &stores {
+                    let (store_up, agg_up) = stores.spawn_monitor(stop.clone());
+                    checks.push(("store", Arc::new(move || store_up.load(Ordering::Relaxed))));
+                    checks.push((
+                        "aggregates",
+                        Arc::new(move || agg_up.load(Ordering::Relaxed)),
+                    ));
+                }
+                let http_metrics = HttpMetrics::register(&mut registry, "consumer");
+                let ops = Ops {
+                    registry: Arc::new(registry),
+                    checks: Arc::new(checks),
+                };
+                let router = http::with_common_layers(Router::new(), ops, http_metrics);
+                let listener = http::bind(config.consumer.listen, "the consumer").await?;
+                consumer_addr = Some(listener.local_addr()?);
+                tracing::info!(addr = %listener.local_addr()?, "consumer health and metrics listening");
+                servers.spawn(http::serve(listener, router, stop.clone()));
+            }
+            Roles::Gateway | Roles::All => {
                 let upstream = match &producer {
                     Some(p) => Upstream::InProcess(p.clone()),
                     None => {
@@ -119,7 +268,14 @@ impl App {
                         "gateway API keys are off (set gateway.api_keys to require them)"
                     );
                 }
-                let router = gateway_router(&config, upstream, registry);
+                let query = stores.as_ref().map(|s| QueryBackend {
+                    store: s.store.clone(),
+                    aggregates: s.aggregates.clone(),
+                });
+                if query.is_none() {
+                    tracing::info!("query API off: the gateway has no shared stores (set postgres.url and redis.url, or use `logpipe run`)");
+                }
+                let router = gateway_router(&config, upstream, query, registry);
                 let listener = http::bind(config.gateway.listen, "the gateway").await?;
                 gateway_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "gateway listening");
@@ -130,8 +286,12 @@ impl App {
         Ok(App {
             gateway_addr,
             producer_addr,
+            consumer_addr,
             bootstrap,
+            consumer_stats: consumer.as_ref().map(|c| c.stats.clone()),
+            stores,
             producer,
+            consumer,
             embedded,
             servers,
             stop,
@@ -148,8 +308,15 @@ impl App {
         self.embedded.as_ref()
     }
 
-    /// Waits for all servers; when any fails or the token is cancelled, stops the rest, flushes
-    /// the producer and stops the embedded broker.
+    /// Partitions the consumer members of this process own now.
+    pub fn assigned_partitions(&self) -> usize {
+        self.consumer
+            .as_ref()
+            .map_or(0, |c| c.assigned_partitions())
+    }
+
+    /// Waits for all servers; when any fails or the token is cancelled, stops the rest, drains
+    /// the consumer, flushes the producer and stops the embedded broker.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut first_error = None;
         while let Some(result) = self.servers.join_next().await {
@@ -159,6 +326,10 @@ impl App {
                 first_error.get_or_insert(e);
             }
             self.stop.cancel();
+        }
+        if let Some(consumer) = self.consumer.take() {
+            consumer.wait().await;
+            tracing::info!("consumer drained, committed and left the group");
         }
         if let Some(producer) = &self.producer {
             producer.flush(FLUSH_TIMEOUT).await;
@@ -179,9 +350,59 @@ impl App {
     }
 }
 
+/// The Kafka cluster to use: the configured one, or an embedded broker (only where it makes
+/// sense: a lone consumer process could never share an in-process broker with a producer).
+fn resolve_kafka(
+    config: &Config,
+    roles: Roles,
+) -> anyhow::Result<(String, Option<EmbeddedBroker>)> {
+    if !config.kafka.is_embedded() {
+        tracing::info!(brokers = %config.kafka.brokers, "Kafka: external cluster");
+        return Ok((config.kafka.brokers.clone(), None));
+    }
+    if roles == Roles::Consumer {
+        anyhow::bail!(
+            "`logpipe consumer` needs a Kafka cluster shared with the producer: set --kafka-brokers, LOGPIPE_KAFKA_BROKERS or kafka.brokers \
+             (or run everything in one process on the embedded broker with `logpipe run`)"
+        );
+    }
+    let broker = EmbeddedBroker::start(1, &TopicSpec::from_config(&config.kafka))?;
+    tracing::warn!(
+        bootstrap = broker.bootstrap_servers(),
+        "Kafka: EMBEDDED in-process broker (librdkafka mock cluster); it keeps NOTHING across restarts. \
+         Set kafka.brokers / LOGPIPE_KAFKA_BROKERS / --kafka-brokers to use a real cluster"
+    );
+    Ok((broker.bootstrap_servers().to_string(), Some(broker)))
+}
+
+/// Kafka reachability for a process without a producer, probed through an admin client.
+fn kafka_monitor(
+    config: &Config,
+    bootstrap: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<KafkaHealth> {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        client_config(&config.kafka, bootstrap, "health", &Default::default())
+            .create()
+            .context("creating the Kafka health client")?;
+    let topic = config.kafka.topic.clone();
+    let health = KafkaHealth::default();
+    health.spawn_monitor(
+        move || metadata_probe(admin.inner(), &topic, HEALTH_INTERVAL),
+        HEALTH_INTERVAL,
+        stop,
+    );
+    Ok(health)
+}
+
 /// The gateway as served: API routes, health and metrics, shared layers. Metrics of this
 /// process are registered into `registry` first. Tests drive it with `oneshot`, no server.
-pub fn gateway_router(config: &Config, upstream: Upstream, mut registry: Registry) -> Router {
+pub fn gateway_router(
+    config: &Config,
+    upstream: Upstream,
+    query: Option<QueryBackend>,
+    mut registry: Registry,
+) -> Router {
     let http_metrics = HttpMetrics::register(&mut registry, "gateway");
     let gateway_metrics = GatewayMetrics::register(&mut registry);
     let check_name = match upstream {
@@ -198,6 +419,7 @@ pub fn gateway_router(config: &Config, upstream: Upstream, mut registry: Registr
         &config.gateway,
         config.limits.to_model(),
         upstream,
+        query,
         gateway_metrics,
     );
     let keys = ApiKeys::new(&config.gateway.api_keys);
@@ -220,6 +442,24 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
         config.gateway.retry_after,
     );
     http::with_common_layers(router, ops, http_metrics)
+}
+
+/// Creates partitions ahead and drops expired ones, now and then hourly.
+fn spawn_maintenance(store: Arc<LogStore>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match store.maintain(chrono::Utc::now()).await {
+                Ok(done) => tracing::info!(?done, "log store maintenance"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "log store maintenance failed; retrying later")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+            }
+        }
+    });
 }
 
 /// Creates missing topics, retrying in the background until the cluster answers.

@@ -16,7 +16,7 @@ use crate::config::LogFormat;
     about = "Kafka log pipeline: HTTP ingest gateway, producer, consumer group with durable stores",
     long_about = "logpipe takes application logs over HTTP, writes them to Kafka, and processes them in a consumer group.\n\n\
                   With no Kafka configured it runs on an embedded in-process broker, so `logpipe run` works on a bare machine.",
-    after_help = "Roles: gateway, producer, run.   Tools: loadgen, topics, config.\n\
+    after_help = "Roles: gateway, producer, consumer, run.   Tools: demo, migrate, loadgen, topics, config.\n\
                   Configuration: --config FILE, then LOGPIPE_* environment variables, then flags (see `logpipe config check --env`)."
 )]
 pub struct Cli {
@@ -109,6 +109,19 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// [role] Consumer group member(s) (:8082): Kafka → decode → enrich → PostgreSQL + Redis, commits after the writes.
+    #[command(
+        long_about = "Runs consumer.concurrency members of the consumer group (default group log-processor-group) on the\n\
+        configured topics. Each batch (consumer.batch_size records or consumer.batch_linger) is decoded and enriched on\n\
+        consumer.workers lanes (one key, one lane, in order), written to the log store in one COPY, counted once in the\n\
+        aggregates, and only then are its offsets committed. Health and metrics on consumer.listen (:8082).\n\
+        Needs a real Kafka cluster (--kafka-brokers); PostgreSQL and Redis via --postgres-url and --redis-url."
+    )]
+    Consumer {
+        /// Health and metrics listen address. [config: consumer.listen]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
     /// [role] All roles in one process (gateway with the producer in-process), on embedded Kafka if none is configured.
     #[command(
         long_about = "Runs every role in one process: the gateway on gateway.listen, calling the producer in-process.\n\n\
@@ -120,6 +133,15 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// [tool] The whole pipeline on embedded defaults with generated traffic, a live progress line and a summary.
+    #[command(
+        long_about = "Starts every role in one process (embedded Kafka, SQLite and in-process aggregates unless configured),\n\
+        sends realistic generated traffic through the gateway with a live progress line, prints a summary (accepted,\n\
+        stored, aggregated, throughput, end-to-end latency p50/p95/p99), and keeps serving the API until Ctrl-C or --duration."
+    )]
+    Demo(crate::demo::DemoArgs),
+    /// [tool] Apply the log store schema (idempotent), create partitions ahead and drop expired ones.
+    Migrate,
     /// [tool] Send realistic log traffic to a gateway at a fixed rate and report throughput and latency.
     #[command(
         long_about = "Sends generated log events to a gateway's batch route at a fixed rate (open loop) for a\n\

@@ -200,3 +200,58 @@ fn new_table(header: &[&str]) -> Table {
 fn right(value: impl ToString) -> Cell {
     Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
 }
+
+/// `logpipe migrate`.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let options = logpipe_store::StoreOptions {
+        retention_days: config.postgres.retention_days,
+        partitions_ahead_days: config.postgres.partitions_ahead_days,
+        schema: config.postgres.schema.clone(),
+        pool_size: 1,
+    };
+    if config.postgres.url.is_empty() {
+        anyhow::bail!("no PostgreSQL configured: set --postgres-url, LOGPIPE_POSTGRES_URL or postgres.url (the embedded SQLite store is created by the consumer itself)");
+    }
+    let store = logpipe_store::LogStore::open(&config.postgres.url, &options)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("applying the schema: {e}"))?;
+    let done = store
+        .maintain(chrono::Utc::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("maintaining partitions: {e}"))?;
+    let mut table = new_table(&["STEP", "RESULT"]);
+    table.add_row(vec![
+        "schema".to_string(),
+        format!("applied to `{}`", config.postgres.schema),
+    ]);
+    table.add_row(vec![
+        "partitions created".to_string(),
+        list_or_none(&done.created),
+    ]);
+    table.add_row(vec![
+        "partitions dropped".to_string(),
+        list_or_none(&done.dropped),
+    ]);
+    table.add_row(vec![
+        "rows".to_string(),
+        store
+            .count()
+            .await
+            .map(|n| n.to_string())
+            .unwrap_or_else(|e| e.to_string()),
+    ]);
+    println!("{table}");
+    Ok(())
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}

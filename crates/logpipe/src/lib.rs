@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! client --HTTP--> gateway :8080 --> producer :8081 --> Kafka "application-logs" (12 partitions)
-//!                                                         --> consumer group (next: consumer module)
+//!   consumer group (:8082) --> decode, enrich --> log store (PostgreSQL | SQLite)
+//!                                             --> aggregates (Redis | in-process) --> commit
+//! gateway query API <-- log store + aggregates
 //! ```
 //!
 //! Where things live:
@@ -11,17 +13,23 @@
 //!   [`loadgen`]: the load generator.
 //! - [`app`]: wires roles into a running process (what `logpipe gateway|producer|run` start).
 //! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`): body limits, gzip, API keys.
+//! - [`consumer`]: the consumer group: poll threads, batching, decode/enrich lanes, store and
+//!   aggregate writes, manual commits, rebalances.
+//! - [`demo`]: `logpipe demo`, the pipeline with generated traffic and a summary.
 //! - [`producer`]: the idempotent Kafka producer with bounded in-flight records, its internal
 //!   HTTP endpoint (split mode) and the gateway's client for it.
 //! - [`kafka`]: client config, record headers, topic admin, the embedded broker, health probes.
 //! - [`http`]: what every HTTP service shares: error shape, request ids, health and metrics routes.
 //! - [`telemetry`]: Prometheus metrics and process logs.
-//! - The event model (parsing, validation, wire format) is its own crate, `logpipe_model`.
+//! - Crates beside this one: `logpipe_model` (event model, enrichment), `logpipe_store` (log
+//!   store), `logpipe_aggregates` (real-time aggregates).
 
 pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod consumer;
+pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod kafka;

@@ -57,6 +57,9 @@ pub struct LoadgenArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing (callers that show their own progress, like `logpipe demo`).
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 /// What a run measured.
@@ -232,7 +235,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         ..Default::default()
     }));
     let slots = Arc::new(Semaphore::new(args.concurrency));
-    let progress = progress_bar(args.duration, args.json);
+    let progress = progress_bar(args.duration, args.json || args.quiet);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = started;
@@ -330,7 +333,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         p99: ms(0.99),
         max: h.max() as f64 / 1000.0,
     };
-    if args.json {
+    if args.quiet {
+    } else if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&args, &report);

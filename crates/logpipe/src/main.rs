@@ -66,6 +66,17 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Gateway { .. } => serve(config, Roles::Gateway).await,
         Command::Producer { .. } => serve(config, Roles::Producer).await,
         Command::Run { .. } => serve(config, Roles::All).await,
+        Command::Consumer { .. } => serve(config, Roles::Consumer).await,
+        Command::Demo(args) => {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                trigger.cancel();
+            });
+            logpipe::demo::run(config, args, stop).await
+        }
+        Command::Migrate => commands::migrate(&config).await,
         Command::Topics(TopicsCommand::Ensure) => commands::topics_ensure(&config).await,
         Command::Topics(TopicsCommand::Describe { topics, json }) => {
             commands::topics_describe(&config, topics, json).await

@@ -119,7 +119,12 @@ fn merge(base: &mut Value, overlay: Value, path: &str, origin: &str) -> anyhow::
 }
 
 /// Tables whose keys are not known in advance (passed through to librdkafka, or static tags).
-pub(crate) const FREE_FORM_TABLES: &[&str] = &["kafka.properties", "producer.properties"];
+pub(crate) const FREE_FORM_TABLES: &[&str] = &[
+    "kafka.properties",
+    "producer.properties",
+    "consumer.properties",
+    "consumer.tags",
+];
 
 #[cfg(test)]
 mod tests;

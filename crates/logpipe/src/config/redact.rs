@@ -18,7 +18,11 @@ pub fn redacted(config: &Config) -> Config {
         .iter()
         .map(|_| MASK.to_string())
         .collect();
-    for props in [&mut c.kafka.properties, &mut c.producer.properties] {
+    for props in [
+        &mut c.kafka.properties,
+        &mut c.producer.properties,
+        &mut c.consumer.properties,
+    ] {
         for (key, value) in props.iter_mut() {
             if is_secret_property(key) {
                 *value = MASK.to_string();

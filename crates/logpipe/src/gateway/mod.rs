@@ -4,6 +4,7 @@
 //! - `POST /api/v1/logs`: one event (`application/json`). 202, 400 with the reason, 503.
 //! - `POST /api/v1/logs/batch`: a JSON array or NDJSON; each invalid item is reported with its
 //!   index (or line) and reason, the valid ones are accepted; all invalid is 400.
+//! - `GET /api/v1/logs`, `GET /api/v1/stats`: the query API ([`query`]).
 //!
 //! Limits (body size after gzip too, events per batch) answer 413, a wrong content type 415, a
 //! saturated or unreachable producer 503 with `Retry-After`, and a request never waits longer than
@@ -11,6 +12,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod query;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ use crate::producer::service::publish_error_response;
 use crate::producer::{Batch, PublishError, Upstream};
 use crate::telemetry::metrics::{size_histogram, ReasonLabels};
 use body::Framing;
+pub use query::QueryBackend;
 
 /// Gateway metrics beyond the HTTP ones (`gateway_*`).
 #[derive(Clone)]
@@ -90,6 +93,8 @@ impl GatewayMetrics {
 #[derive(Clone)]
 pub struct GatewayState {
     pub upstream: Upstream,
+    /// The stores the query API reads, when this gateway has them.
+    pub query: Option<QueryBackend>,
     pub limits: logpipe_model::Limits,
     pub max_body_bytes: usize,
     pub max_batch_events: usize,
@@ -103,10 +108,12 @@ impl GatewayState {
         config: &GatewayConfig,
         limits: logpipe_model::Limits,
         upstream: Upstream,
+        query: Option<QueryBackend>,
         metrics: GatewayMetrics,
     ) -> Self {
         Self {
             upstream,
+            query,
             limits,
             max_body_bytes: config.max_body_bytes,
             max_batch_events: config.max_batch_events,
@@ -120,8 +127,9 @@ impl GatewayState {
 /// The gateway's API routes, behind the API key check (health and metrics stay open).
 pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
     Router::new()
-        .route("/api/v1/logs", post(ingest_one))
+        .route("/api/v1/logs", post(ingest_one).get(query::logs))
         .route("/api/v1/logs/batch", post(ingest_batch))
+        .route("/api/v1/stats", axum::routing::get(query::stats))
         .route_layer(axum::middleware::from_fn_with_state(
             keys,
             auth::require_api_key,

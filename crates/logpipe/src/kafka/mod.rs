@@ -72,8 +72,19 @@ pub fn client_config(
         )
         // librdkafka logs through `log`-less callbacks; keep its own noise to warnings.
         .set("log_level", "4");
+    apply_properties(&mut config, kafka, extra);
+    config
+}
+
+/// Applies `kafka.properties`, then the role's own properties. Producers and consumers call it
+/// again after their typed settings, so an explicit property always wins over a derived one
+/// (`producer.properties."batch.num.messages"` over `producer.batch_max_messages`).
+pub fn apply_properties(
+    config: &mut ClientConfig,
+    kafka: &KafkaConfig,
+    extra: &BTreeMap<String, String>,
+) {
     for (key, value) in kafka.properties.iter().chain(extra) {
         config.set(key, value);
     }
-    config
 }

@@ -164,6 +164,7 @@ impl Producer {
                 "queue.buffering.max.messages",
                 (p.max_in_flight + 1024).to_string(),
             );
+        crate::kafka::apply_properties(&mut client, &config.kafka, &p.properties);
         let inner: FutureProducer = client
             .create()
             .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;

@@ -33,7 +33,7 @@ async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
     let metrics = ProducerMetrics::register(&mut registry);
     let producer = Arc::new(Producer::new(&config, broker.bootstrap_servers(), metrics).unwrap());
     producer.health().set(true);
-    let router = gateway_router(&config, Upstream::InProcess(producer), registry);
+    let router = gateway_router(&config, Upstream::InProcess(producer), None, registry);
     Harness {
         router,
         _broker: broker,

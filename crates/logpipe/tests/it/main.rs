@@ -6,6 +6,9 @@
 mod support;
 
 mod cli;
+mod consumer_embedded;
+mod consumer_flow;
 mod external_kafka;
+mod external_pipeline;
 mod gateway_router;
 mod pipeline_embedded;

@@ -1,0 +1,442 @@
+//! The SQLite log store: the embedded default, with the same API and query semantics as
+//! PostgreSQL.
+//!
+//! One table shaped like PostgreSQL's (no partitions), `STRICT` so types are enforced, with
+//! timestamps as integer microseconds since the Unix epoch (exact, and they compare as numbers).
+//! `UNIQUE (kafka_topic, kafka_partition, kafka_offset)` makes writes idempotent: a batch is one
+//! `IMMEDIATE` transaction of `INSERT ... ON CONFLICT DO NOTHING` through one prepared
+//! statement, and `changes()` (the count `execute` returns) tells inserted rows from
+//! duplicates. `ON CONFLICT (coordinates) DO NOTHING` rather than `INSERT OR IGNORE`: `OR IGNORE`
+//! would also silently skip a row breaking any other constraint.
+//!
+//! One connection behind a `std::sync::Mutex`, used only from `spawn_blocking` threads: SQLite
+//! allows one writer at a time anyway, and `sqlite::memory:` must be a single connection (each
+//! in-memory connection is its own database). A std mutex and not a tokio one because the lock
+//! is only ever taken on a blocking thread and never held across an `.await`; a tokio mutex would
+//! add nothing but an async acquire.
+//!
+//! File databases use WAL (readers do not block the writer) with `synchronous = FULL`: a
+//! committed batch survives a power cut, which the consumer relies on when it commits offsets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use logpipe_model::{EnrichedLog, Fingerprint};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use crate::error::{from_sqlite, StoreError};
+use crate::plan::QueryPlan;
+use crate::retention;
+use crate::sanitize;
+use crate::types::{KafkaPosition, LogPage, LogQuery, Maintenance, StoredLog, WriteReport};
+use crate::StoreOptions;
+
+/// How long a statement waits for another process holding the file's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Readiness probes answer within this (a long write holds the connection).
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS logs (
+    ts              INTEGER NOT NULL, -- event time, microseconds since the Unix epoch (UTC)
+    processed_at    INTEGER NOT NULL,
+    kafka_ts        INTEGER,
+    ingested_at     INTEGER,
+    kafka_offset    INTEGER NOT NULL,
+    fingerprint     INTEGER NOT NULL,
+    kafka_partition INTEGER NOT NULL,
+    severity_number INTEGER NOT NULL,
+    level           TEXT NOT NULL,
+    service         TEXT NOT NULL,
+    kafka_topic     TEXT NOT NULL,
+    host            TEXT,
+    trace_id        TEXT,
+    span_id         TEXT,
+    request_id      TEXT,
+    message         TEXT NOT NULL,
+    template        TEXT NOT NULL,
+    attributes      TEXT,             -- JSON object
+    tags            TEXT NOT NULL,    -- JSON object
+    UNIQUE (kafka_topic, kafka_partition, kafka_offset)
+) STRICT;
+-- The page order and its keyset comparison.
+CREATE INDEX IF NOT EXISTS logs_position_idx
+    ON logs (ts, kafka_topic, kafka_partition, kafka_offset);
+CREATE INDEX IF NOT EXISTS logs_service_ts_idx ON logs (service, ts);
+CREATE INDEX IF NOT EXISTS logs_level_ts_idx ON logs (level, ts);
+";
+
+const INSERT: &str = "INSERT INTO logs (ts, processed_at, kafka_ts, ingested_at, kafka_offset, \
+     fingerprint, kafka_partition, severity_number, level, service, kafka_topic, host, trace_id, \
+     span_id, request_id, message, template, attributes, tags) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+     ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING";
+
+/// The columns read, in the order [`stored_log`] expects.
+const SELECT_COLUMNS: &str = "ts, level, service, message, host, trace_id, span_id, attributes, \
+     severity_number, fingerprint, template, kafka_topic, kafka_partition, kafka_offset, \
+     kafka_ts, ingested_at, processed_at, request_id, tags";
+
+/// The SQLite backend of [`LogStore`](crate::LogStore). Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The one connection (see the module comment for why a std mutex).
+    connection: Mutex<Connection>,
+    /// For `Debug`: `:memory:` or the file path.
+    location: String,
+    options: StoreOptions,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.inner.location)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// A private in-memory database: gone when the store is dropped.
+    pub fn open_in_memory(options: &StoreOptions) -> Result<SqliteStore, StoreError> {
+        let connection = Connection::open_in_memory()
+            .map_err(|err| from_sqlite("opening an in-memory SQLite database", &err))?;
+        Ok(SqliteStore::new(
+            connection,
+            ":memory:".into(),
+            options.clone(),
+        ))
+    }
+
+    /// A database file, created if missing.
+    pub async fn open_file(path: String, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        let location = path.clone();
+        let connection = blocking(move || {
+            let context = "opening the SQLite database";
+            let connection =
+                Connection::open(PathBuf::from(path)).map_err(|err| from_sqlite(context, &err))?;
+            connection
+                .busy_timeout(BUSY_TIMEOUT)
+                .map_err(|err| from_sqlite(context, &err))?;
+            connection
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .map_err(|err| from_sqlite(context, &err))?;
+            connection
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(|err| from_sqlite(context, &err))?;
+            Ok(connection)
+        })
+        .await?;
+        Ok(SqliteStore::new(connection, location, options))
+    }
+
+    fn new(connection: Connection, location: String, options: StoreOptions) -> SqliteStore {
+        SqliteStore {
+            inner: Arc::new(Inner {
+                connection: Mutex::new(connection),
+                location,
+                options,
+            }),
+        }
+    }
+
+    /// Runs `work` on the connection, on the blocking thread pool.
+    async fn with_connection<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            // A panic while the lock was held cannot leave a transaction half done (rusqlite
+            // rolls back a dropped transaction), so a poisoned lock is still a good connection.
+            let mut connection = inner
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            work(&mut connection)
+        })
+        .await
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.with_connection(|connection| {
+            connection
+                .execute_batch(SCHEMA)
+                .map_err(|err| StoreError::Schema(format!("creating the SQLite schema: {err}")))
+        })
+        .await
+    }
+
+    pub async fn maintain(&self, now: DateTime<Utc>) -> Result<Maintenance, StoreError> {
+        let cutoff = retention::cutoff(now, self.inner.options.retention_days).timestamp_micros();
+        let expired = self
+            .with_connection(move |connection| {
+                connection
+                    .execute("DELETE FROM logs WHERE ts < ?1", [cutoff])
+                    .map_err(|err| from_sqlite("deleting expired rows", &err))
+            })
+            .await?;
+        Ok(Maintenance {
+            expired_rows: expired as u64,
+            ..Maintenance::default()
+        })
+    }
+
+    pub async fn write(&self, logs: &[EnrichedLog]) -> Result<WriteReport, StoreError> {
+        if logs.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        // Owned copies: the blocking thread cannot borrow the caller's batch.
+        let rows: Vec<OwnedRow> = logs.iter().map(OwnedRow::new).collect();
+        let total = rows.len() as u64;
+        let inserted = self
+            .with_connection(move |connection| {
+                let context = "writing a batch";
+                let fail = |err: rusqlite::Error| from_sqlite(context, &err);
+                let tx = connection
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(fail)?;
+                let mut inserted = 0u64;
+                {
+                    let mut insert = tx.prepare_cached(INSERT).map_err(fail)?;
+                    for row in &rows {
+                        inserted += row.insert(&mut insert).map_err(fail)? as u64;
+                    }
+                }
+                tx.commit().map_err(fail)?;
+                Ok(inserted)
+            })
+            .await?;
+        Ok(WriteReport {
+            inserted,
+            duplicates: total.saturating_sub(inserted),
+        })
+    }
+
+    pub async fn query(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        let plan = QueryPlan::new(query)?;
+        let (sql, params) = build_query(&plan);
+        let logs = self
+            .with_connection(move |connection| {
+                let fail = |err: rusqlite::Error| from_sqlite("querying logs", &err);
+                let mut statement = connection.prepare_cached(&sql).map_err(fail)?;
+                let mut rows = statement
+                    .query(rusqlite::params_from_iter(params))
+                    .map_err(fail)?;
+                let mut logs = Vec::new();
+                while let Some(row) = rows.next().map_err(fail)? {
+                    logs.push(stored_log(row)?);
+                }
+                Ok(logs)
+            })
+            .await?;
+        Ok(plan.page(logs))
+    }
+
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.with_connection(|connection| {
+            connection
+                .query_row("SELECT count(*) FROM logs", [], |row| row.get::<_, i64>(0))
+                .map(|count| count.max(0) as u64)
+                .map_err(|err| from_sqlite("counting rows", &err))
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> bool {
+        let probe = self.with_connection(|connection| {
+            connection
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|err| from_sqlite("ping", &err))
+        });
+        matches!(tokio::time::timeout(PING_TIMEOUT, probe).await, Ok(Ok(())))
+    }
+}
+
+/// Runs blocking work on tokio's blocking pool. A panic in `work` is a bug and resumes here.
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(StoreError::Unavailable(format!(
+            "SQLite task did not finish: {err}"
+        ))),
+    }
+}
+
+/// One record, owned and sanitised, ready to bind.
+struct OwnedRow {
+    ts: i64,
+    processed_at: i64,
+    kafka_ts: Option<i64>,
+    ingested_at: Option<i64>,
+    kafka_offset: i64,
+    fingerprint: i64,
+    kafka_partition: i32,
+    severity_number: u8,
+    level: &'static str,
+    service: String,
+    kafka_topic: Arc<str>,
+    host: Option<String>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    request_id: Option<String>,
+    message: String,
+    template: String,
+    attributes: Option<String>,
+    tags: String,
+}
+
+impl OwnedRow {
+    fn new(log: &EnrichedLog) -> OwnedRow {
+        let event = &log.event;
+        // Same sanitising as PostgreSQL, so both stores hold the same text.
+        let tags = serde_json::to_string(&*log.tags).unwrap_or_else(|_| "{}".to_owned());
+        OwnedRow {
+            ts: event.timestamp.timestamp_micros(),
+            processed_at: log.processed_at.timestamp_micros(),
+            kafka_ts: log.kafka_timestamp.map(|at| at.timestamp_micros()),
+            ingested_at: log.ingested_at.map(|at| at.timestamp_micros()),
+            kafka_offset: log.coordinates.offset,
+            fingerprint: log.fingerprint.as_i64(),
+            kafka_partition: log.coordinates.partition,
+            severity_number: log.severity_number,
+            level: event.level.as_str(),
+            service: event.service.as_str().to_owned(),
+            kafka_topic: Arc::clone(&log.coordinates.topic),
+            host: event.host.as_ref().map(|host| host.as_str().to_owned()),
+            trace_id: event.trace_id.as_ref().map(|id| id.as_str().to_owned()),
+            span_id: event.span_id.as_ref().map(|id| id.as_str().to_owned()),
+            request_id: log
+                .request_id
+                .as_deref()
+                .map(|id| sanitize::text(id).into_owned()),
+            message: sanitize::text(event.message.as_str()).into_owned(),
+            template: sanitize::text(&log.template).into_owned(),
+            attributes: event
+                .attributes
+                .as_deref()
+                .map(|raw| sanitize::json(raw.get()).into_owned()),
+            tags: sanitize::json(&tags).into_owned(),
+        }
+    }
+
+    /// Runs the prepared [`INSERT`] for this row; returns 1 if inserted, 0 if a duplicate.
+    fn insert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
+        statement.execute(params![
+            self.ts,
+            self.processed_at,
+            self.kafka_ts,
+            self.ingested_at,
+            self.kafka_offset,
+            self.fingerprint,
+            self.kafka_partition,
+            self.severity_number,
+            self.level,
+            self.service,
+            &*self.kafka_topic,
+            self.host,
+            self.trace_id,
+            self.span_id,
+            self.request_id,
+            self.message,
+            self.template,
+            self.attributes,
+            self.tags,
+        ])
+    }
+}
+
+/// The statement and its parameters for `plan`; the same shape as PostgreSQL's.
+fn build_query(plan: &QueryPlan) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {SELECT_COLUMNS} FROM logs WHERE 1");
+    let mut params = Vec::new();
+    if let Some(service) = &plan.service {
+        sql.push_str(" AND service = ?");
+        params.push(Value::Text(service.clone()));
+    }
+    if let Some(level) = plan.level {
+        sql.push_str(" AND level = ?");
+        params.push(Value::Text(level.as_str().to_owned()));
+    }
+    if let Some(since) = plan.since {
+        sql.push_str(" AND ts >= ?");
+        params.push(Value::Integer(since.timestamp_micros()));
+    }
+    if let Some(until) = plan.until {
+        sql.push_str(" AND ts < ?");
+        params.push(Value::Integer(until.timestamp_micros()));
+    }
+    if let Some(pattern) = &plan.like_pattern {
+        // SQLite's LIKE is case-insensitive for ASCII letters.
+        sql.push_str(" AND message LIKE ? ESCAPE '\\'");
+        params.push(Value::Text(pattern.clone()));
+    }
+    if let Some(after) = &plan.after {
+        sql.push_str(" AND (ts, kafka_topic, kafka_partition, kafka_offset) < (?, ?, ?, ?)");
+        params.push(Value::Integer(after.timestamp_micros()));
+        params.push(Value::Text(after.topic.clone()));
+        params.push(Value::Integer(i64::from(after.partition)));
+        params.push(Value::Integer(after.offset));
+    }
+    sql.push_str(
+        " ORDER BY ts DESC, kafka_topic DESC, kafka_partition DESC, kafka_offset DESC LIMIT ?",
+    );
+    params.push(Value::Integer(plan.fetch()));
+    (sql, params)
+}
+
+/// One row of [`SELECT_COLUMNS`] as a [`StoredLog`].
+fn stored_log(row: &rusqlite::Row<'_>) -> Result<StoredLog, StoreError> {
+    let get_err = |err: rusqlite::Error| from_sqlite("reading a stored log", &err);
+    let bad = |what: &str| StoreError::Schema(format!("reading a stored log: {what}"));
+    let instant = |micros: i64| {
+        DateTime::from_timestamp_micros(micros).ok_or_else(|| bad("timestamp out of range"))
+    };
+    let optional_instant = |micros: Option<i64>| micros.map(instant).transpose();
+    let level: String = row.get(1).map_err(get_err)?;
+    let attributes: Option<String> = row.get(7).map_err(get_err)?;
+    let tags: String = row.get(18).map_err(get_err)?;
+    Ok(StoredLog {
+        timestamp: instant(row.get(0).map_err(get_err)?)?,
+        level: level
+            .parse()
+            .map_err(|_| bad(&format!("`{level}` is not a log level")))?,
+        service: row.get(2).map_err(get_err)?,
+        message: row.get(3).map_err(get_err)?,
+        host: row.get(4).map_err(get_err)?,
+        trace_id: row.get(5).map_err(get_err)?,
+        span_id: row.get(6).map_err(get_err)?,
+        attributes: attributes
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|_| bad("attributes are not JSON"))?,
+        severity_number: row.get(8).map_err(get_err)?,
+        fingerprint: Fingerprint::from_i64(row.get(9).map_err(get_err)?).to_string(),
+        template: row.get(10).map_err(get_err)?,
+        kafka: KafkaPosition {
+            topic: row.get(11).map_err(get_err)?,
+            partition: row.get(12).map_err(get_err)?,
+            offset: row.get(13).map_err(get_err)?,
+            timestamp: optional_instant(row.get(14).map_err(get_err)?)?,
+        },
+        ingested_at: optional_instant(row.get(15).map_err(get_err)?)?,
+        processed_at: instant(row.get(16).map_err(get_err)?)?,
+        request_id: row.get(17).map_err(get_err)?,
+        tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
+            .map_err(|_| bad("tags are not a JSON object of strings"))?,
+    })
+}

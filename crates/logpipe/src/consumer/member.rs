@@ -1,0 +1,425 @@
+//! One consumer-group member's Kafka side: a dedicated OS thread that owns the rdkafka
+//! `BaseConsumer`, polls it, and hands records to the async pipeline ([`super::pipeline`]) over a
+//! bounded channel.
+//!
+//! Why a thread: librdkafka runs rebalance callbacks inside `poll`, and a revoke must wait for
+//! in-flight work to finish. On a dedicated thread that wait blocks nobody else; on a runtime
+//! worker it would stall the async runtime.
+//!
+//! Backpressure without leaving the group: when the pipeline's channel is full, records wait in a
+//! small local queue, every assigned partition is paused, and the thread keeps polling (so
+//! rebalances are served and `max.poll.interval.ms` is never exceeded); partitions resume when
+//! the queue has drained.
+//!
+//! Rebalances: on revoke, the records already fetched are passed on, then a `Revoked` message; the
+//! pipeline finishes and writes everything before it and answers with the final offsets, which
+//! are committed synchronously before the partitions are released. The wait is bounded by
+//! `consumer.drain_timeout`; past it the partitions are released without that commit and the next
+//! owner re-reads those records (the stores are idempotent, so nothing is counted twice). On
+//! assign, the pipeline is told before any record of the new partitions arrives.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::offsets::Tp;
+use super::ConsumerMetrics;
+use crate::kafka::headers;
+
+/// A record as fetched, owned, ready to cross to the pipeline.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// Hash of the record key, to keep one key on one worker (records without a key spread by offset).
+    pub lane_hash: u64,
+    pub payload: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+    pub ingest_header: Option<Vec<u8>>,
+    pub request_id_header: Option<Vec<u8>>,
+    pub fetched_at: Instant,
+}
+
+impl Fetched {
+    pub fn tp(&self) -> Tp {
+        (self.topic.clone(), self.partition)
+    }
+}
+
+/// Final offsets the pipeline hands back on revoke and shutdown.
+pub type Finals = Vec<(Tp, i64)>;
+
+/// What the poll thread tells the pipeline, in order.
+#[derive(Debug)]
+pub enum Input {
+    Record(Fetched),
+    Assigned(Vec<Tp>),
+    /// Finish everything received so far, answer with the final offsets of these partitions.
+    Revoked(Vec<Tp>, std_mpsc::SyncSender<Finals>),
+}
+
+/// State shared between the poll loop and the rebalance callbacks (both on the poll thread, but
+/// the callbacks only get `&self`).
+pub struct MemberContext {
+    member: String,
+    tx: mpsc::Sender<Input>,
+    /// Inputs waiting for room in the channel, in order.
+    pending: Mutex<VecDeque<Input>>,
+    drain_timeout: Duration,
+    metrics: ConsumerMetrics,
+    /// Partitions currently owned, for filtering late commits and for lag series.
+    owned: Mutex<Vec<Tp>>,
+    topics: Mutex<HashMap<String, Arc<str>>>,
+    assigned_count: Arc<AtomicUsize>,
+}
+
+impl MemberContext {
+    fn intern(&self, topic: &str) -> Arc<str> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics
+            .entry(topic.to_string())
+            .or_insert_with(|| Arc::from(topic))
+            .clone()
+    }
+
+    fn tps(&self, tpl: &TopicPartitionList) -> Vec<Tp> {
+        tpl.elements()
+            .iter()
+            .map(|e| (self.intern(e.topic()), e.partition()))
+            .collect()
+    }
+
+    fn push(&self, input: Input) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(input);
+    }
+
+    /// Moves pending inputs into the channel while there is room. Returns false when the
+    /// pipeline is gone.
+    fn flush_pending(&self) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(input) = pending.pop_front() {
+            match self.tx.try_send(input) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(input)) => {
+                    pending.push_front(input);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
+    }
+
+    fn pending_len(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn owned(&self) -> Vec<Tp> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn describe(tps: &[Tp]) -> String {
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+        for (t, p) in tps {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        by_topic
+            .iter_mut()
+            .map(|(t, ps)| {
+                ps.sort_unstable();
+                format!("{t}{ps:?}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Revoke: hand over what was fetched, wait (bounded) for the pipeline to finish it, commit.
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tps: Vec<Tp>) {
+        let started = Instant::now();
+        let deadline = started + self.drain_timeout;
+        let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
+        self.push(Input::Revoked(tps.clone(), reply_tx));
+        let mut finals = None;
+        loop {
+            if !self.flush_pending() {
+                break;
+            }
+            if self.pending_len() == 0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                finals = reply_rx.recv_timeout(left).ok();
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match finals {
+            Some(finals) if consumer.assignment_lost() => {
+                tracing::warn!(member = %self.member, partitions = %Self::describe(&tps), "rebalance: assignment lost (session expired); {} final offsets NOT committed, the next owner re-reads them", finals.len());
+            }
+            Some(finals) => {
+                let committed = commit(consumer, &finals, CommitMode::Sync, &self.metrics);
+                tracing::info!(
+                    member = %self.member,
+                    partitions = %Self::describe(&tps),
+                    drained_in_ms = started.elapsed().as_millis() as u64,
+                    committed,
+                    "rebalance: revoked partitions, in-flight work finished and committed"
+                );
+            }
+            None => {
+                tracing::warn!(
+                    member = %self.member,
+                    partitions = %Self::describe(&tps),
+                    drain_timeout = ?self.drain_timeout,
+                    "rebalance: revoked partitions before in-flight work finished; releasing without a final commit (the next owner re-reads, the stores are idempotent)"
+                );
+            }
+        }
+        {
+            let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+            let before = owned.len();
+            owned.retain(|tp| !tps.contains(tp));
+            self.metrics.assigned.dec_by((before - owned.len()) as i64);
+            self.assigned_count.store(owned.len(), Ordering::Relaxed);
+        }
+        for (topic, partition) in &tps {
+            self.metrics.forget_partition(topic, *partition);
+        }
+    }
+}
+
+impl ClientContext for MemberContext {
+    fn stats(&self, statistics: Statistics) {
+        let owned = self.owned();
+        let mut max_lag = 0i64;
+        for (topic, partition) in &owned {
+            let lag = statistics
+                .topics
+                .get(&**topic)
+                .and_then(|t| t.partitions.get(partition))
+                .map(|p| p.consumer_lag)
+                .unwrap_or(-1);
+            if lag >= 0 {
+                max_lag = max_lag.max(lag);
+                self.metrics.set_partition_lag(topic, *partition, lag);
+            }
+        }
+        self.metrics.set_member_lag(&self.member, max_lag);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(member = %self.member, %error, "Kafka client: {reason}");
+    }
+}
+
+impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let tps = self.tps(tpl);
+                self.metrics.rebalance("revoke");
+                if !tps.is_empty() {
+                    self.on_revoke(consumer, tps);
+                }
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                self.metrics.rebalance("error");
+                tracing::error!(member = %self.member, error = %e, "rebalance: error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let tps = self.tps(tpl);
+            self.metrics.rebalance("assign");
+            if tps.is_empty() {
+                return;
+            }
+            {
+                let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+                owned.extend(tps.iter().cloned());
+                self.metrics.assigned.inc_by(tps.len() as i64);
+                self.assigned_count.store(owned.len(), Ordering::Relaxed);
+            }
+            tracing::info!(
+                member = %self.member,
+                partitions = %Self::describe(&tps),
+                "rebalance: assigned partitions (starting from committed offsets)"
+            );
+            self.push(Input::Assigned(tps));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.metrics.commit("error");
+            tracing::warn!(member = %self.member, error = %e, "offset commit failed; the next commit carries the same progress");
+        }
+    }
+}
+
+/// Commits `offsets` (only for partitions still assigned). Returns how many were committed.
+fn commit(
+    consumer: &BaseConsumer<MemberContext>,
+    offsets: &[(Tp, i64)],
+    mode: CommitMode,
+    metrics: &ConsumerMetrics,
+) -> usize {
+    let owned = consumer.context().owned();
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        // A late commit for a partition that moved away could rewind the new owner's offset.
+        if owned.iter().any(|(t, p)| t == topic && p == partition) {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+    }
+    if tpl.count() == 0 {
+        return 0;
+    }
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => {
+            metrics.commit("ok");
+            tpl.count()
+        }
+        Err(e) => {
+            metrics.commit("error");
+            tracing::warn!(error = %e, "offset commit failed; the next commit carries the same progress");
+            0
+        }
+    }
+}
+
+/// Everything the poll thread needs.
+pub struct MemberHandle {
+    pub consumer: BaseConsumer<MemberContext>,
+    pub commits: std_mpsc::Receiver<Finals>,
+    pub stop: CancellationToken,
+}
+
+/// Builds the context for a member.
+pub fn context(
+    member: String,
+    tx: mpsc::Sender<Input>,
+    drain_timeout: Duration,
+    metrics: ConsumerMetrics,
+    assigned_count: Arc<AtomicUsize>,
+) -> MemberContext {
+    MemberContext {
+        member,
+        tx,
+        pending: Mutex::new(VecDeque::new()),
+        drain_timeout,
+        metrics,
+        owned: Mutex::new(Vec::new()),
+        topics: Mutex::new(HashMap::new()),
+        assigned_count,
+    }
+}
+
+/// The poll loop; runs on its own thread until `stop`, then closes the consumer (which revokes,
+/// drains and commits through the callbacks, and leaves the group).
+pub fn poll_loop(handle: MemberHandle) {
+    let MemberHandle {
+        consumer,
+        commits,
+        stop,
+    } = handle;
+    let ctx = consumer.context();
+    let mut paused = false;
+    while !stop.is_cancelled() {
+        while let Ok(offsets) = commits.try_recv() {
+            commit(&consumer, &offsets, CommitMode::Async, &ctx.metrics);
+        }
+        if !ctx.flush_pending() {
+            tracing::error!(member = %ctx.member, "pipeline stopped; leaving the group");
+            break;
+        }
+        let backlog = ctx.pending_len();
+        if backlog > 0 && !paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.pause(&assignment);
+                paused = true;
+                tracing::debug!(member = %ctx.member, backlog, "pipeline busy: partitions paused");
+            }
+        } else if backlog == 0 && paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.resume(&assignment);
+            }
+            paused = false;
+        }
+        let timeout = if backlog > 0 {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(message)) => {
+                let topic = ctx.intern(message.topic());
+                let lane_hash = match message.key() {
+                    Some(key) => hash_key(key),
+                    None => message.offset() as u64,
+                };
+                let mut ingest_header = None;
+                let mut request_id_header = None;
+                if let Some(hs) = message.headers() {
+                    for h in hs.iter() {
+                        match h.key {
+                            headers::INGEST_TIME_MS => ingest_header = h.value.map(<[u8]>::to_vec),
+                            headers::REQUEST_ID => request_id_header = h.value.map(<[u8]>::to_vec),
+                            _ => {}
+                        }
+                    }
+                }
+                ctx.push(Input::Record(Fetched {
+                    topic,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    lane_hash,
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: message.timestamp().to_millis(),
+                    ingest_header,
+                    request_id_header,
+                    fetched_at: Instant::now(),
+                }));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(member = %ctx.member, error = %e, "Kafka consume error");
+            }
+            None => {}
+        }
+    }
+    while let Ok(offsets) = commits.try_recv() {
+        commit(&consumer, &offsets, CommitMode::Async, &ctx.metrics);
+    }
+    tracing::info!(member = %ctx.member, "leaving the consumer group");
+    // Dropping closes the consumer: the revoke callback drains, commits synchronously, and the
+    // member leaves the group.
+    drop(consumer);
+}
+
+/// FNV-1a: stable and cheap; only used to spread keys over workers.
+fn hash_key(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

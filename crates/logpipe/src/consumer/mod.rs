@@ -1,0 +1,397 @@
+//! The consumer group: `consumer.concurrency` members per process, each a Kafka consumer on its
+//! own poll thread ([`member`]) feeding an async pipeline ([`pipeline`]) that decodes, enriches,
+//! stores, aggregates and then commits. Offsets are committed by hand, only after a batch is
+//! durable in the store and counted in the aggregates ([`offsets`] decides how far).
+
+pub mod member;
+pub mod offsets;
+pub mod pipeline;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+
+use anyhow::Context;
+use hdrhistogram::Histogram as Hdr;
+use logpipe_aggregates::Aggregates;
+use logpipe_store::LogStore;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::kafka::client_config;
+use crate::telemetry::metrics::{latency_histogram, size_histogram, ReasonLabels};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub dependency: String,
+}
+
+/// Consumer metrics. `log_consumer_success_total`, `log_consumer_processing_time` (seconds) and
+/// `kafka_consumer_fetch_manager_records_lag_max` keep the spec's names so its queries work as
+/// written.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    pub success: Counter,
+    pub failed: Family<ReasonLabels, Counter>,
+    pub duplicates: Counter,
+    pub processing_time: Histogram,
+    pub batch_size: Histogram,
+    pub store_seconds: Histogram,
+    pub aggregate_seconds: Histogram,
+    pub e2e_latency: Histogram,
+    pub rebalances: Family<KindLabels, Counter>,
+    pub commits: Family<ResultLabels, Counter>,
+    pub outages: Family<DependencyLabels, Counter>,
+    pub lag_max: Family<MemberLabels, Gauge>,
+    pub partition_lag: Family<PartitionLabels, Gauge>,
+    pub assigned: Gauge,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            success: Counter::default(),
+            failed: Family::default(),
+            duplicates: Counter::default(),
+            processing_time: latency_histogram(),
+            batch_size: size_histogram(),
+            store_seconds: latency_histogram(),
+            aggregate_seconds: latency_histogram(),
+            e2e_latency: latency_histogram(),
+            rebalances: Family::default(),
+            commits: Family::default(),
+            outages: Family::default(),
+            lag_max: Family::default(),
+            partition_lag: Family::default(),
+            assigned: Gauge::default(),
+        };
+        for kind in ["assign", "revoke", "error"] {
+            m.rebalance_count(kind);
+        }
+        registry.register(
+            "log_consumer_success",
+            "Records durably stored and counted",
+            m.success.clone(),
+        );
+        registry.register(
+            "log_consumer_failed",
+            "Records that could not be processed, by reason",
+            m.failed.clone(),
+        );
+        registry.register(
+            "log_consumer_duplicates",
+            "Replayed records the store already held (not written again)",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "log_consumer_processing_time",
+            "Seconds from fetch to durable (stored and counted), per record",
+            m.processing_time.clone(),
+        );
+        registry.register(
+            "log_consumer_batch_size",
+            "Records per batch",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "log_consumer_store_write_seconds",
+            "Log store write latency per batch",
+            m.store_seconds.clone(),
+        );
+        registry.register(
+            "log_consumer_aggregate_write_seconds",
+            "Aggregates update latency per batch",
+            m.aggregate_seconds.clone(),
+        );
+        registry.register(
+            "log_consumer_end_to_end_latency_seconds",
+            "Seconds from gateway receipt to durable in the stores, per record",
+            m.e2e_latency.clone(),
+        );
+        registry.register(
+            "log_consumer_rebalance_events",
+            "Rebalance events by kind (assign, revoke, error)",
+            m.rebalances.clone(),
+        );
+        registry.register(
+            "log_consumer_commits",
+            "Offset commits by result",
+            m.commits.clone(),
+        );
+        registry.register(
+            "log_consumer_dependency_outages",
+            "Store or aggregates calls that failed as an outage (retried)",
+            m.outages.clone(),
+        );
+        registry.register(
+            "kafka_consumer_fetch_manager_records_lag_max",
+            "Largest consumer lag (records) over the member's partitions",
+            m.lag_max.clone(),
+        );
+        registry.register(
+            "log_consumer_partition_lag",
+            "Consumer lag (records) per owned partition; removed on revoke",
+            m.partition_lag.clone(),
+        );
+        registry.register(
+            "log_consumer_assigned_partitions",
+            "Partitions owned by this process",
+            m.assigned.clone(),
+        );
+        m
+    }
+
+    fn rebalance_count(&self, kind: &str) -> Counter {
+        self.rebalances
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .clone()
+    }
+
+    pub fn rebalance(&self, kind: &str) {
+        self.rebalance_count(kind).inc();
+    }
+
+    pub fn commit(&self, result: &str) {
+        self.commits
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn failed(&self, reason: &str) {
+        self.failed
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn outage(&self, dependency: &str) {
+        self.outages
+            .get_or_create(&DependencyLabels {
+                dependency: dependency.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_partition_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.partition_lag
+            .get_or_create(&PartitionLabels {
+                topic: topic.into(),
+                partition,
+            })
+            .set(lag);
+    }
+
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        self.partition_lag.remove(&PartitionLabels {
+            topic: topic.into(),
+            partition,
+        });
+    }
+
+    pub fn set_member_lag(&self, member: &str, lag: i64) {
+        self.lag_max
+            .get_or_create(&MemberLabels {
+                member: member.into(),
+            })
+            .set(lag);
+    }
+}
+
+/// Figures the demo and the stats API read in-process.
+#[derive(Default)]
+pub struct ConsumerStats {
+    stored: AtomicU64,
+    /// End-to-end latency in microseconds.
+    latency: Mutex<Option<Hdr<u64>>>,
+}
+
+impl ConsumerStats {
+    pub fn add_stored(&self, n: u64) {
+        self.stored.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    pub fn record_latency(&self, seconds: f64) {
+        let mut guard = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let h = guard.get_or_insert_with(|| {
+            Hdr::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+        });
+        let _ = h.record(((seconds * 1e6) as u64).max(1));
+    }
+
+    /// (p50, p95, p99) end-to-end latency in milliseconds, when any was recorded.
+    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
+        let guard = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let h = guard.as_ref()?;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Some((ms(0.50), ms(0.95), ms(0.99)))
+    }
+}
+
+/// The consumer group members of this process.
+pub struct ConsumerService {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pipelines: Vec<tokio::task::JoinHandle<()>>,
+    assigned: Vec<Arc<AtomicUsize>>,
+    pub stats: Arc<ConsumerStats>,
+}
+
+impl ConsumerService {
+    /// Starts `consumer.concurrency` members subscribed to the configured topics.
+    pub fn start(
+        config: &Config,
+        bootstrap: &str,
+        store: Arc<LogStore>,
+        aggregates: Aggregates,
+        metrics: ConsumerMetrics,
+        stop: CancellationToken,
+    ) -> anyhow::Result<ConsumerService> {
+        let c = &config.consumer;
+        let topics = c.topics(&config.kafka);
+        let stats = Arc::new(ConsumerStats::default());
+        let deps = pipeline::Deps {
+            store,
+            aggregates,
+            limits: config.limits.to_model(),
+            tags: Arc::new(c.tags.clone()),
+            workers: c.workers,
+            batch_size: c.batch_size,
+            batch_linger: c.batch_linger,
+            metrics: metrics.clone(),
+            stats: stats.clone(),
+        };
+        let mut service = ConsumerService {
+            threads: Vec::new(),
+            pipelines: Vec::new(),
+            assigned: Vec::new(),
+            stats,
+        };
+        let host = hostname();
+        for index in 0..c.concurrency {
+            let member = format!("{host}-{}-{index}", std::process::id());
+            let mut client = client_config(&config.kafka, bootstrap, "consumer", &c.properties);
+            client
+                .set("group.id", &c.group_id)
+                .set(
+                    "client.id",
+                    format!("{}-consumer-{member}", config.kafka.client_id),
+                )
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set(
+                    "partition.assignment.strategy",
+                    c.assignment_strategy.as_str(),
+                )
+                .set(
+                    "session.timeout.ms",
+                    c.session_timeout.as_millis().to_string(),
+                )
+                .set(
+                    "max.poll.interval.ms",
+                    c.max_poll_interval.as_millis().to_string(),
+                )
+                .set("statistics.interval.ms", "5000");
+            crate::kafka::apply_properties(&mut client, &config.kafka, &c.properties);
+            // The channel holds about two batches: enough to keep the pipeline busy, small enough
+            // that a stalled pipeline pauses fetching quickly.
+            let (tx, rx) = mpsc::channel(c.batch_size * 2);
+            let (commit_tx, commit_rx) = std_mpsc::sync_channel(1024);
+            let assigned = Arc::new(AtomicUsize::new(0));
+            let context = member::context(
+                member.clone(),
+                tx,
+                c.drain_timeout,
+                metrics.clone(),
+                assigned.clone(),
+            );
+            let consumer: BaseConsumer<member::MemberContext> = client
+                .create_with_context(context)
+                .context("creating the Kafka consumer")?;
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&names)
+                .with_context(|| format!("subscribing to {topics:?}"))?;
+            tracing::info!(%member, group = %c.group_id, ?topics, strategy = c.assignment_strategy.as_str(), "consumer member joining the group");
+            service
+                .pipelines
+                .push(tokio::spawn(pipeline::run(deps.clone(), rx, commit_tx)));
+            let handle = member::MemberHandle {
+                consumer,
+                commits: commit_rx,
+                stop: stop.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("poll-{index}"))
+                .spawn(move || member::poll_loop(handle))
+                .context("spawning the poll thread")?;
+            service.threads.push(thread);
+            service.assigned.push(assigned);
+        }
+        Ok(service)
+    }
+
+    /// Partitions owned by this process now.
+    pub fn assigned_partitions(&self) -> usize {
+        self.assigned
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Waits for every member to leave the group (after the stop token was cancelled).
+    pub async fn wait(self) {
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        for pipeline in self.pipelines {
+            let _ = pipeline.await;
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "logpipe".into())
+}

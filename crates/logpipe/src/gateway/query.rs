@@ -1,0 +1,209 @@
+//! The query API on the gateway: `GET /api/v1/logs` (stored logs, newest first, filters, cursor
+//! pagination) and `GET /api/v1/stats` (aggregates over a time range). Both read the same stores
+//! the consumer writes: PostgreSQL and Redis, or the embedded ones inside `logpipe run`.
+//!
+//! Times (`since`, `until`) take RFC 3339 (`2026-11-25T12:00:00Z`) or a duration meaning "that
+//! long ago" (`15m`, `2h`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use logpipe_aggregates::{Aggregates, StatsQuery};
+use logpipe_model::Level;
+use logpipe_store::{LogQuery, LogStore, StoreError};
+use serde::Deserialize;
+
+use super::GatewayState;
+use crate::http::{ApiError, RequestId};
+
+/// The stores the query API reads.
+#[derive(Clone)]
+pub struct QueryBackend {
+    pub store: Arc<LogStore>,
+    pub aggregates: Aggregates,
+}
+
+/// Most rows one page returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    service: Option<String>,
+    level: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    q: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsParams {
+    service: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    top: Option<usize>,
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+/// `2026-11-25T12:00:00Z`, or a duration ago (`15m`).
+fn parse_time(name: &str, raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(ago) = humantime::parse_duration(raw) {
+        let ago = chrono::Duration::from_std(ago)
+            .map_err(|_| bad_request(format!("`{name}` is too far back")))?;
+        return Ok(now - ago);
+    }
+    Err(bad_request(format!(
+        "`{name}` must be an RFC 3339 time (2026-11-25T12:00:00Z) or a duration ago (15m), got `{raw}`"
+    )))
+}
+
+fn backend<'a>(state: &'a GatewayState, id: &RequestId) -> Result<&'a QueryBackend, ApiError> {
+    state.query.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "query_unavailable",
+            "this gateway has no shared stores: set postgres.url and redis.url, or use `logpipe run`",
+        )
+        .with_request_id(id)
+    })
+}
+
+fn store_error(e: StoreError, retry_after: Duration) -> ApiError {
+    match e {
+        StoreError::InvalidQuery(m) => bad_request(m),
+        e if e.is_outage() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+        .retry_after(retry_after),
+        e => {
+            tracing::error!(error = %e, "log query failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the log query failed; see the gateway log",
+            )
+        }
+    }
+}
+
+/// `GET /api/v1/logs`.
+pub async fn logs(
+    State(state): State<Arc<GatewayState>>,
+    id: RequestId,
+    params: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let backend = backend(&state, &id)?;
+    let Query(p) = params.map_err(|e| bad_request(e.body_text()).with_request_id(&id))?;
+    let now = Utc::now();
+    let level = p
+        .level
+        .as_deref()
+        .map(|l| {
+            l.parse::<Level>().map_err(|_| {
+                bad_request(format!(
+                    "unknown level `{l}`; use TRACE, DEBUG, INFO, WARN, ERROR or FATAL"
+                ))
+            })
+        })
+        .transpose()
+        .map_err(|e| e.with_request_id(&id))?;
+    let since = p
+        .since
+        .as_deref()
+        .map(|t| parse_time("since", t, now))
+        .transpose()
+        .map_err(|e| e.with_request_id(&id))?;
+    let until = p
+        .until
+        .as_deref()
+        .map(|t| parse_time("until", t, now))
+        .transpose()
+        .map_err(|e| e.with_request_id(&id))?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(bad_request(format!("`limit` must be 1 to {MAX_LIMIT}")).with_request_id(&id));
+    }
+    let query = LogQuery {
+        service: p.service,
+        level,
+        since,
+        until,
+        text: p.q.filter(|q| !q.is_empty()),
+        limit,
+        cursor: p.cursor,
+    };
+    let page = backend
+        .store
+        .query(&query)
+        .await
+        .map_err(|e| store_error(e, state.retry_after).with_request_id(&id))?;
+    Ok(Json(serde_json::json!({
+        "logs": page.logs,
+        "next_cursor": page.next_cursor,
+        "request_id": &*id.0,
+    })))
+}
+
+/// `GET /api/v1/stats`.
+pub async fn stats(
+    State(state): State<Arc<GatewayState>>,
+    id: RequestId,
+    params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let backend = backend(&state, &id)?;
+    let Query(p) = params.map_err(|e| bad_request(e.body_text()).with_request_id(&id))?;
+    let now = Utc::now();
+    let since = match p.since.as_deref() {
+        Some(t) => parse_time("since", t, now).map_err(|e| e.with_request_id(&id))?,
+        None => now - chrono::Duration::minutes(15),
+    };
+    let until = match p.until.as_deref() {
+        Some(t) => parse_time("until", t, now).map_err(|e| e.with_request_id(&id))?,
+        None => now + chrono::Duration::minutes(1),
+    };
+    if until <= since {
+        return Err(bad_request("`until` must be after `since`").with_request_id(&id));
+    }
+    let query = StatsQuery {
+        since,
+        until,
+        service: p.service,
+        top_n: p.top.unwrap_or(10).clamp(1, 100),
+    };
+    let stats = backend.aggregates.stats(&query).await.map_err(|e| {
+        let error = if e.is_outage() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "aggregates_unavailable",
+                e.to_string(),
+            )
+            .retry_after(state.retry_after)
+        } else {
+            tracing::error!(error = %e, "stats query failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the stats query failed; see the gateway log",
+            )
+        };
+        error.with_request_id(&id)
+    })?;
+    let mut body = serde_json::to_value(&stats).unwrap_or_default();
+    body["request_id"] = serde_json::Value::String(id.0.to_string());
+    Ok(Json(body))
+}
