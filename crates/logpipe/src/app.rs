@@ -331,8 +331,10 @@ impl App {
             consumer.wait().await;
             tracing::info!("consumer drained, committed and left the group");
         }
-        if let Some(producer) = &self.producer {
+        if let Some(producer) = self.producer.take() {
             producer.flush(FLUSH_TIMEOUT).await;
+            // Gone before the embedded broker, so it does not report the broker's shutdown.
+            drop(producer);
         }
         if self.embedded.take().is_some() {
             tracing::info!("embedded broker stopped; its data is gone");

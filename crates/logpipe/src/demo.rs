@@ -48,6 +48,12 @@ pub async fn run(
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the demo has no consumer"))?;
     wait_ready(&base).await?;
+    // Traffic starts once the consumer owns its partitions, so the first events do not wait
+    // for the group to form.
+    let joined = Instant::now() + Duration::from_secs(30);
+    while app.assigned_partitions() == 0 && Instant::now() < joined && !stop.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     eprintln!(
         "\nlogpipe demo: gateway on {base}; sending {} events/s for {}\n",
         args.rate,

@@ -11,25 +11,25 @@ use logpipe::{commands, telemetry};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut overrides = cli.global.overrides();
-    match &cli.command {
-        Command::Gateway {
-            listen,
-            producer_url,
-        } => {
-            if let Some(listen) = listen {
-                overrides.push(("gateway.listen".into(), listen.to_string()));
-            }
-            if let Some(url) = producer_url {
-                overrides.push(("gateway.producer_url".into(), url.clone()));
-            }
+    // Each role's `--listen` (and the gateway's `--producer-url`) are flags over config keys.
+    let listen = match &cli.command {
+        Command::Gateway { listen, .. } | Command::Run { listen } => {
+            listen.map(|l| ("gateway.listen", l))
         }
-        Command::Producer {
-            listen: Some(listen),
-        } => overrides.push(("producer.listen".into(), listen.to_string())),
-        Command::Run {
-            listen: Some(listen),
-        } => overrides.push(("gateway.listen".into(), listen.to_string())),
-        _ => {}
+        Command::Demo(args) => args.listen.map(|l| ("gateway.listen", l)),
+        Command::Producer { listen } => listen.map(|l| ("producer.listen", l)),
+        Command::Consumer { listen } => listen.map(|l| ("consumer.listen", l)),
+        _ => None,
+    };
+    if let Some((key, addr)) = listen {
+        overrides.push((key.into(), addr.to_string()));
+    }
+    if let Command::Gateway {
+        producer_url: Some(url),
+        ..
+    } = &cli.command
+    {
+        overrides.push(("gateway.producer_url".into(), url.clone()));
     }
     let config = match Config::load(&Sources::from_process_env(
         cli.global.config.clone(),

@@ -7,9 +7,10 @@
 //! worker it would stall the async runtime.
 //!
 //! Backpressure without leaving the group: when the pipeline's channel is full, records wait in a
-//! small local queue, every assigned partition is paused, and the thread keeps polling (so
-//! rebalances are served and `max.poll.interval.ms` is never exceeded); partitions resume when
-//! the queue has drained.
+//! small local queue and the thread waits up to a second for room. If the stall lasts longer (a
+//! store outage), every assigned partition is paused and the thread keeps polling (so rebalances
+//! are served and `max.poll.interval.ms` is never exceeded); partitions resume when the queue has
+//! drained.
 //!
 //! Rebalances: on revoke, the records already fetched are passed on, then a `Revoked` message; the
 //! pipeline finishes and writes everything before it and answers with the final offsets, which
@@ -55,6 +56,9 @@ impl Fetched {
         (self.topic.clone(), self.partition)
     }
 }
+
+/// How long the poll thread waits for room in the pipeline before pausing partitions.
+const SHORT_STALL: Duration = Duration::from_secs(1);
 
 /// Final offsets the pipeline hands back on revoke and shutdown.
 pub type Finals = Vec<(Tp, i64)>;
@@ -351,18 +355,35 @@ pub fn poll_loop(handle: MemberHandle) {
             tracing::error!(member = %ctx.member, "pipeline stopped; leaving the group");
             break;
         }
-        let backlog = ctx.pending_len();
+        let mut backlog = ctx.pending_len();
         if backlog > 0 && !paused {
+            // A short stall (the pipeline is writing a batch): wait for room without polling.
+            // Heartbeats run on librdkafka's own thread, and max.poll.interval is minutes away.
+            // Pausing instead would restart each partition's fetch at the last delivered
+            // offset, mid-batch, on every stall.
+            let until = Instant::now() + SHORT_STALL;
+            while backlog > 0 && Instant::now() < until && !stop.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(1));
+                if !ctx.flush_pending() {
+                    break;
+                }
+                backlog = ctx.pending_len();
+            }
+        }
+        if backlog > 0 && !paused {
+            // A long stall (a store outage): pause every partition and keep polling, so the
+            // member stays in the group and serves rebalances.
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.pause(&assignment);
                 paused = true;
-                tracing::debug!(member = %ctx.member, backlog, "pipeline busy: partitions paused");
+                tracing::info!(member = %ctx.member, backlog, "pipeline stalled: partitions paused until it catches up");
             }
         } else if backlog == 0 && paused {
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.resume(&assignment);
             }
             paused = false;
+            tracing::info!(member = %ctx.member, "pipeline caught up: partitions resumed");
         }
         let timeout = if backlog > 0 {
             Duration::from_millis(5)

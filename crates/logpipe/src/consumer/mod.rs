@@ -325,7 +325,18 @@ impl ConsumerService {
                     "max.poll.interval.ms",
                     c.max_poll_interval.as_millis().to_string(),
                 )
-                .set("statistics.interval.ms", "5000");
+                .set("statistics.interval.ms", "5000")
+                // Brokers answer a fetch as soon as data arrives; the wait only bounds idle
+                // fetches. (librdkafka's default, 500 ms, adds that much latency on brokers that
+                // do not wake waiting fetches, such as the embedded one, where polling is cheap.)
+                .set(
+                    "fetch.wait.max.ms",
+                    if config.kafka.is_embedded() {
+                        "10"
+                    } else {
+                        "100"
+                    },
+                );
             crate::kafka::apply_properties(&mut client, &config.kafka, &c.properties);
             // The channel holds about two batches: enough to keep the pipeline busy, small enough
             // that a stalled pipeline pauses fetching quickly.
