@@ -64,6 +64,7 @@ pub async fn run(
         target: base.clone(),
         rate: args.rate,
         duration: args.traffic,
+        total: None,
         batch: 100,
         invalid_ratio: 0.01,
         services: 8,

@@ -36,6 +36,9 @@ pub struct LoadgenArgs {
     /// How long to send.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Stop after sending this many events (whichever of --duration and --total comes first).
+    #[arg(long)]
+    pub total: Option<u64>,
     /// Events per request (1 uses the single-event route).
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
@@ -240,7 +243,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut next = started;
     let mut i = 0usize;
-    while started.elapsed() < args.duration {
+    let requests_cap = args.total.map(|t| t.div_ceil(args.batch as u64) as usize);
+    while started.elapsed() < args.duration && requests_cap.is_none_or(|cap| i < cap) {
         if interval.is_some() {
             let now = Instant::now();
             if next > now {

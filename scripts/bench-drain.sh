@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Drain benchmark: EVENTS events already in the topic (on an external Tansu broker) are stored in
+# PostgreSQL and aggregated in Redis by ONE consumer instance; then the same rows are copied with
+# a raw binary COPY into an identical table (same columns, indexes and unique key) in the same
+# PostgreSQL, and the two rates are printed side by side. Figures are printed, never asserted.
+#
+#   scripts/bench-drain.sh                 # 1,000,000 events
+#   EVENTS=50000 scripts/bench-drain.sh    # smoke size
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+
+EVENTS=${EVENTS:-1000000}
+ARTIFACTS="$REPO_ROOT/artifacts/bench-drain"
+mkdir -p "$ARTIFACTS"
+PG_URL=${LOGPIPE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${LOGPIPE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+RUN="bench_$(date +%s)"
+
+echo "==> building release binary"
+cargo build --release -q -p logpipe
+BIN="$REPO_ROOT/target/release/logpipe"
+ensure_postgres
+ensure_redis
+ensure_tansu_binary
+command -v bc >/dev/null || apt_install bc
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
+    psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $RUN CASCADE" >/dev/null 2>&1 || true
+    redis-cli --scan --pattern "$RUN:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+TANSU_PORT=$(free_port 19292)
+TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30)
+PIDS+=("$TANSU_PID")
+export LOGPIPE_KAFKA_BROKERS="127.0.0.1:$TANSU_PORT"
+COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq")
+
+wait_ready() {
+    local url=$1 deadline=$((SECONDS + 60))
+    until curl -sf "$url/health/ready" >/dev/null; do
+        ((SECONDS < deadline)) || { echo "not ready: $url"; exit 1; }
+        sleep 0.2
+    done
+}
+
+echo "==> loading $EVENTS events into $RUN-logs through producer + gateway"
+PP=$(free_port 18581); GP=$(free_port 18580)
+"$BIN" producer "${COMMON[@]}" --listen "127.0.0.1:$PP" >"$ARTIFACTS/producer.log" 2>&1 &
+PIDS+=($!); PRODUCER_PID=$!
+"$BIN" gateway "${COMMON[@]}" --listen "127.0.0.1:$GP" --producer-url "http://127.0.0.1:$PP" >"$ARTIFACTS/gateway.log" 2>&1 &
+PIDS+=($!); GATEWAY_PID=$!
+wait_ready "http://127.0.0.1:$GP"
+"$BIN" loadgen --target "http://127.0.0.1:$GP" --rate 0 --duration 10m --total "$EVENTS" --batch 1000 --services 50 --concurrency 16 \
+    | tee "$ARTIFACTS/load.txt" | grep -E "accepted|throughput"
+stop_pid "$GATEWAY_PID" 10; stop_pid "$PRODUCER_PID" 10
+ACCEPTED=$(awk -F'┆' '/events accepted/ {gsub(/[ │]/, "", $2); print $2}' "$ARTIFACTS/load.txt")
+echo "backlog: $ACCEPTED events"
+
+echo "==> draining with one consumer instance (PostgreSQL schema $RUN, Redis prefix $RUN)"
+CP=$(free_port 18582)
+"$BIN" consumer "${COMMON[@]}" --listen "127.0.0.1:$CP" --postgres-url "$PG_URL" --redis-url "$REDIS_URL" \
+    --set "postgres.schema=$RUN" --set "redis.key_prefix=$RUN" --set "consumer.group_id=$RUN" \
+    >"$ARTIFACTS/consumer.log" 2>&1 &
+CONSUMER_PID=$!; PIDS+=("$CONSUMER_PID")
+success() { { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '/^log_consumer_success_total/ {print $2}'; }
+start_t=""; done_n=0
+deadline=$((SECONDS + 900))
+while ((SECONDS < deadline)); do
+    n=$(success); n=${n:-0}; n=${n%.*}
+    if [[ -z "$start_t" && "$n" -gt 0 ]]; then start_t=$(date +%s.%N); start_n=$n; fi
+    if ((n >= ACCEPTED)); then done_n=$n; break; fi
+    printf '\r  stored and counted: %9d / %d' "$n" "$ACCEPTED"
+    sleep 0.2
+done
+end_t=$(date +%s.%N)
+echo
+RSS=$(awk '/VmHWM/ {print $2}' "/proc/$CONSUMER_PID/status")
+stop_pid "$CONSUMER_PID" 20
+DRAIN_S=$(echo "$end_t - $start_t" | bc -l)
+DRAIN_RATE=$(echo "($done_n - $start_n) / $DRAIN_S" | bc -l)
+
+echo "==> raw binary COPY of the same rows into an identical table"
+ROWS=$(psql "$PG_URL" -Atc "SELECT count(*) FROM $RUN.logs")
+psql "$PG_URL" -qc "COPY (SELECT * FROM $RUN.logs) TO '/tmp/$RUN.bin' (FORMAT binary)"
+psql "$PG_URL" -qc "CREATE TABLE $RUN.copy_target (LIKE $RUN.logs INCLUDING ALL)"
+COPY_MS=$(psql "$PG_URL" -qAt -c '\timing on' -c "COPY $RUN.copy_target FROM '/tmp/$RUN.bin' (FORMAT binary)" | awk '/^Time:/ {print $2}')
+rm -f "/tmp/$RUN.bin"
+COPY_RATE=$(echo "$ROWS / ($COPY_MS / 1000)" | bc -l)
+DUPES=$(psql "$PG_URL" -Atc "SELECT count(*) - count(DISTINCT (kafka_partition, kafka_offset)) FROM $RUN.logs")
+COUNTED=$(redis-cli hget "$RUN:totals" all)
+
+echo
+printf '%-44s %s\n' "machine" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+printf '%-44s %s\n' "events in the backlog (accepted)" "$ACCEPTED"
+printf '%-44s %s\n' "rows stored / duplicate rows" "$ROWS / $DUPES"
+printf '%-44s %s\n' "events counted in Redis" "${COUNTED:-0}"
+printf '%-44s %.1f s\n' "drain time (first to last record)" "$DRAIN_S"
+printf '%-44s %.0f events/s\n' "drain rate, one consumer instance" "$DRAIN_RATE"
+printf '%-44s %.0f rows/s (%s ms)\n' "raw binary COPY, identical table" "$COPY_RATE" "$COPY_MS"
+printf '%-44s %.2f\n' "drain / raw COPY" "$(echo "$DRAIN_RATE / $COPY_RATE" | bc -l)"
+printf '%-44s %s MiB\n' "consumer peak RSS" "$((RSS / 1024))"
