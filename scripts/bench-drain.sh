@@ -6,6 +6,7 @@
 #
 #   scripts/bench-drain.sh                 # 1,000,000 events
 #   EVENTS=50000 scripts/bench-drain.sh    # smoke size
+#   CONSUMER_ARGS="--set consumer.batch_size=5000" scripts/bench-drain.sh
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -65,20 +66,30 @@ echo "backlog: $ACCEPTED events"
 echo "==> draining with one consumer instance (PostgreSQL schema $RUN, Redis prefix $RUN)"
 CP=$(free_port 18582)
 "$BIN" consumer "${COMMON[@]}" --listen "127.0.0.1:$CP" --postgres-url "$PG_URL" --redis-url "$REDIS_URL" \
-    --set "postgres.schema=$RUN" --set "redis.key_prefix=$RUN" --set "consumer.group_id=$RUN" \
+    --set "postgres.schema=$RUN" --set "redis.key_prefix=$RUN" --set "consumer.group_id=$RUN" ${CONSUMER_ARGS:-} \
     >"$ARTIFACTS/consumer.log" 2>&1 &
 CONSUMER_PID=$!; PIDS+=("$CONSUMER_PID")
+# CPU seconds (user+system) used so far by processes matching a name.
+cpu_of() { ps -C "$1" -o times= 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+cpu_pid() { ps -p "$1" -o times= 2>/dev/null | awk '{print $1 + 0}'; }
 success() { { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '/^log_consumer_success_total/ {print $2}'; }
 start_t=""; done_n=0
 deadline=$((SECONDS + 900))
 while ((SECONDS < deadline)); do
     n=$(success); n=${n:-0}; n=${n%.*}
-    if [[ -z "$start_t" && "$n" -gt 0 ]]; then start_t=$(date +%s.%N); start_n=$n; fi
+    if [[ -z "$start_t" && "$n" -gt 0 ]]; then
+        start_t=$(date +%s.%N); start_n=$n
+        cpu0_consumer=$(cpu_pid "$CONSUMER_PID"); cpu0_pg=$(cpu_of postgres); cpu0_tansu=$(cpu_pid "$TANSU_PID"); cpu0_redis=$(cpu_of redis-server)
+    fi
     if ((n >= ACCEPTED)); then done_n=$n; break; fi
     printf '\r  stored and counted: %9d / %d' "$n" "$ACCEPTED"
     sleep 0.2
 done
 end_t=$(date +%s.%N)
+cpu_consumer=$(( $(cpu_pid "$CONSUMER_PID") - cpu0_consumer ))
+cpu_pg=$(( $(cpu_of postgres) - cpu0_pg ))
+cpu_tansu=$(( $(cpu_pid "$TANSU_PID") - cpu0_tansu ))
+cpu_redis=$(( $(cpu_of redis-server) - cpu0_redis ))
 echo
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$CONSUMER_PID/status")
 stop_pid "$CONSUMER_PID" 20
@@ -105,3 +116,5 @@ printf '%-44s %.0f events/s\n' "drain rate, one consumer instance" "$DRAIN_RATE"
 printf '%-44s %.0f rows/s (%s ms)\n' "raw binary COPY, identical table" "$COPY_RATE" "$COPY_MS"
 printf '%-44s %.2f\n' "drain / raw COPY" "$(echo "$DRAIN_RATE / $COPY_RATE" | bc -l)"
 printf '%-44s %s MiB\n' "consumer peak RSS" "$((RSS / 1024))"
+printf '%-44s consumer %ss, postgres %ss, tansu %ss, redis %ss (of %.0f core-seconds available)\n' \
+    "CPU time during the drain" "$cpu_consumer" "$cpu_pg" "$cpu_tansu" "$cpu_redis" "$(echo "$DRAIN_S * $(nproc)" | bc -l)"
