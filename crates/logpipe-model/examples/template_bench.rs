@@ -55,24 +55,6 @@ fn typical_messages(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// Large inputs shaped to make a scanner rescan (unclosed quotes, address-like and email-like
-/// chains), with the template they give. Their cost is measured in the benchmark.
-fn pathological_messages() -> Vec<(String, String)> {
-    let n = 32 * 1024 / 2;
-    vec![
-        (" 'x".repeat(n / 2), " 'x".repeat(512 / 3) + " '"),
-        (
-            "\"".to_owned() + &"\\\"".repeat(n),
-            "\"".to_owned() + &"\\\"".repeat(255) + "\\",
-        ),
-        ("1:".repeat(n), "<num>:".repeat(85)),
-        ("a.".repeat(n) + "@b.io", "a.".repeat(256)),
-        ("1.".repeat(n), "<num>.".to_owned()),
-        ("7".repeat(2 * n), "<num>".to_owned()),
-        (format!("\"{}\"", "x".repeat(2 * n)), "<str>".to_owned()),
-    ]
-}
-
 fn bench_message_template() {
     let messages = typical_messages(1_000);
     let bytes: usize = messages.iter().map(String::len).sum();
@@ -104,23 +86,6 @@ fn bench_message_template() {
     );
 }
 
-fn bench_pathological_messages() {
-    for (message, _) in pathological_messages() {
-        let rounds = 200;
-        let started = Instant::now();
-        for _ in 0..rounds {
-            black_box(message_template(black_box(&message)));
-        }
-        let micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
-        println!(
-            "{:>6} bytes {:?}...: {micros:.1} µs",
-            message.len(),
-            &message[..6]
-        );
-    }
-}
-
 fn main() {
     bench_message_template();
-    bench_pathological_messages();
 }
