@@ -202,8 +202,11 @@ pub struct ConsumerConfig {
     /// Decode/enrich workers per member (the spec's 10 threads). Records with the same key go to
     /// the same worker, in order.
     pub workers: usize,
-    /// Most records in a batch written to the stores at once.
+    /// Records in a batch written to the stores at once.
     pub batch_size: usize,
+    /// While the writer is still busy with earlier batches (a backlog), a batch may grow up to
+    /// this many records, so a backlog drains in fewer, larger writes. Must be >= `batch_size`.
+    pub max_batch_size: usize,
     /// A batch is written when it is full or this long after its first record, whichever first.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
@@ -236,6 +239,7 @@ impl Default for ConsumerConfig {
             concurrency: 1,
             workers: 2,
             batch_size: 500,
+            max_batch_size: 5000,
             batch_linger: Duration::from_millis(50),
             session_timeout: Duration::from_secs(30),
             max_poll_interval: Duration::from_secs(300),
@@ -478,6 +482,12 @@ impl Config {
         ensure!(
             (1..=100_000).contains(&c.batch_size),
             "config key `consumer.batch_size`: 1 to 100000, got {}",
+            c.batch_size
+        );
+        ensure!(
+            c.max_batch_size >= c.batch_size && c.max_batch_size <= 100_000,
+            "config key `consumer.max_batch_size` ({}) must be between `consumer.batch_size` ({}) and 100000",
+            c.max_batch_size,
             c.batch_size
         );
         ensure!(

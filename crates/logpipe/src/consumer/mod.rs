@@ -290,6 +290,7 @@ impl ConsumerService {
             tags: Arc::new(c.tags.clone()),
             workers: c.workers,
             batch_size: c.batch_size,
+            max_batch_size: c.max_batch_size.max(c.batch_size),
             batch_linger: c.batch_linger,
             metrics: metrics.clone(),
             stats: stats.clone(),

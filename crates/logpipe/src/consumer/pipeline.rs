@@ -2,7 +2,8 @@
 //! is decoded while batch N is written:
 //!
 //! 1. **assemble**: collects records into a batch (`batch_size`, or `batch_linger` after the first
-//!    record), then decodes and enriches it on `workers` lanes. A record's lane is chosen by its
+//!    record; while the writer is behind, a batch grows up to `max_batch_size`), then decodes and
+//!    enriches it on `workers` lanes. A record's lane is chosen by its
 //!    key, so one key's records are handled in order by one worker.
 //! 2. **write**: one batch at a time, in order: the log store (one COPY), then the aggregates (one
 //!    atomic, watermark-checked update), then the offsets move and are handed to the poll thread
@@ -37,6 +38,7 @@ pub struct Deps {
     pub tags: Arc<BTreeMap<String, String>>,
     pub workers: usize,
     pub batch_size: usize,
+    pub max_batch_size: usize,
     pub batch_linger: Duration,
     pub metrics: ConsumerMetrics,
     pub stats: Arc<ConsumerStats>,
@@ -85,7 +87,13 @@ async fn assemble_stage(deps: Deps, mut rx: mpsc::Receiver<Input>, work: mpsc::S
                     deadline = Some(tokio::time::Instant::now() + deps.batch_linger);
                 }
                 batch.push(record);
-                if batch.len() >= deps.batch_size {
+                // Full at batch_size, unless the writer is still busy with earlier batches: then
+                // the batch keeps growing (up to max_batch_size) instead of queueing behind them.
+                // A backlog is drained in few large writes; without one, nothing waits longer.
+                let writer_busy = work.capacity() == 0;
+                if batch.len() >= deps.max_batch_size
+                    || (batch.len() >= deps.batch_size && !writer_busy)
+                {
                     flush(&deps, &mut batch, &work).await;
                     deadline = None;
                 }
