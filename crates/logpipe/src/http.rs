@@ -228,11 +228,31 @@ async fn metrics(State(ops): State<Ops>) -> Response {
         .into_response()
 }
 
-/// Wraps a service router with the shared layers: request ids, metrics, fallback, ops routes.
+/// A panicking handler answers 500 in the shared shape (the cause is logged, never sent).
+fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = detail, "request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "an internal error occurred and was logged; it is safe to retry",
+    )
+    .into_response()
+}
+
+/// Wraps a service router with the shared layers: request ids, metrics, panic guard, fallback,
+/// ops routes.
 pub fn with_common_layers(router: Router, ops: Ops, metrics: HttpMetrics) -> Router {
     router
         .merge(ops_routes(ops))
         .fallback(fallback)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(axum::middleware::from_fn_with_state(metrics, track_metrics))
         .layer(axum::middleware::from_fn(request_id))
 }
@@ -259,4 +279,78 @@ pub async fn serve(
     .with_graceful_shutdown(async move { stop.cancelled().await })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> (Router, HttpMetrics) {
+        let mut registry = crate::telemetry::metrics::new_registry();
+        let metrics = HttpMetrics::register(&mut registry, "test");
+        let ops = Ops {
+            registry: Arc::new(registry),
+            checks: Arc::new(vec![(
+                "always",
+                Arc::new(|| true) as Arc<dyn Fn() -> bool + Send + Sync>,
+            )]),
+        };
+        let router = Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("kaboom");
+                }
+                "never"
+            }),
+        );
+        (with_common_layers(router, ops, metrics.clone()), metrics)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_error_shape_with_a_request_id() {
+        let (app, metrics) = app();
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key(REQUEST_ID_HEADER));
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(
+            !body.to_string().contains("kaboom"),
+            "the panic message is not leaked"
+        );
+        let counted = metrics
+            .requests
+            .get_or_create(&HttpLabels {
+                route: "/boom".into(),
+                method: "GET".into(),
+                status: 500,
+            })
+            .get();
+        assert_eq!(counted, 1);
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_each_check() {
+        let (app, _) = app();
+        let response = app
+            .oneshot(Request::get("/health/ready").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        assert_eq!(body["checks"]["always"], "up");
+    }
 }
