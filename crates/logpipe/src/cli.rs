@@ -122,11 +122,12 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
-    /// [role] All roles in one process (gateway with the producer in-process), on embedded Kafka if none is configured.
+    /// [role] All roles in one process (gateway, producer, consumer), on embedded Kafka and stores if none are configured.
     #[command(
-        long_about = "Runs every role in one process: the gateway on gateway.listen, calling the producer in-process.\n\n\
-        With no Kafka brokers configured it starts an embedded in-process broker (librdkafka's mock cluster) that keeps\n\
-        nothing across restarts. Try:\n\n  logpipe run\n  curl -s localhost:8080/api/v1/logs -H 'content-type: application/json' \\\n       -d '{\"service\":\"checkout\",\"level\":\"error\",\"message\":\"payment failed\"}'"
+        long_about = "Runs every role in one process: the gateway on gateway.listen (with the query API), calling the\n\
+        producer in-process, and the consumer group writing to the log store and the aggregates.\n\n\
+        With nothing configured it starts an embedded in-process Kafka broker (librdkafka's mock cluster), an in-memory \
+        SQLite store and in-process aggregates; none of them keeps anything across restarts. Try:\n\n  logpipe run\n  curl -s localhost:8080/api/v1/logs -H 'content-type: application/json' \\\n       -d '{\"service\":\"checkout\",\"level\":\"error\",\"message\":\"payment failed\"}'"
     )]
     Run {
         /// Gateway listen address. [config: gateway.listen]
