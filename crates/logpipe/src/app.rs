@@ -151,6 +151,8 @@ impl App {
     /// Starts `roles` with `config`. Listeners are bound before this returns.
     pub async fn start(config: Config, roles: Roles) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
+        // If start-up fails part-way, whatever was started (consumer members, monitors) stops.
+        let started_guard = stop.clone().drop_guard();
         let mut registry = new_registry();
         let mut servers = JoinSet::new();
 
@@ -283,6 +285,7 @@ impl App {
             }
         }
 
+        started_guard.disarm();
         Ok(App {
             gateway_addr,
             producer_addr,

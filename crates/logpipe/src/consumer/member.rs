@@ -20,7 +20,7 @@
 //! assign, the pipeline is told before any record of the new partitions arrives.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,8 @@ pub struct MemberContext {
     owned: Mutex<Vec<Tp>>,
     topics: Mutex<HashMap<String, Arc<str>>>,
     assigned_count: Arc<AtomicUsize>,
+    /// Partitions are paused because the pipeline stalled (set by the poll loop).
+    paused: AtomicBool,
 }
 
 impl MemberContext {
@@ -148,6 +150,36 @@ impl MemberContext {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// After a rebalance error: partitions the client no longer has are dropped from `owned` and
+    /// the pipeline forgets them (nothing is committed for them; the next owner re-reads).
+    fn resync_owned(&self, consumer: &BaseConsumer<Self>) {
+        let actual: Vec<Tp> = consumer
+            .assignment()
+            .map(|tpl| self.tps(&tpl))
+            .unwrap_or_default();
+        let gone: Vec<Tp> = {
+            let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<Tp> = owned
+                .iter()
+                .filter(|tp| !actual.contains(tp))
+                .cloned()
+                .collect();
+            owned.retain(|tp| actual.contains(tp));
+            self.metrics.assigned.dec_by(gone.len() as i64);
+            self.assigned_count.store(owned.len(), Ordering::Relaxed);
+            gone
+        };
+        if gone.is_empty() {
+            return;
+        }
+        for (topic, partition) in &gone {
+            self.metrics.forget_partition(topic, *partition);
+        }
+        tracing::warn!(member = %self.member, partitions = %Self::describe(&gone), "rebalance: partitions lost after a rebalance error; released without a final commit");
+        let (reply, _ignored) = std_mpsc::sync_channel(1);
+        self.push(Input::Revoked(gone, reply));
     }
 
     /// Revoke: hand over what was fetched, wait (bounded) for the pipeline to finish it, commit.
@@ -249,7 +281,12 @@ impl ConsumerContext for MemberContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(_) = rebalance {
+            // librdkafka unassigns on a rebalance error; what we own is what the client says.
+            self.resync_owned(consumer);
+            return;
+        }
         if let Rebalance::Assign(tpl) = rebalance {
             let tps = self.tps(tpl);
             self.metrics.rebalance("assign");
@@ -261,6 +298,10 @@ impl ConsumerContext for MemberContext {
                 owned.extend(tps.iter().cloned());
                 self.metrics.assigned.inc_by(tps.len() as i64);
                 self.assigned_count.store(owned.len(), Ordering::Relaxed);
+            }
+            if self.paused.load(Ordering::Relaxed) {
+                // The pipeline is stalled: new partitions wait like the others.
+                let _ = consumer.pause(tpl);
             }
             tracing::info!(
                 member = %self.member,
@@ -334,6 +375,7 @@ pub fn context(
         owned: Mutex::new(Vec::new()),
         topics: Mutex::new(HashMap::new()),
         assigned_count,
+        paused: AtomicBool::new(false),
     }
 }
 
@@ -346,7 +388,6 @@ pub fn poll_loop(handle: MemberHandle) {
         stop,
     } = handle;
     let ctx = consumer.context();
-    let mut paused = false;
     while !stop.is_cancelled() {
         while let Ok(offsets) = commits.try_recv() {
             commit(&consumer, &offsets, CommitMode::Async, &ctx.metrics);
@@ -356,7 +397,7 @@ pub fn poll_loop(handle: MemberHandle) {
             break;
         }
         let mut backlog = ctx.pending_len();
-        if backlog > 0 && !paused {
+        if backlog > 0 && !ctx.paused.load(Ordering::Relaxed) {
             // A short stall (the pipeline is writing a batch): wait for room without polling.
             // Heartbeats run on librdkafka's own thread, and max.poll.interval is minutes away.
             // Pausing instead would restart each partition's fetch at the last delivered
@@ -370,19 +411,20 @@ pub fn poll_loop(handle: MemberHandle) {
                 backlog = ctx.pending_len();
             }
         }
+        let paused = ctx.paused.load(Ordering::Relaxed);
         if backlog > 0 && !paused {
             // A long stall (a store outage): pause every partition and keep polling, so the
             // member stays in the group and serves rebalances.
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.pause(&assignment);
-                paused = true;
+                ctx.paused.store(true, Ordering::Relaxed);
                 tracing::info!(member = %ctx.member, backlog, "pipeline stalled: partitions paused until it catches up");
             }
         } else if backlog == 0 && paused {
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.resume(&assignment);
             }
-            paused = false;
+            ctx.paused.store(false, Ordering::Relaxed);
             tracing::info!(member = %ctx.member, "pipeline caught up: partitions resumed");
         }
         let timeout = if backlog > 0 {

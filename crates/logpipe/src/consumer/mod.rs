@@ -267,6 +267,7 @@ pub struct ConsumerService {
     threads: Vec<std::thread::JoinHandle<()>>,
     pipelines: Vec<tokio::task::JoinHandle<()>>,
     assigned: Vec<Arc<AtomicUsize>>,
+    drain_timeout: std::time::Duration,
     pub stats: Arc<ConsumerStats>,
 }
 
@@ -299,6 +300,7 @@ impl ConsumerService {
             threads: Vec::new(),
             pipelines: Vec::new(),
             assigned: Vec::new(),
+            drain_timeout: c.drain_timeout,
             stats,
         };
         let host = hostname();
@@ -385,7 +387,9 @@ impl ConsumerService {
             .sum()
     }
 
-    /// Waits for every member to leave the group (after the stop token was cancelled).
+    /// Waits for every member to leave the group (after the stop token was cancelled). The
+    /// poll threads bound their own drain by `drain_timeout`; a pipeline still retrying a store
+    /// outage after that (it can no longer commit anything) is stopped, so shutdown never hangs.
     pub async fn wait(self) {
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {
@@ -394,8 +398,15 @@ impl ConsumerService {
             }
         })
         .await;
-        for pipeline in self.pipelines {
-            let _ = pipeline.await;
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        for mut pipeline in self.pipelines {
+            if tokio::time::timeout_at(deadline, &mut pipeline)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a consumer pipeline was still retrying a store outage at shutdown; stopped it (its records were not committed and will be re-read)");
+                pipeline.abort();
+            }
         }
     }
 }

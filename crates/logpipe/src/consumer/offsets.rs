@@ -73,6 +73,18 @@ impl OffsetTracker {
         out
     }
 
+    /// Marks commit points from [`take_commits`](Self::take_commits) as not sent after all, so
+    /// the next call hands them out again.
+    pub fn unsend(&mut self, points: &[(Tp, i64)]) {
+        for (tp, point) in points {
+            if let Some(p) = self.partitions.get_mut(tp) {
+                if p.committed == *point {
+                    p.committed = -1;
+                }
+            }
+        }
+    }
+
     /// Forgets partitions (revoked), returning their final commit points.
     pub fn release(&mut self, tps: &[Tp]) -> Vec<(Tp, i64)> {
         tps.iter()
@@ -130,6 +142,18 @@ mod tests {
         assert!(t.take_commits().is_empty());
         t.done(&tp(1), 5);
         assert_eq!(t.take_commits(), vec![(tp(1), 6)]);
+    }
+
+    #[test]
+    fn unsent_points_are_handed_out_again() {
+        let mut t = OffsetTracker::default();
+        t.track(&tp(0), 4);
+        t.done(&tp(0), 4);
+        let points = t.take_commits();
+        assert_eq!(points, vec![(tp(0), 5)]);
+        assert!(t.take_commits().is_empty());
+        t.unsend(&points);
+        assert_eq!(t.take_commits(), vec![(tp(0), 5)]);
     }
 
     #[test]

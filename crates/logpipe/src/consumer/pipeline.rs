@@ -101,19 +101,34 @@ async fn assemble_stage(deps: Deps, mut rx: mpsc::Receiver<Input>, work: mpsc::S
             Some(Input::Assigned(tps)) => {
                 flush(&deps, &mut batch, &work).await;
                 deadline = None;
-                let _ = work.send(Work::Assigned(tps)).await;
+                if work.send(Work::Assigned(tps)).await.is_err() {
+                    return writer_gone();
+                }
             }
             Some(Input::Revoked(tps, reply)) => {
                 flush(&deps, &mut batch, &work).await;
                 deadline = None;
-                let _ = work.send(Work::Revoked(tps, reply)).await;
+                if work.send(Work::Revoked(tps, reply)).await.is_err() {
+                    return writer_gone();
+                }
             }
             None => {
                 flush(&deps, &mut batch, &work).await;
                 return;
             }
         }
+        if work.is_closed() {
+            return writer_gone();
+        }
     }
+}
+
+/// The write stage ended unexpectedly. Returning drops the input, which makes the poll thread
+/// leave the group, so the partitions move to a healthy member instead of piling up lag here.
+fn writer_gone() {
+    tracing::error!(
+        "the write stage stopped; this member leaves the group so its partitions move elsewhere"
+    );
 }
 
 async fn flush(deps: &Deps, batch: &mut Vec<Fetched>, work: &mpsc::Sender<Work>) {
@@ -179,8 +194,10 @@ fn decode_lane(
     let mut out = Vec::with_capacity(records.len());
     for record in records {
         let payload = record.payload.as_deref().unwrap_or_default();
-        match LogEvent::decode(payload, limits) {
-            Ok(event) => {
+        // A panic in decode or enrich is a bug, but it must cost one record, counted and logged,
+        // not the batch or the task.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            LogEvent::decode(payload, limits).map(|event| {
                 let meta = RecordMeta {
                     topic: &record.topic,
                     partition: record.partition,
@@ -189,8 +206,16 @@ fn decode_lane(
                     ingest_header: record.ingest_header.as_deref(),
                     request_id_header: record.request_id_header.as_deref(),
                 };
-                out.push(enrich(event, &meta, tags, now));
-            }
+                enrich(event, &meta, tags, now)
+            })
+        }));
+        let Ok(decoded) = decoded else {
+            metrics.failed("panic");
+            tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, "decoding this record panicked (a bug); skipped");
+            continue;
+        };
+        match decoded {
+            Ok(log) => out.push(log),
             Err(rejection) => {
                 metrics.failed(rejection.code());
                 tracing::warn!(
@@ -287,8 +312,14 @@ impl Writer {
         m.duplicates.inc_by(duplicates);
         self.deps.stats.add_stored(inserted);
         let moved = self.tracker.take_commits();
-        if !moved.is_empty() && self.commits.try_send(moved).is_err() {
-            tracing::debug!("commit queue full; the next batch's commit carries the progress");
+        if !moved.is_empty() {
+            if let Err(e) = self.commits.try_send(moved) {
+                // Handed out but not sent: mark it unsent so the next batch sends it again.
+                let unsent = match e {
+                    std_mpsc::TrySendError::Full(m) | std_mpsc::TrySendError::Disconnected(m) => m,
+                };
+                self.tracker.unsend(&unsent);
+            }
         }
     }
 
@@ -381,8 +412,15 @@ impl Writer {
                 Ok(ApplyOutcome::Conflict { partitions }) => {
                     tracing::info!(?partitions, "aggregate watermark moved under us (another member counted first); recounting");
                     for (topic, partition, actual) in partitions {
-                        self.watermarks
-                            .insert((Arc::from(topic.as_str()), partition), actual);
+                        let tp: Tp = (Arc::from(topic.as_str()), partition);
+                        if self
+                            .watermarks
+                            .get(&tp)
+                            .is_some_and(|cached| actual < *cached)
+                        {
+                            tracing::error!(%topic, partition, actual, "aggregate watermark went BACKWARDS: the aggregates store lost data (restart without persistence, eviction?); counts for the lost range are missing. Run Redis with persistence and maxmemory-policy noeviction");
+                        }
+                        self.watermarks.insert(tp, actual);
                     }
                 }
                 Err(e) => {
