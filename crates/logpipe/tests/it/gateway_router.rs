@@ -25,6 +25,18 @@ struct Harness {
     _broker: EmbeddedBroker,
 }
 
+impl Harness {
+    /// POSTs `body` with `content_type` to `path` through the router.
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        call(&self.router, post(path, content_type, body)).await
+    }
+}
+
 async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
     let mut config = test_config("");
     tune(&mut config);
@@ -73,15 +85,13 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn single_event_is_accepted_after_kafka_acks() {
     let h = harness(|_| {}).await;
-    let (status, headers, body) = call(
-        &h.router,
-        post(
+    let (status, headers, body) = h
+        .post(
             "/api/v1/logs",
             "application/json",
             event("api", "hello").to_string(),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["accepted"], 1);
     let id = headers["x-request-id"].to_str().unwrap();
@@ -138,11 +148,9 @@ async fn invalid_single_event_is_400_with_the_reason() {
         ("[1,2]".to_string(), "not_an_object"),
     ];
     for (body, code) in cases {
-        let (status, headers, answer) = call(
-            &h.router,
-            post("/api/v1/logs", "application/json", body.clone()),
-        )
-        .await;
+        let (status, headers, answer) = h
+            .post("/api/v1/logs", "application/json", body.clone())
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().len() > 5);
@@ -151,11 +159,9 @@ async fn invalid_single_event_is_400_with_the_reason() {
             headers["x-request-id"].to_str().unwrap()
         );
     }
-    let (status, _, answer) = call(
-        &h.router,
-        post("/api/v1/logs", "application/json", vec![0xff, 0xfe, b'{']),
-    )
-    .await;
+    let (status, _, answer) = h
+        .post("/api/v1/logs", "application/json", vec![0xff, 0xfe, b'{'])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["error"]["code"], "invalid_utf8");
 }
@@ -170,11 +176,9 @@ async fn mixed_json_batch_accepts_valid_and_reports_invalid_by_index() {
         {"service": "bad service!", "message": "m"},
         "not an object",
     ]);
-    let (status, _, body) = call(
-        &h.router,
-        post("/api/v1/logs/batch", "application/json", batch.to_string()),
-    )
-    .await;
+    let (status, _, body) = h
+        .post("/api/v1/logs/batch", "application/json", batch.to_string())
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["accepted"], 2);
     let rejected = body["rejected"].as_array().unwrap();
@@ -192,11 +196,9 @@ async fn mixed_json_batch_accepts_valid_and_reports_invalid_by_index() {
 async fn ndjson_batch_reports_line_numbers_and_takes_gzip() {
     let h = harness(|_| {}).await;
     let body = format!("{}\n\n{{oops\n{}\r\n", event("a", "one"), event("a", "two"));
-    let (status, _, answer) = call(
-        &h.router,
-        post("/api/v1/logs/batch", "application/x-ndjson", body.clone()),
-    )
-    .await;
+    let (status, _, answer) = h
+        .post("/api/v1/logs/batch", "application/x-ndjson", body.clone())
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["accepted"], 2);
     assert_eq!(answer["rejected"][0]["line"], 3);
@@ -218,37 +220,29 @@ async fn ndjson_batch_reports_line_numbers_and_takes_gzip() {
 #[tokio::test]
 async fn all_invalid_batch_is_400_and_lists_every_item() {
     let h = harness(|_| {}).await;
-    let (status, _, body) = call(
-        &h.router,
-        post(
+    let (status, _, body) = h
+        .post(
             "/api/v1/logs/batch",
             "application/json",
             "[{}, {\"service\": \"a\"}]",
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "all_events_invalid");
     assert_eq!(body["rejected"].as_array().unwrap().len(), 2);
     assert_eq!(body["accepted"], 0);
 
-    let (status, _, body) = call(
-        &h.router,
-        post("/api/v1/logs/batch", "application/json", "[]"),
-    )
-    .await;
+    let (status, _, body) = h.post("/api/v1/logs/batch", "application/json", "[]").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "empty_batch");
 
-    let (status, _, body) = call(
-        &h.router,
-        post(
+    let (status, _, body) = h
+        .post(
             "/api/v1/logs/batch",
             "application/json",
             "{\"service\":\"a\"}",
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
@@ -267,24 +261,20 @@ async fn limits_answer_413() {
         event("a", "3"),
         event("a", "4")
     ]);
-    let (status, _, body) = call(
-        &h.router,
-        post(
+    let (status, _, body) = h
+        .post(
             "/api/v1/logs/batch",
             "application/json",
             too_many.to_string(),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "too_many_events");
 
     let big = event("a", &"x".repeat(5000)).to_string();
-    let (status, _, body) = call(
-        &h.router,
-        post("/api/v1/logs", "application/json", big.clone()),
-    )
-    .await;
+    let (status, _, body) = h
+        .post("/api/v1/logs", "application/json", big.clone())
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
 
@@ -318,22 +308,18 @@ async fn limits_answer_413() {
 #[tokio::test]
 async fn wrong_content_type_or_encoding_is_415_and_bad_gzip_400() {
     let h = harness(|_| {}).await;
-    let (status, _, body) = call(
-        &h.router,
-        post("/api/v1/logs", "text/plain", event("a", "m").to_string()),
-    )
-    .await;
+    let (status, _, body) = h
+        .post("/api/v1/logs", "text/plain", event("a", "m").to_string())
+        .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["error"]["code"], "unsupported_media_type");
-    let (status, _, _) = call(
-        &h.router,
-        post(
+    let (status, _, _) = h
+        .post(
             "/api/v1/logs",
             "application/x-ndjson",
             event("a", "m").to_string(),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -368,15 +354,13 @@ async fn wrong_content_type_or_encoding_is_415_and_bad_gzip_400() {
 async fn api_keys_guard_the_api_but_not_health() {
     let key = "0123456789abcdef-key";
     let h = harness(|c| c.gateway.api_keys = vec![key.into()]).await;
-    let (status, headers, body) = call(
-        &h.router,
-        post(
+    let (status, headers, body) = h
+        .post(
             "/api/v1/logs",
             "application/json",
             event("a", "m").to_string(),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthorized");
     assert!(headers.contains_key("x-request-id"));
@@ -430,16 +414,13 @@ async fn unknown_routes_share_the_error_shape() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let h = harness(|_| {}).await;
-    call(
-        &h.router,
-        post(
-            "/api/v1/logs",
-            "application/json",
-            event("a", "m").to_string(),
-        ),
+    h.post(
+        "/api/v1/logs",
+        "application/json",
+        event("a", "m").to_string(),
     )
     .await;
-    call(&h.router, post("/api/v1/logs", "application/json", "{}")).await;
+    h.post("/api/v1/logs", "application/json", "{}").await;
     let (status, _, text) = call(
         &h.router,
         Request::get("/metrics").body(Body::empty()).unwrap(),
