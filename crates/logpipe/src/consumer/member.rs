@@ -60,14 +60,19 @@ impl Fetched {
 /// How long the poll thread waits for room in the pipeline before pausing partitions.
 const SHORT_STALL: Duration = Duration::from_secs(1);
 
-/// Final offsets the pipeline hands back on revoke and shutdown.
-pub type Finals = Vec<(Tp, i64)>;
+/// Which assignment of a partition a commit belongs to. Every assign gets a new epoch, so a
+/// commit produced under an earlier assignment (say, a batch that finished after its revoke
+/// timed out) is recognised and dropped even if the partition has come back to this member.
+pub type Epoch = u64;
+
+/// Offsets the pipeline hands to the poll thread for commit: partition, next offset, epoch.
+pub type Finals = Vec<(Tp, i64, Epoch)>;
 
 /// What the poll thread tells the pipeline, in order.
 #[derive(Debug)]
 pub enum Input {
     Record(Fetched),
-    Assigned(Vec<Tp>),
+    Assigned(Vec<Tp>, Epoch),
     /// Finish everything received so far, answer with the final offsets of these partitions.
     Revoked(Vec<Tp>, std_mpsc::SyncSender<Finals>),
 }
@@ -83,6 +88,9 @@ pub struct MemberContext {
     metrics: ConsumerMetrics,
     /// Partitions currently owned, for filtering late commits and for lag series.
     owned: Mutex<Vec<Tp>>,
+    /// The epoch of each owned partition's current assignment.
+    epochs: Mutex<HashMap<Tp, Epoch>>,
+    next_epoch: std::sync::atomic::AtomicU64,
     topics: Mutex<HashMap<String, Arc<str>>>,
     assigned_count: Arc<AtomicUsize>,
     /// Partitions are paused because the pipeline stalled (set by the poll loop).
@@ -152,6 +160,13 @@ impl MemberContext {
             .join(" ")
     }
 
+    fn forget_epochs(&self, tps: &[Tp]) {
+        let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        for tp in tps {
+            epochs.remove(tp);
+        }
+    }
+
     /// After a rebalance error: partitions the client no longer has are dropped from `owned` and
     /// the pipeline forgets them (nothing is committed for them; the next owner re-reads).
     fn resync_owned(&self, consumer: &BaseConsumer<Self>) {
@@ -167,6 +182,7 @@ impl MemberContext {
                 .cloned()
                 .collect();
             owned.retain(|tp| actual.contains(tp));
+            self.forget_epochs(&gone);
             self.metrics.assigned.dec_by(gone.len() as i64);
             self.assigned_count.store(owned.len(), Ordering::Relaxed);
             gone
@@ -230,6 +246,7 @@ impl MemberContext {
             let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
             let before = owned.len();
             owned.retain(|tp| !tps.contains(tp));
+            self.forget_epochs(&tps);
             self.metrics.assigned.dec_by((before - owned.len()) as i64);
             self.assigned_count.store(owned.len(), Ordering::Relaxed);
         }
@@ -308,7 +325,14 @@ impl ConsumerContext for MemberContext {
                 partitions = %Self::describe(&tps),
                 "rebalance: assigned partitions (starting from committed offsets)"
             );
-            self.push(Input::Assigned(tps));
+            let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+                for tp in &tps {
+                    epochs.insert(tp.clone(), epoch);
+                }
+            }
+            self.push(Input::Assigned(tps, epoch));
         }
     }
 
@@ -323,16 +347,25 @@ impl ConsumerContext for MemberContext {
 /// Commits `offsets` (only for partitions still assigned). Returns how many were committed.
 fn commit(
     consumer: &BaseConsumer<MemberContext>,
-    offsets: &[(Tp, i64)],
+    offsets: &[(Tp, i64, Epoch)],
     mode: CommitMode,
     metrics: &ConsumerMetrics,
 ) -> usize {
-    let owned = consumer.context().owned();
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        // A late commit for a partition that moved away could rewind the new owner's offset.
-        if owned.iter().any(|(t, p)| t == topic && p == partition) {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    {
+        let epochs = consumer
+            .context()
+            .epochs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (tp, offset, epoch) in offsets {
+            // Only commits of the partition's current assignment: a late one from a partition
+            // that moved away, or from an earlier assignment of it, could rewind its offset.
+            if epochs.get(tp) == Some(epoch) {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset));
+            } else {
+                metrics.commit("stale_dropped");
+            }
         }
     }
     if tpl.count() == 0 {
@@ -373,6 +406,8 @@ pub fn context(
         drain_timeout,
         metrics,
         owned: Mutex::new(Vec::new()),
+        epochs: Mutex::new(HashMap::new()),
+        next_epoch: std::sync::atomic::AtomicU64::new(1),
         topics: Mutex::new(HashMap::new()),
         assigned_count,
         paused: AtomicBool::new(false),

@@ -25,7 +25,7 @@ use logpipe_model::{enrich, EnrichedLog, LogEvent, RecordMeta};
 use logpipe_store::{LogStore, StoreError};
 use tokio::sync::mpsc;
 
-use super::member::{Fetched, Finals, Input};
+use super::member::{Epoch, Fetched, Finals, Input};
 use super::offsets::{OffsetTracker, Tp};
 use super::{ConsumerMetrics, ConsumerStats};
 
@@ -53,7 +53,7 @@ struct Prepared {
 
 enum Work {
     Batch(Prepared),
-    Assigned(Vec<Tp>),
+    Assigned(Vec<Tp>, Epoch),
     Revoked(Vec<Tp>, std_mpsc::SyncSender<Finals>),
 }
 
@@ -98,10 +98,10 @@ async fn assemble_stage(deps: Deps, mut rx: mpsc::Receiver<Input>, work: mpsc::S
                     deadline = None;
                 }
             }
-            Some(Input::Assigned(tps)) => {
+            Some(Input::Assigned(tps, epoch)) => {
                 flush(&deps, &mut batch, &work).await;
                 deadline = None;
-                if work.send(Work::Assigned(tps)).await.is_err() {
+                if work.send(Work::Assigned(tps, epoch)).await.is_err() {
                     return writer_gone();
                 }
             }
@@ -236,6 +236,8 @@ struct Writer {
     tracker: OffsetTracker,
     /// Applied-offset watermark of each owned partition in the aggregates.
     watermarks: HashMap<Tp, i64>,
+    /// The assignment epoch of each owned partition (commits carry it; see `member::Epoch`).
+    epochs: HashMap<Tp, Epoch>,
     commits: std_mpsc::SyncSender<Finals>,
 }
 
@@ -248,17 +250,28 @@ async fn write_stage(
         deps,
         tracker: OffsetTracker::default(),
         watermarks: HashMap::new(),
+        epochs: HashMap::new(),
         commits,
     };
     while let Some(item) = work.recv().await {
         match item {
             Work::Batch(batch) => writer.write(batch).await,
-            Work::Assigned(tps) => writer.load_watermarks(&tps).await,
+            Work::Assigned(tps, epoch) => {
+                for tp in &tps {
+                    writer.epochs.insert(tp.clone(), epoch);
+                }
+                writer.load_watermarks(&tps).await;
+            }
             Work::Revoked(tps, reply) => {
                 for tp in &tps {
                     writer.watermarks.remove(tp);
                 }
-                let _ = reply.send(writer.tracker.release(&tps));
+                let released = writer.tracker.release(&tps);
+                let finals = writer.stamp(released);
+                for tp in &tps {
+                    writer.epochs.remove(tp);
+                }
+                let _ = reply.send(finals);
             }
         }
     }
@@ -279,6 +292,18 @@ impl Backoff {
 }
 
 impl Writer {
+    /// Adds each partition's assignment epoch to its commit point (0 if unknown: the poll thread
+    /// then drops it, which is safe: a later commit or the next owner carries the progress).
+    fn stamp(&self, points: Vec<(Tp, i64)>) -> Finals {
+        points
+            .into_iter()
+            .map(|(tp, offset)| {
+                let epoch = self.epochs.get(&tp).copied().unwrap_or(0);
+                (tp, offset, epoch)
+            })
+            .collect()
+    }
+
     async fn write(&mut self, batch: Prepared) {
         for (tp, offset, _) in &batch.records {
             self.tracker.track(tp, *offset);
@@ -311,13 +336,15 @@ impl Writer {
         m.success.inc_by(inserted + duplicates);
         m.duplicates.inc_by(duplicates);
         self.deps.stats.add_stored(inserted);
-        let moved = self.tracker.take_commits();
+        let taken = self.tracker.take_commits();
+        let moved = self.stamp(taken);
         if !moved.is_empty() {
             if let Err(e) = self.commits.try_send(moved) {
                 // Handed out but not sent: mark it unsent so the next batch sends it again.
                 let unsent = match e {
                     std_mpsc::TrySendError::Full(m) | std_mpsc::TrySendError::Disconnected(m) => m,
                 };
+                let unsent: Vec<(Tp, i64)> = unsent.into_iter().map(|(tp, o, _)| (tp, o)).collect();
                 self.tracker.unsend(&unsent);
             }
         }
