@@ -12,3 +12,4 @@ mod external_kafka;
 mod external_pipeline;
 mod gateway_router;
 mod pipeline_embedded;
+mod shutdown_outage;
