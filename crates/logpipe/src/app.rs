@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use logpipe_aggregates::{AggOptions, Aggregates};
-use logpipe_store::{LogStore, StoreOptions};
+use logpipe_aggregates::Aggregates;
+use logpipe_store::LogStore;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -70,13 +70,7 @@ pub struct Stores {
 impl Stores {
     /// Opens the log store (and applies its schema) and the aggregates, saying which are embedded.
     pub async fn open(config: &Config) -> anyhow::Result<Stores> {
-        let options = StoreOptions {
-            retention_days: config.postgres.retention_days,
-            partitions_ahead_days: config.postgres.partitions_ahead_days,
-            schema: config.postgres.schema.clone(),
-            pool_size: config.postgres.pool_size,
-        };
-        let store = LogStore::open(&config.postgres.url, &options)
+        let store = LogStore::open(&config.postgres.url, &config.postgres.store_options())
             .await
             .map_err(|e| anyhow::anyhow!("opening the log store: {e}; check `postgres.url` (--postgres-url) and that PostgreSQL is running"))?;
         store
@@ -88,12 +82,7 @@ impl Stores {
         } else {
             tracing::info!(url = %crate::config::redact::redact_url(&config.postgres.url), "log store: PostgreSQL");
         }
-        let agg_options = AggOptions {
-            key_prefix: config.redis.key_prefix.clone(),
-            minute_ttl: config.redis.minute_ttl,
-            ..AggOptions::default()
-        };
-        let aggregates = Aggregates::open(&config.redis.url, &agg_options)
+        let aggregates = Aggregates::open(&config.redis.url, &config.redis.agg_options())
             .await
             .map_err(|e| anyhow::anyhow!("opening the aggregates: {e}; check `redis.url` (--redis-url) and that Redis is running"))?;
         if config.redis.url.is_empty() {

@@ -203,11 +203,10 @@ fn right(value: impl ToString) -> Cell {
 
 /// `logpipe migrate`.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    // One connection is plenty for a one-off command.
     let options = logpipe_store::StoreOptions {
-        retention_days: config.postgres.retention_days,
-        partitions_ahead_days: config.postgres.partitions_ahead_days,
-        schema: config.postgres.schema.clone(),
         pool_size: 1,
+        ..config.postgres.store_options()
     };
     if config.postgres.url.is_empty() {
         anyhow::bail!("no PostgreSQL configured: set --postgres-url, LOGPIPE_POSTGRES_URL or postgres.url (the embedded SQLite store is created by the consumer itself)");

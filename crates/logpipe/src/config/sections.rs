@@ -360,6 +360,18 @@ impl Default for PostgresConfig {
     }
 }
 
+impl PostgresConfig {
+    /// The log store's options.
+    pub fn store_options(&self) -> logpipe_store::StoreOptions {
+        logpipe_store::StoreOptions {
+            retention_days: self.retention_days,
+            partitions_ahead_days: self.partitions_ahead_days,
+            schema: self.schema.clone(),
+            pool_size: self.pool_size,
+        }
+    }
+}
+
 /// Real-time aggregates.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -371,6 +383,17 @@ pub struct RedisConfig {
     /// Per-minute counters expire after this.
     #[serde(with = "humantime_serde")]
     pub minute_ttl: Duration,
+}
+
+impl RedisConfig {
+    /// The aggregates' options.
+    pub fn agg_options(&self) -> logpipe_aggregates::AggOptions {
+        logpipe_aggregates::AggOptions {
+            key_prefix: self.key_prefix.clone(),
+            minute_ttl: self.minute_ttl,
+            ..logpipe_aggregates::AggOptions::default()
+        }
+    }
 }
 
 impl Default for RedisConfig {

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::kafka::client_config;
+use crate::kafka::base_config;
 use crate::telemetry::metrics::{latency_histogram, size_histogram, ReasonLabels};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -306,7 +306,7 @@ impl ConsumerService {
         let host = hostname();
         for index in 0..c.concurrency {
             let member = format!("{host}-{}-{index}", std::process::id());
-            let mut client = client_config(&config.kafka, bootstrap, "consumer", &c.properties);
+            let mut client = base_config(&config.kafka, bootstrap, "consumer");
             client
                 .set("group.id", &c.group_id)
                 .set(

@@ -70,14 +70,13 @@ fn parse_time(name: &str, raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>
     )))
 }
 
-fn backend<'a>(state: &'a GatewayState, id: &RequestId) -> Result<&'a QueryBackend, ApiError> {
+fn backend(state: &GatewayState) -> Result<&QueryBackend, ApiError> {
     state.query.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "query_unavailable",
             "this gateway has no shared stores: set postgres.url and redis.url, or use `logpipe run`",
         )
-        .with_request_id(id)
     })
 }
 
@@ -101,14 +100,27 @@ fn store_error(e: StoreError, retry_after: Duration) -> ApiError {
     }
 }
 
+type Params<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
 /// `GET /api/v1/logs`.
 pub async fn logs(
     State(state): State<Arc<GatewayState>>,
     id: RequestId,
-    params: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
+    params: Params<LogsParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let backend = backend(&state, &id)?;
-    let Query(p) = params.map_err(|e| bad_request(e.body_text()).with_request_id(&id))?;
+    let mut body = query_logs(&state, params)
+        .await
+        .map_err(|e| e.with_request_id(&id))?;
+    body["request_id"] = serde_json::Value::String(id.0.to_string());
+    Ok(Json(body))
+}
+
+async fn query_logs(
+    state: &GatewayState,
+    params: Params<LogsParams>,
+) -> Result<serde_json::Value, ApiError> {
+    let backend = backend(state)?;
+    let Query(p) = params.map_err(|e| bad_request(e.body_text()))?;
     let now = Utc::now();
     let level = p
         .level
@@ -120,23 +132,20 @@ pub async fn logs(
                 ))
             })
         })
-        .transpose()
-        .map_err(|e| e.with_request_id(&id))?;
+        .transpose()?;
     let since = p
         .since
         .as_deref()
         .map(|t| parse_time("since", t, now))
-        .transpose()
-        .map_err(|e| e.with_request_id(&id))?;
+        .transpose()?;
     let until = p
         .until
         .as_deref()
         .map(|t| parse_time("until", t, now))
-        .transpose()
-        .map_err(|e| e.with_request_id(&id))?;
+        .transpose()?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad_request(format!("`limit` must be 1 to {MAX_LIMIT}")).with_request_id(&id));
+        return Err(bad_request(format!("`limit` must be 1 to {MAX_LIMIT}")));
     }
     let query = LogQuery {
         service: p.service,
@@ -151,33 +160,40 @@ pub async fn logs(
         .store
         .query(&query)
         .await
-        .map_err(|e| store_error(e, state.retry_after).with_request_id(&id))?;
-    Ok(Json(serde_json::json!({
-        "logs": page.logs,
-        "next_cursor": page.next_cursor,
-        "request_id": &*id.0,
-    })))
+        .map_err(|e| store_error(e, state.retry_after))?;
+    Ok(serde_json::json!({"logs": page.logs, "next_cursor": page.next_cursor}))
 }
 
 /// `GET /api/v1/stats`.
 pub async fn stats(
     State(state): State<Arc<GatewayState>>,
     id: RequestId,
-    params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
+    params: Params<StatsParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let backend = backend(&state, &id)?;
-    let Query(p) = params.map_err(|e| bad_request(e.body_text()).with_request_id(&id))?;
+    let mut body = query_stats(&state, params)
+        .await
+        .map_err(|e| e.with_request_id(&id))?;
+    body["request_id"] = serde_json::Value::String(id.0.to_string());
+    Ok(Json(body))
+}
+
+async fn query_stats(
+    state: &GatewayState,
+    params: Params<StatsParams>,
+) -> Result<serde_json::Value, ApiError> {
+    let backend = backend(state)?;
+    let Query(p) = params.map_err(|e| bad_request(e.body_text()))?;
     let now = Utc::now();
     let since = match p.since.as_deref() {
-        Some(t) => parse_time("since", t, now).map_err(|e| e.with_request_id(&id))?,
+        Some(t) => parse_time("since", t, now)?,
         None => now - chrono::Duration::minutes(15),
     };
     let until = match p.until.as_deref() {
-        Some(t) => parse_time("until", t, now).map_err(|e| e.with_request_id(&id))?,
+        Some(t) => parse_time("until", t, now)?,
         None => now + chrono::Duration::minutes(1),
     };
     if until <= since {
-        return Err(bad_request("`until` must be after `since`").with_request_id(&id));
+        return Err(bad_request("`until` must be after `since`"));
     }
     let query = StatsQuery {
         since,
@@ -186,7 +202,7 @@ pub async fn stats(
         top_n: p.top.unwrap_or(10).clamp(1, 100),
     };
     let stats = backend.aggregates.stats(&query).await.map_err(|e| {
-        let error = if e.is_outage() {
+        if e.is_outage() {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "aggregates_unavailable",
@@ -200,10 +216,7 @@ pub async fn stats(
                 "internal",
                 "the stats query failed; see the gateway log",
             )
-        };
-        error.with_request_id(&id)
+        }
     })?;
-    let mut body = serde_json::to_value(&stats).unwrap_or_default();
-    body["request_id"] = serde_json::Value::String(id.0.to_string());
-    Ok(Json(body))
+    Ok(serde_json::to_value(&stats).unwrap_or_default())
 }

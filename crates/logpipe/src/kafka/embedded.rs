@@ -90,13 +90,6 @@ impl EmbeddedBroker {
         rx.recv()
             .map_err(|_| anyhow!("embedded broker job panicked"))
     }
-
-    /// Creates a topic on the embedded cluster.
-    pub fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
-        let name = name.to_string();
-        self.with_cluster(move |cluster| cluster.create_topic(&name, partitions, 1))?
-            .map_err(|e| anyhow!("creating topic: {e}"))
-    }
 }
 
 impl Drop for EmbeddedBroker {

@@ -54,14 +54,10 @@ pub fn check_properties(
     Ok(())
 }
 
-/// The configuration every logpipe Kafka client starts from: brokers, client id with the role,
-/// and the pass-through properties. `extra` (role-specific) overrides `kafka.properties`.
-pub fn client_config(
-    kafka: &KafkaConfig,
-    bootstrap: &str,
-    role: &str,
-    extra: &BTreeMap<String, String>,
-) -> ClientConfig {
+/// The base of every logpipe Kafka client: brokers, client id with the role, timeouts. No
+/// pass-through properties: clients with typed settings (producer, consumer) set those first and
+/// then call [`apply_properties`], so an explicit property always wins over a derived setting.
+pub fn base_config(kafka: &KafkaConfig, bootstrap: &str, role: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -70,15 +66,26 @@ pub fn client_config(
             "socket.timeout.ms",
             kafka.request_timeout.as_millis().max(10).to_string(),
         )
-        // librdkafka logs through `log`-less callbacks; keep its own noise to warnings.
+        // librdkafka's own log noise kept to warnings.
         .set("log_level", "4");
+    config
+}
+
+/// A client without typed settings (admin, health probes): the base plus `kafka.properties` and
+/// `extra`.
+pub fn client_config(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    role: &str,
+    extra: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = base_config(kafka, bootstrap, role);
     apply_properties(&mut config, kafka, extra);
     config
 }
 
-/// Applies `kafka.properties`, then the role's own properties. Producers and consumers call it
-/// again after their typed settings, so an explicit property always wins over a derived one
-/// (`producer.properties."batch.num.messages"` over `producer.batch_max_messages`).
+/// Applies `kafka.properties`, then the role's own properties, over whatever is set
+/// (`producer.properties."batch.num.messages"` wins over `producer.batch_max_messages`).
 pub fn apply_properties(
     config: &mut ClientConfig,
     kafka: &KafkaConfig,

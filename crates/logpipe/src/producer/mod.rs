@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KeyStrategy};
 use crate::kafka::health::{metadata_probe, KafkaHealth};
-use crate::kafka::{client_config, headers};
+use crate::kafka::{base_config, headers};
 use crate::telemetry::metrics::{latency_histogram, size_histogram, ReasonLabels};
 
 /// Events of one request, with what the producer writes into each record's headers.
@@ -137,7 +137,6 @@ pub struct Producer {
     key: KeyStrategy,
     /// One permit per in-flight record; sized below librdkafka's queue so QueueFull is rare.
     permits: Arc<Semaphore>,
-    max_in_flight: usize,
     enqueue_timeout: Duration,
     health: KafkaHealth,
     metrics: ProducerMetrics,
@@ -147,7 +146,7 @@ impl Producer {
     /// Creates the producer for `bootstrap`. Does no I/O; see [`Producer::start_health_monitor`].
     pub fn new(config: &Config, bootstrap: &str, metrics: ProducerMetrics) -> anyhow::Result<Self> {
         let p = &config.producer;
-        let mut client = client_config(&config.kafka, bootstrap, "producer", &p.properties);
+        let mut client = base_config(&config.kafka, bootstrap, "producer");
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -173,7 +172,6 @@ impl Producer {
             topic: config.kafka.topic.clone(),
             key: p.key,
             permits: Arc::new(Semaphore::new(p.max_in_flight)),
-            max_in_flight: p.max_in_flight,
             enqueue_timeout: p.enqueue_timeout,
             health: KafkaHealth::default(),
             metrics,
@@ -198,11 +196,6 @@ impl Producer {
             interval,
             stop,
         )
-    }
-
-    /// Events currently in flight.
-    pub fn in_flight(&self) -> usize {
-        self.max_in_flight - self.permits.available_permits()
     }
 
     /// Writes the batch and waits for Kafka to acknowledge every record.

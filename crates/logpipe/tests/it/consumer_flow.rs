@@ -182,7 +182,7 @@ pub async fn exactly_once_flow(config: Config) {
     let accepted = post_all(&base, &events, 250).await;
     assert_eq!(accepted, 3000);
     let stores = app.stores.clone().unwrap();
-    wait_for_rows(&stores, &run, &base, 3000).await;
+    wait_for_rows(&run, &base, 3000).await;
     assert_exact(&base, &run, &events).await;
 
     // A second group from the earliest offset: every record is read and processed again.
@@ -191,8 +191,7 @@ pub async fn exactly_once_flow(config: Config) {
     app.shutdown().await.unwrap();
 }
 
-pub async fn wait_for_rows(stores: &Stores, run: &str, base: &str, n: usize) {
-    let _ = stores;
+pub async fn wait_for_rows(run: &str, base: &str, n: usize) {
     eventually(
         Duration::from_secs(90),
         &format!("{n} rows stored"),
