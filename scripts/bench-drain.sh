@@ -7,6 +7,8 @@
 #   scripts/bench-drain.sh                 # 1,000,000 events
 #   EVENTS=50000 scripts/bench-drain.sh    # smoke size
 #   CONSUMER_ARGS="--set consumer.batch_size=5000" scripts/bench-drain.sh
+#   RESULT_FILE=out.env scripts/bench-drain.sh   # also write the results as key=value lines
+#   LOGPIPE=target/debug/logpipe scripts/bench-drain.sh   # use this binary, build nothing
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -20,9 +22,13 @@ PG_URL=${LOGPIPE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${LOGPIPE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 RUN="bench_$(date +%s)"
 
-echo "==> building release binary"
-cargo build --release -q -p logpipe
-BIN="$REPO_ROOT/target/release/logpipe"
+if [[ -n "${LOGPIPE:-}" ]]; then
+    BIN=$LOGPIPE
+else
+    echo "==> building release binary"
+    cargo build --release -q -p logpipe
+    BIN="$REPO_ROOT/target/release/logpipe"
+fi
 ensure_postgres
 ensure_redis
 ensure_tansu_binary
@@ -118,3 +124,17 @@ printf '%-44s %.2f\n' "drain / raw COPY" "$(echo "$DRAIN_RATE / $COPY_RATE" | bc
 printf '%-44s %s MiB\n' "consumer peak RSS" "$((RSS / 1024))"
 printf '%-44s consumer %ss, postgres %ss, tansu %ss, redis %ss (of %.0f core-seconds available)\n' \
     "CPU time during the drain" "$cpu_consumer" "$cpu_pg" "$cpu_tansu" "$cpu_redis" "$(echo "$DRAIN_S * $(nproc)" | bc -l)"
+
+if [[ -n "${RESULT_FILE:-}" ]]; then
+    {
+        echo "events=$ACCEPTED"
+        echo "stored=$ROWS"
+        echo "duplicates=$DUPES"
+        echo "counted=${COUNTED:-0}"
+        printf 'drain_s=%.3f\n' "$DRAIN_S"
+        printf 'drain_rate=%.0f\n' "$DRAIN_RATE"
+        printf 'copy_rate=%.0f\n' "$COPY_RATE"
+        printf 'ratio=%.2f\n' "$(echo "$DRAIN_RATE / $COPY_RATE" | bc -l)"
+        echo "consumer_rss_mib=$((RSS / 1024))"
+    } >"$RESULT_FILE"
+fi

@@ -4,11 +4,13 @@
 #   scripts/test.sh                        # everything
 #   scripts/test.sh -E 'test(foo)'         # extra args go to `cargo nextest run`
 #   SKIP_LINT=1 scripts/test.sh            # skip cargo fmt --check and clippy
+#   SKIP_BENCH=1 scripts/test.sh           # skip the benchmark smoke run (scripts/bench.sh)
 #
 # It provisions what the tests need (PostgreSQL, Redis, a Tansu Kafka broker, cargo-nextest,
 # rustfmt, clippy), then runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run,
-# and the doc tests. All stages run even if an earlier one fails; the exit status is non-zero
-# if any failed. Logs go to artifacts/ (git-ignored). Tests find the services through:
+# the doc tests and the benchmark at smoke size. All stages run even if an earlier one fails;
+# the exit status is non-zero if any failed. Logs go to artifacts/ (git-ignored). Tests find the
+# services through:
 #   LOGPIPE_TEST_KAFKA_BROKERS   e.g. 127.0.0.1:19092 (a fresh in-memory Tansu broker)
 #   LOGPIPE_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
 #   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
@@ -85,6 +87,16 @@ step "Redis"
 ensure_redis
 export LOGPIPE_TEST_REDIS_URL="redis://127.0.0.1:6379"
 
+step "Chromium (dashboard test)"
+# shellcheck source=scripts/lib/chromium.sh
+source scripts/lib/chromium.sh
+ensure_chromium
+
+step "Prometheus (monitoring tests)"
+# shellcheck source=scripts/lib/prometheus.sh
+source scripts/lib/prometheus.sh
+ensure_prometheus
+
 step "Tansu (Kafka broker)"
 ensure_tansu_binary
 TANSU_PORT=$(free_port "${TANSU_PORT:-19092}")
@@ -113,6 +125,12 @@ if [[ -f target/nextest/ci/junit.xml ]]; then
 fi
 
 run_stage "doctests" doctests.log cargo test --workspace --doc
+
+# The benchmark at smoke size (debug binary, ~1 minute), so it cannot rot. It fails on errors
+# (a process not starting, an accepted event not stored), never on its figures.
+if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+    run_stage "bench-smoke" bench-smoke.log env SMOKE=1 scripts/bench.sh
+fi
 
 # -------------------------------------------------------------------------------------------------
 echo

@@ -51,6 +51,30 @@ pub struct BatchDelta {
     pub(crate) templates: BTreeMap<Fingerprint, String>,
 }
 
+/// What one record adds to the aggregates, without the rest of the log: kept by the consumer
+/// for a record that is stored but not yet countable (its partition's commit point is behind it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    minute: i64,
+    service: String,
+    level: Level,
+    fingerprint: Fingerprint,
+    /// Only for ERROR and above (the only records whose template is shown).
+    template: Option<String>,
+}
+
+impl Contribution {
+    pub fn of(log: &EnrichedLog) -> Contribution {
+        Contribution {
+            minute: minute_of(log.event.timestamp),
+            service: log.event.service.as_str().to_owned(),
+            level: log.event.level,
+            fingerprint: log.fingerprint,
+            template: (log.event.level >= Level::Error).then(|| log.template.clone()),
+        }
+    }
+}
+
 impl BatchDelta {
     pub fn new() -> Self {
         Self::default()
@@ -99,32 +123,64 @@ impl BatchDelta {
     /// covered range is a caller bug: it panics in debug builds; release builds log an error and
     /// leave the record out (an undercount, never a double count).
     pub fn add(&mut self, log: &EnrichedLog) {
-        let coordinates = &log.coordinates;
+        let c = &log.coordinates;
+        self.add_parts(
+            &c.topic,
+            c.partition,
+            c.offset,
+            minute_of(log.event.timestamp),
+            log.event.service.as_str(),
+            log.event.level,
+            log.fingerprint,
+            &log.template,
+        );
+    }
+
+    /// [`add`](Self::add) for a record kept as a [`Contribution`] (its log no longer in memory).
+    pub fn add_contribution(&mut self, topic: &str, partition: i32, offset: i64, c: &Contribution) {
+        self.add_parts(
+            topic,
+            partition,
+            offset,
+            c.minute,
+            &c.service,
+            c.level,
+            c.fingerprint,
+            c.template.as_deref().unwrap_or_default(),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_parts(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        minute: i64,
+        service: &str,
+        level: Level,
+        fingerprint: Fingerprint,
+        template: &str,
+    ) {
         let covered = self
             .ranges
-            .get(&*coordinates.topic)
-            .and_then(|partitions| partitions.get(&coordinates.partition))
-            .is_some_and(|range| {
-                range.after < coordinates.offset && coordinates.offset <= range.through
-            });
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
+            .is_some_and(|range| range.after < offset && offset <= range.through);
         if !covered {
             debug_assert!(
                 false,
-                "BatchDelta::add: {}/{}@{} is outside every covered range",
-                coordinates.topic, coordinates.partition, coordinates.offset
+                "BatchDelta::add: {topic}/{partition}@{offset} is outside every covered range"
             );
             tracing::error!(
-                topic = %coordinates.topic,
-                partition = coordinates.partition,
-                offset = coordinates.offset,
+                %topic,
+                partition,
+                offset,
                 "BatchDelta::add: record outside every covered range, not counted (consumer bug)"
             );
             return;
         }
 
-        let minute = minute_of(log.event.timestamp);
-        let service = log.event.service.as_str();
-        let level = log.event.level;
         let by_service = self.counts.entry(minute).or_default();
         let slots = match by_service.get_mut(service) {
             Some(slots) => slots,
@@ -138,10 +194,10 @@ impl BatchDelta {
                 Some(by_fingerprint) => by_fingerprint,
                 None => by_service.entry(service.to_owned()).or_default(),
             };
-            *by_fingerprint.entry(log.fingerprint).or_default() += 1;
+            *by_fingerprint.entry(fingerprint).or_default() += 1;
             self.templates
-                .entry(log.fingerprint)
-                .or_insert_with(|| log.template.clone());
+                .entry(fingerprint)
+                .or_insert_with(|| template.to_owned());
         }
         self.records += 1;
     }
@@ -246,6 +302,31 @@ mod tests {
         assert_eq!(error_counts, 2);
         assert_eq!(delta.templates.len(), 2);
         assert_eq!(delta.counts.len(), 2, "two minutes");
+    }
+
+    #[test]
+    fn a_contribution_counts_exactly_like_its_log() {
+        let logs = [
+            record("a", Level::Info, 0, 7, "t", 0, 0),
+            record("a", Level::Error, 0, 7, "t", 0, 1),
+            record("b", Level::Fatal, 1, 8, "t", 0, 2),
+        ];
+        let (mut direct, mut kept) = (BatchDelta::new(), BatchDelta::new());
+        direct.cover("t", 0, -1, 2);
+        kept.cover("t", 0, -1, 2);
+        for log in &logs {
+            direct.add(log);
+            let c = &log.coordinates;
+            kept.add_contribution(&c.topic, c.partition, c.offset, &Contribution::of(log));
+        }
+        assert_eq!(direct.counts, kept.counts);
+        assert_eq!(direct.errors, kept.errors);
+        assert_eq!(direct.templates, kept.templates);
+        assert_eq!(direct.records(), kept.records());
+        assert!(
+            Contribution::of(&logs[0]).template.is_none(),
+            "below ERROR no template is kept"
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use delta::BatchDelta;
+pub use delta::{BatchDelta, Contribution};
 pub use memory::MemoryAggregates;
 pub use redis::RedisAggregates;
 pub use stats::{MinuteCount, Stats, StatsQuery, TopError, Totals};

@@ -16,6 +16,14 @@ use serde_json::value::RawValue;
 use crate::limits::Limits;
 use crate::rejection::Rejection;
 
+/// Deepest nesting accepted inside `attributes` (the object itself is level 1).
+///
+/// The raw value is checked without building a tree, so serde_json's recursion limit (128) does
+/// not apply on the way in; but every reader that parses stored attributes into a
+/// `serde_json::Value` (the stores, hence the query API) does apply it. Deeper attributes would be
+/// accepted, stored, and then break every query page that holds them, so they are refused here.
+pub const MAX_ATTRIBUTES_DEPTH: usize = 64;
+
 /// Validates `raw` as the attributes of one event.
 ///
 /// Returns `None` for `{}`, so "no attributes" has one canonical form (the field is left out).
@@ -26,6 +34,14 @@ pub(crate) fn check(raw: &RawValue, limits: &Limits) -> Result<Option<Box<RawVal
         return Err(Rejection::AttributesNotObject);
     }
     let scanned = scan(text);
+    if scanned.max_depth > MAX_ATTRIBUTES_DEPTH {
+        return Err(Rejection::InvalidJson {
+            detail: format!(
+                "`attributes` nest {} levels deep; the limit is {MAX_ATTRIBUTES_DEPTH}",
+                scanned.max_depth
+            ),
+        });
+    }
     if scanned.members > limits.max_attributes {
         return Err(Rejection::TooManyAttributes {
             count: scanned.members,
@@ -60,6 +76,8 @@ struct Scanned<'a> {
     members: usize,
     /// The text without whitespace outside strings; borrowed when there was none to remove.
     compact: Cow<'a, str>,
+    /// Deepest nesting of objects and arrays (the object itself is 1).
+    max_depth: usize,
 }
 
 /// Scans a JSON object that is already known to be valid.
@@ -70,6 +88,7 @@ fn scan(text: &str) -> Scanned<'_> {
     let mut compact: Option<String> = None;
     let mut run_start = 0;
     let mut depth = 0usize;
+    let mut max_depth = 0usize;
     let mut top_level_commas = 0;
     let mut in_string = false;
     let mut escaped = false;
@@ -92,7 +111,10 @@ fn scan(text: &str) -> Scanned<'_> {
                 run_start = i + 1;
             }
             b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
+            b'{' | b'[' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
             b'}' | b']' => depth = depth.saturating_sub(1),
             b',' if depth == 1 => top_level_commas += 1,
             _ => {}
@@ -111,7 +133,11 @@ fn scan(text: &str) -> Scanned<'_> {
     } else {
         top_level_commas + 1
     };
-    Scanned { members, compact }
+    Scanned {
+        members,
+        compact,
+        max_depth,
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +203,23 @@ mod tests {
             checked(r#"{"a":1,"b":2,"c":3}"#, &limits),
             Err(Rejection::TooManyAttributes { count: 3, max: 2 })
         );
+    }
+
+    #[test]
+    fn check_refuses_attributes_nested_deeper_than_readers_can_parse() {
+        let nested = |depth: usize| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        let deepest = nested(MAX_ATTRIBUTES_DEPTH);
+        assert_eq!(
+            checked(&deepest, &Limits::DEFAULT),
+            Ok(Some(deepest.clone()))
+        );
+        // What the stores do when they read attributes back.
+        serde_json::from_str::<serde_json::Value>(&deepest).unwrap();
+        let too_deep = format!("{{\"a\":[{}]}}", nested(MAX_ATTRIBUTES_DEPTH - 1));
+        assert!(matches!(
+            checked(&too_deep, &Limits::DEFAULT),
+            Err(Rejection::InvalidJson { detail }) if detail.contains("65 levels")
+        ));
     }
 
     #[test]

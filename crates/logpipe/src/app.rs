@@ -115,6 +115,14 @@ impl Stores {
     }
 }
 
+/// What an embedding program adds to the pipeline (the `logpipe` binary adds nothing).
+#[derive(Default, Clone)]
+pub struct Extensions {
+    /// Per-record processing steps run by the consumer after enrichment, before the store
+    /// (see [`crate::consumer::steps`]).
+    pub steps: Vec<Arc<dyn crate::consumer::steps::Step>>,
+}
+
 /// A running logpipe process.
 pub struct App {
     /// Where the gateway listens, when this process runs it.
@@ -139,6 +147,15 @@ pub struct App {
 impl App {
     /// Starts `roles` with `config`. Listeners are bound before this returns.
     pub async fn start(config: Config, roles: Roles) -> anyhow::Result<App> {
+        Self::start_with(config, roles, Extensions::default()).await
+    }
+
+    /// [`start`](Self::start) with extensions.
+    pub async fn start_with(
+        config: Config,
+        roles: Roles,
+        extensions: Extensions,
+    ) -> anyhow::Result<App> {
         let stop = CancellationToken::new();
         // If start-up fails part-way, whatever was started (consumer members, monitors) stops.
         let started_guard = stop.clone().drop_guard();
@@ -193,6 +210,7 @@ impl App {
                 bootstrap,
                 stores.store.clone(),
                 stores.aggregates.clone(),
+                extensions.steps.clone(),
                 metrics,
                 stop.clone(),
             )?;
@@ -409,6 +427,8 @@ pub fn gateway_router(
         registry: Arc::new(registry),
         checks: Arc::new(checks),
     };
+    let dashboard =
+        gateway::dashboard::DashboardState::new(config, ops.registry.clone(), query.clone());
     let state = GatewayState::new(
         &config.gateway,
         config.limits.to_model(),
@@ -417,7 +437,9 @@ pub fn gateway_router(
         gateway_metrics,
     );
     let keys = ApiKeys::new(&config.gateway.api_keys);
-    http::with_common_layers(gateway::router(state, keys), ops, http_metrics)
+    let routes =
+        gateway::router(state, keys.clone()).merge(gateway::dashboard::router(dashboard, keys));
+    http::with_common_layers(routes, ops, http_metrics)
 }
 
 /// The producer service as served (split mode).

@@ -1,6 +1,6 @@
 //! Command-line interface: the roles (`gateway`, `producer`, `run`) and the operator tools
-//! (`topics`, `config`). Global flags override the config file and environment; each maps to a
-//! dotted config key (see [`GlobalArgs::overrides`]).
+//! (`topics`, `config`, `dlq`, `lag`). Global flags override the config file and environment;
+//! each maps to a dotted config key (see [`GlobalArgs::overrides`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use crate::config::LogFormat;
     about = "Kafka log pipeline: HTTP ingest gateway, producer, consumer group with durable stores",
     long_about = "logpipe takes application logs over HTTP, writes them to Kafka, and processes them in a consumer group.\n\n\
                   With no Kafka configured it runs on an embedded in-process broker, so `logpipe run` works on a bare machine.",
-    after_help = "Roles: gateway, producer, consumer, run.   Tools: demo, migrate, loadgen, topics, config.\n\
+    after_help = "Roles: gateway, producer, consumer, run.   Tools: demo, migrate, loadgen, topics, config, dlq, lag.\n\
                   Configuration: --config FILE, then LOGPIPE_* environment variables, then flags (see `logpipe config check --env`)."
 )]
 pub struct Cli {
@@ -157,12 +157,45 @@ pub enum Command {
     /// [tool] Check the configuration and print it with secrets redacted.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// [tool] Inspect and replay the dead-letter topic: `dlq stats`, `dlq show`, `dlq replay`.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// [tool] Consumer group lag per partition (offsets, lag in records and seconds, status), read live from the brokers.
+    #[command(
+        long_about = "Prints the consumer group's lag per partition like `kafka-consumer-groups --describe`: GROUP, TOPIC,\n\
+        PARTITION, CURRENT-OFFSET, LOG-END-OFFSET, LAG, CONSUMER-ID, HOST, CLIENT-ID, plus LAG-TIME (age of the oldest\n\
+        unconsumed record) and a Burrow-style STATUS evaluated over --samples samples taken --interval apart.\n\
+        Everything is read live from the brokers (OffsetFetch, ListOffsets, DescribeGroups), so nothing is stale after a\n\
+        rebalance; the reader never joins the group and never commits.\n\n\
+        Statuses (first rule that holds): REWIND the committed offset went backwards; OK the lag was 0 in some sample;\n\
+        STOP the offset did not move, lag > 0 and no member owns the partition; STALL the offset did not move, lag > 0\n\
+        and a member owns it (or members are unknown); WARN the offset moves but the lag grew at every sample; else OK.\n\
+        Exit status: 0; 3 with --fail-on STATUS when a partition is at or worse than STATUS; 1 on errors.\n\n  \
+        logpipe --kafka-brokers kafka:9092 lag\n  \
+        logpipe lag --group log-processor-group --topic application-logs --json\n  \
+        logpipe lag --watch --interval 5s\n  \
+        logpipe lag --samples 3 --interval 1s --fail-on STALL"
+    )]
+    Lag(crate::lag::LagArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
-    /// Create `kafka.topic` and `kafka.dlq_topic` when absent; warn when one has fewer partitions than configured.
+    /// Create `kafka.topic`, `kafka.dlq_topic` and `kafka.parked_topic` when absent; warn when one has fewer partitions than configured.
     Ensure,
+    /// Write raw records straight to a topic, bypassing the gateway's validation (one record per
+    /// stdin line, or --value): for injecting a test record, such as a poison pill, like `kcat -P`.
+    Produce {
+        /// Topic to write to (default: kafka.topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Record key (default: none).
+        #[arg(long)]
+        key: Option<String>,
+        /// One record with this value, instead of reading lines from stdin.
+        #[arg(long)]
+        value: Option<String>,
+    },
     /// Print partitions (leader, replicas, ISR, offsets) and configs of logpipe's topics as tables.
     Describe {
         /// Topics to describe (default: kafka.topic and kafka.dlq_topic).
@@ -180,5 +213,54 @@ pub enum ConfigCommand {
         /// Also list every config key with its environment variable.
         #[arg(long)]
         env: bool,
+        /// Print the effective configuration as JSON (secrets redacted), for scripts.
+        #[arg(long, conflicts_with = "env")]
+        json: bool,
     },
+}
+
+/// `logpipe dlq ...`: the dead-letter topic (`kafka.dlq_topic`). All three read every partition
+/// up to its end as of the start of the command, and need a Kafka cluster (`--kafka-brokers`).
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Count the dead-letter records by class, error type and original topic.
+    #[command(
+        long_about = "Reads the whole dead-letter topic (kafka.dlq_topic, every partition, up to its end as of now) and\n\
+        prints counts: by class (poison, exhausted) and by error type, each with the oldest and newest last-failure\n\
+        time; by original topic; and the total. Records whose logpipe-dlq-* headers do not parse are counted as\n\
+        unreadable, grouped by reason with the partition/offset of the first one. Reads only: commits nothing.\n\n  \
+        logpipe --kafka-brokers kafka:9092 dlq stats\n  logpipe --kafka-brokers kafka:9092 dlq stats --json"
+    )]
+    Stats {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List dead-letter records (filtered) with their origin, failure and a value preview.
+    #[command(
+        long_about = "Reads the whole dead-letter topic and lists the records matching the filters: DLQ partition/offset,\n\
+        original topic/partition/offset, class, error type, attempts, replay count, last failure, the error message\n\
+        and the value (both truncated). Filters combine: --class, --type (a trailing * matches a prefix), --since\n\
+        and --until (on the last failure; RFC 3339 or a duration ago such as 1h). --limit keeps the most recent\n\
+        matching records (default 50). --json prints every field, key and value as text when UTF-8, else as\n\
+        key_base64/value_base64. Reads only: commits nothing.\n\n  \
+        logpipe dlq show --class exhausted --type 'step:*' --since 2h --limit 20"
+    )]
+    Show(crate::dlq::tools::ShowArgs),
+    /// Republish dead-letter records to their original topics (or park those replayed too often).
+    #[command(
+        long_about = "Reviews the dead-letter topic under consumer group dlq.replay_group (default logpipe-dlq-replay):\n\
+        from the group's committed offsets (or the beginning, or everywhere with --from-beginning) up to the end as\n\
+        of the start. Each record matching the filters is republished to its original topic with its key and value\n\
+        bytes unchanged, its original headers (logpipe-ingest-ms, logpipe-request-id) and logpipe-replay-count\n\
+        incremented; the logpipe-dlq-* headers are not carried. A record already replayed dlq.max_replays times (3)\n\
+        goes to kafka.parked_topic instead, with all its DLQ headers. The producer is idempotent with acks=all, and\n\
+        the group's offsets move only after Kafka acknowledged the records before them.\n\n\
+        Records that do not match the filters are reviewed too: the group moves past them, so a later run without\n\
+        the filters does not see them; --from-beginning reviews the whole topic again. --dry-run shows what would be\n\
+        replayed or parked and changes nothing. --rate N paces publishing to N records/s.\n\n  \
+        logpipe dlq replay --class exhausted --type store_rejected --dry-run\n  \
+        logpipe dlq replay --class exhausted --type store_rejected --rate 200"
+    )]
+    Replay(crate::dlq::tools::ReplayArgs),
 }

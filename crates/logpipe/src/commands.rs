@@ -127,7 +127,14 @@ fn print_topic(info: &TopicInfo) {
 }
 
 /// `logpipe config check`.
-pub fn config_check(config: &Config, show_env: bool) -> anyhow::Result<()> {
+pub fn config_check(config: &Config, show_env: bool, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&redact::redacted(config))?
+        );
+        return Ok(());
+    }
     let shown = toml::to_string_pretty(&redact::redacted(config))?;
     println!("# Effective configuration (defaults < file < LOGPIPE_* environment < flags); secrets redacted\n");
     println!("{shown}");
@@ -189,7 +196,8 @@ fn human_ms(ms: &str) -> String {
     }
 }
 
-fn new_table(header: &[&str]) -> Table {
+/// A table in the house style (condensed UTF-8 borders, a header row).
+pub(crate) fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -197,7 +205,8 @@ fn new_table(header: &[&str]) -> Table {
     table
 }
 
-fn right(value: impl ToString) -> Cell {
+/// A right-aligned cell (numbers).
+pub(crate) fn right(value: impl ToString) -> Cell {
     Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
 }
 
@@ -253,4 +262,50 @@ fn list_or_none(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
+}
+
+/// `logpipe topics produce`: raw records straight to a topic (acks=all), printing where each
+/// landed. Values are taken as given, so records the gateway would refuse can be injected.
+pub async fn topics_produce(
+    config: &Config,
+    topic: Option<String>,
+    key: Option<String>,
+    value: Option<String>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use std::io::BufRead;
+    let brokers = require_brokers(config)?;
+    let topic = topic.unwrap_or_else(|| config.kafka.topic.clone());
+    let mut client = client_config(
+        &config.kafka,
+        &brokers,
+        "produce",
+        &config.producer.properties,
+    );
+    client.set("acks", "all");
+    let producer: FutureProducer = client.create().context("creating the Kafka producer")?;
+    let values: Vec<String> = match value {
+        Some(v) => vec![v],
+        None => std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<Result<_, _>>()
+            .context("reading records from stdin")?,
+    };
+    for v in &values {
+        let mut record: FutureRecord<'_, str, str> = FutureRecord::to(&topic).payload(v);
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        let delivered = producer
+            .send(record, config.producer.delivery_timeout)
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("producing to `{topic}` failed: {e}; check that the topic exists (`logpipe topics ensure`) and the brokers are reachable"))?;
+        println!(
+            "{topic}\tpartition {}\toffset {}",
+            delivered.partition, delivered.offset
+        );
+    }
+    Ok(())
 }

@@ -71,6 +71,9 @@ pub async fn run(
         concurrency: 8,
         gzip: false,
         api_key: None,
+        // The demo reads the consumer's figures in-process.
+        metrics_url: Some("none".into()),
+        settle: Duration::ZERO,
         json: false,
         quiet: true,
     }));
@@ -146,7 +149,7 @@ pub async fn run(
         println!("WARNING: stored or counted differs from accepted; see the log above.");
     }
     println!(
-        "\nThe API keeps running. Try:\n  curl -s '{base}/api/v1/logs?level=ERROR&limit=3'\n  curl -s '{base}/api/v1/stats?since=15m'\n  curl -s {base}/metrics | grep log_consumer_success\n"
+        "\nThe API keeps running. Try:\n  open {base}/dashboard in a browser (live charts)\n  curl -s '{base}/api/v1/logs?level=ERROR&limit=3'\n  curl -s '{base}/api/v1/stats?since=15m'\n  curl -s {base}/metrics | grep log_consumer_success\n"
     );
     match args.duration {
         Some(total) => {

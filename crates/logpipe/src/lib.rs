@@ -4,6 +4,7 @@
 //! client --HTTP--> gateway :8080 --> producer :8081 --> Kafka "application-logs" (12 partitions)
 //!   consumer group (:8082) --> decode, enrich --> log store (PostgreSQL | SQLite)
 //!                                             --> aggregates (Redis | in-process) --> commit
+//!                     poison / retries exhausted --> "logs-dlq" --> `logpipe dlq replay`
 //! gateway query API <-- log store + aggregates
 //! ```
 //!
@@ -13,8 +14,12 @@
 //!   [`loadgen`]: the load generator.
 //! - [`app`]: wires roles into a running process (what `logpipe gateway|producer|run` start).
 //! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`): body limits, gzip, API keys.
-//! - [`consumer`]: the consumer group: poll threads, batching, decode/enrich lanes, store and
-//!   aggregate writes, manual commits, rebalances.
+//! - [`consumer`]: the consumer group: poll threads, batching, decode/enrich lanes, per-record
+//!   scheduling (retries hold back only their key), store and aggregate writes, the dead-letter
+//!   producer, outage circuits, manual commits, rebalances.
+//! - [`dlq`]: the dead-letter record format and the `logpipe dlq stats|show|replay` tools.
+//! - [`lag`]: `logpipe lag`, a group's lag per partition read live from the brokers, with
+//!   Burrow-style statuses over a window of samples.
 //! - [`demo`]: `logpipe demo`, the pipeline with generated traffic and a summary.
 //! - [`producer`]: the idempotent Kafka producer with bounded in-flight records, its internal
 //!   HTTP endpoint (split mode) and the gateway's client for it.
@@ -30,9 +35,11 @@ pub mod commands;
 pub mod config;
 pub mod consumer;
 pub mod demo;
+pub mod dlq;
 pub mod gateway;
 pub mod http;
 pub mod kafka;
+pub mod lag;
 pub mod loadgen;
 pub mod producer;
 pub mod telemetry;

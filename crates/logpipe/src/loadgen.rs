@@ -9,6 +9,7 @@
 //! stamps them on receipt), so reuse costs nothing in realism and keeps the generator's CPU off a
 //! machine it shares with the system under test.
 
+use crate::telemetry::prom_text::{bucket_delta, quantile, Samples};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +58,14 @@ pub struct LoadgenArgs {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, env = "LOGPIPE_LOADGEN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Consumer metrics to read progress and end-to-end latency from (default: the target's
+    /// `/metrics`, which has them under `logpipe run`; in split mode pass the consumer's, e.g.
+    /// http://127.0.0.1:8082/metrics). `none` skips it.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+    /// After sending, wait up to this long for the consumer to store what was accepted.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +90,81 @@ pub struct Report {
     pub latency_ms: Percentiles,
     /// Requests that started later than scheduled because all slots were busy.
     pub late_starts: u64,
+    /// What the consumer stored during the run (and the settle wait), from its metrics.
+    pub consumer: Option<ConsumerSide>,
+}
+
+/// The consumer's side of a run, read from its `/metrics` before and after.
+#[derive(Debug, Default, Serialize)]
+pub struct ConsumerSide {
+    pub metrics_url: String,
+    /// Records the consumer stored (`log_consumer_success_total` delta).
+    pub stored: u64,
+    /// Records it sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Gateway receipt → stored, estimated from the histogram buckets of the run (as
+    /// Prometheus' `histogram_quantile`), in ms. None when nothing was stored.
+    pub e2e_latency_ms: Option<Percentiles>,
+}
+
+/// A snapshot of the consumer metrics loadgen reads.
+struct ConsumerSnapshot {
+    stored: f64,
+    dead_lettered: f64,
+    e2e: Vec<(f64, f64)>,
+}
+
+const E2E: &str = "log_consumer_end_to_end_latency_seconds";
+
+async fn consumer_snapshot(client: &reqwest::Client, url: &str) -> Option<ConsumerSnapshot> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let samples = Samples::parse(&text);
+    if !samples.has("log_consumer_success_total") {
+        return None;
+    }
+    Some(ConsumerSnapshot {
+        stored: samples.sum("log_consumer_success_total"),
+        dead_lettered: samples.sum("log_consumer_dlq_records_total"),
+        e2e: samples.buckets(E2E),
+    })
+}
+
+/// Waits (up to `settle`) until the consumer stored what was accepted, then measures.
+async fn consumer_side(
+    client: &reqwest::Client,
+    url: &str,
+    before: &ConsumerSnapshot,
+    accepted: u64,
+    settle: Duration,
+    progress: &ProgressBar,
+) -> Option<ConsumerSide> {
+    let deadline = Instant::now() + settle;
+    let mut after = consumer_snapshot(client, url).await?;
+    while ((after.stored - before.stored) as u64) < accepted && Instant::now() < deadline {
+        progress.set_message(format!(
+            "waiting for the consumer: {} / {accepted} stored",
+            (after.stored - before.stored) as u64
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = consumer_snapshot(client, url).await?;
+    }
+    let delta = bucket_delta(&before.e2e, &after.e2e);
+    let q = |p| quantile(p, &delta).map(|s| s * 1000.0);
+    let e2e_latency_ms = match (q(0.5), q(0.95), q(0.99)) {
+        (Some(p50), Some(p95), Some(p99)) => Some(Percentiles {
+            p50,
+            p95,
+            p99,
+            max: q(1.0).unwrap_or(p99),
+        }),
+        _ => None,
+    };
+    Some(ConsumerSide {
+        metrics_url: url.to_string(),
+        stored: (after.stored - before.stored).max(0.0) as u64,
+        dead_lettered: (after.dead_lettered - before.dead_lettered).max(0.0) as u64,
+        e2e_latency_ms,
+    })
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -231,6 +315,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             )
         })?;
 
+    let metrics_url = match args.metrics_url.as_deref() {
+        Some("none") => None,
+        Some(url) => Some(url.to_string()),
+        None => Some(format!("{}/metrics", args.target.trim_end_matches('/'))),
+    };
+    let before = match &metrics_url {
+        Some(url) => consumer_snapshot(&client, url).await,
+        None => None,
+    };
+
     let interval =
         (args.rate > 0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate as f64));
     let tally = Arc::new(Mutex::new(Tally {
@@ -320,15 +414,23 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         }
     }
     while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = tally.lock().await.report.events_accepted;
+    let consumer = match (&metrics_url, &before) {
+        (Some(url), Some(before)) => {
+            consumer_side(&client, url, before, accepted, args.settle, &progress).await
+        }
+        _ => None,
+    };
     progress.finish_and_clear();
     let mut t = tally.lock().await;
-    let elapsed = started.elapsed().as_secs_f64();
     let h = t
         .latency_us
         .take()
         .unwrap_or_else(|| Histogram::new(3).expect("histogram"));
     let mut report = std::mem::take(&mut t.report);
     report.elapsed_s = elapsed;
+    report.consumer = consumer;
     report.accepted_per_s = report.events_accepted as f64 / elapsed;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     report.latency_ms = Percentiles {
@@ -400,6 +502,26 @@ fn print_report(args: &LoadgenArgs, r: &Report) {
         ("request latency max", format!("{:.2} ms", r.latency_ms.max)),
         ("late starts", r.late_starts.to_string()),
     ];
+    let mut rows = rows;
+    match &r.consumer {
+        Some(c) => {
+            rows.push(("stored by the consumer", c.stored.to_string()));
+            rows.push(("sent to the dead-letter topic", c.dead_lettered.to_string()));
+            if let Some(e) = &c.e2e_latency_ms {
+                rows.push((
+                    "end-to-end p50 / p95 / p99",
+                    format!(
+                        "{:.1} / {:.1} / {:.1} ms (from histogram buckets)",
+                        e.p50, e.p95, e.p99
+                    ),
+                ));
+            }
+        }
+        None => rows.push((
+            "consumer side",
+            "not measured (no consumer metrics at --metrics-url)".to_string(),
+        )),
+    }
     for (k, v) in rows {
         table.add_row(vec![k.to_string(), v]);
     }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use logpipe::app::{App, Roles};
-use logpipe::cli::{Cli, Command, ConfigCommand, TopicsCommand};
+use logpipe::cli::{Cli, Command, ConfigCommand, DlqCommand, TopicsCommand};
 use logpipe::config::{Config, Sources};
 use logpipe::{commands, telemetry};
 
@@ -54,6 +54,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `logpipe lag --fail-on`: a status at or past the threshold, not a failure to read.
+        Err(e) if e.is::<logpipe::lag::ThresholdReached>() => {
+            eprintln!("{e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -78,11 +83,41 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate => commands::migrate(&config).await,
         Command::Topics(TopicsCommand::Ensure) => commands::topics_ensure(&config).await,
+        Command::Topics(TopicsCommand::Produce { topic, key, value }) => {
+            commands::topics_produce(&config, topic, key, value).await
+        }
         Command::Topics(TopicsCommand::Describe { topics, json }) => {
             commands::topics_describe(&config, topics, json).await
         }
-        Command::Config(ConfigCommand::Check { env }) => commands::config_check(&config, env),
+        Command::Config(ConfigCommand::Check { env, json }) => {
+            commands::config_check(&config, env, json)
+        }
         Command::Loadgen(args) => logpipe::loadgen::run(args).await.map(drop),
+        Command::Dlq(DlqCommand::Stats { json }) => {
+            logpipe::dlq::tools::run_stats(&config, json).await
+        }
+        Command::Dlq(DlqCommand::Show(args)) => logpipe::dlq::tools::run_show(&config, &args).await,
+        Command::Dlq(DlqCommand::Replay(args)) => {
+            // Ctrl-C or SIGTERM stops the replay after the records in flight: what is acknowledged
+            // is committed, so the next run continues from there.
+            let stop = tokio_util::sync::CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                trigger.cancel();
+            });
+            logpipe::dlq::tools::run_replay(&config, &args, stop).await
+        }
+        Command::Lag(args) => {
+            // Ctrl-C ends `--watch` (and a sampling run) cleanly.
+            let stop = tokio_util::sync::CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                trigger.cancel();
+            });
+            logpipe::lag::run(&config, &args, stop).await
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
+    pub retry: RetryConfig,
+    pub dlq: DlqConfig,
 }
 
 /// Kafka cluster, topics, and client properties shared by every Kafka client logpipe creates.
@@ -43,6 +45,12 @@ pub struct KafkaConfig {
     /// `retention.ms` of the dead-letter topic when logpipe creates it.
     #[serde(with = "humantime_serde")]
     pub dlq_retention: Duration,
+    /// Where `logpipe dlq replay` sends records replayed more than `dlq.max_replays` times,
+    /// instead of looping them through the pipeline again. Created with `dlq_partitions`.
+    pub parked_topic: String,
+    /// `retention.ms` of the parked topic when logpipe creates it.
+    #[serde(with = "humantime_serde")]
+    pub parked_retention: Duration,
     /// Replication factor for topics logpipe creates; -1 lets the broker decide.
     pub replication_factor: i32,
     /// Create missing topics at start-up (producer and consumer). `logpipe topics ensure` always does.
@@ -65,6 +73,8 @@ impl Default for KafkaConfig {
             dlq_topic: "logs-dlq".into(),
             dlq_partitions: 3,
             dlq_retention: Duration::from_secs(7 * 24 * 3600),
+            parked_topic: "logs-dlq-parked".into(),
+            parked_retention: Duration::from_secs(30 * 24 * 3600),
             replication_factor: -1,
             create_topics: true,
             request_timeout: Duration::from_secs(10),
@@ -142,7 +152,8 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Record key: `service`, `trace_id` or `none`.
     pub key: KeyStrategy,
-    /// librdkafka properties for the producer only; override `kafka.properties`.
+    /// librdkafka properties for logpipe's producers only (the producer service, the consumer's
+    /// dead-letter writer, `dlq replay`); override `kafka.properties`.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -151,7 +162,9 @@ impl Default for ProducerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             compression: Compression::Lz4,
-            linger: Duration::from_millis(5),
+            // 1 ms: under load librdkafka batches whatever queues while a request is in
+            // flight anyway; idle, each ms of linger is a ms of end-to-end latency.
+            linger: Duration::from_millis(1),
             batch_max_messages: 10_000,
             batch_max_bytes: 1_000_000,
             max_in_flight: 100_000,
@@ -207,7 +220,9 @@ pub struct ConsumerConfig {
     /// While the writer is still busy with earlier batches (a backlog), a batch may grow up to
     /// this many records, so a backlog drains in fewer, larger writes. Must be >= `batch_size`.
     pub max_batch_size: usize,
-    /// A batch is written when it is full or this long after its first record, whichever first.
+    /// While the writer is busy, a batch is written when it is full or this long after its first
+    /// record, whichever first. An idle writer takes a batch at once (no record waits for
+    /// batch-mates then), so this only bounds the wait under load.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
     /// `session.timeout.ms`.
@@ -221,6 +236,10 @@ pub struct ConsumerConfig {
     /// below `session_timeout`.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Records a member holds between fetch and commit at most (waiting for a retry, behind a
+    /// retrying record of their key, or stored but behind their partition's commit point). At
+    /// the bound the member stops taking records and its partitions pause until it drains.
+    pub max_uncommitted: usize,
     /// Static tags added to every stored log (`environment = "prod"`, `region = "eu-west-1"`).
     pub tags: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only; override `kafka.properties`.
@@ -244,6 +263,7 @@ impl Default for ConsumerConfig {
             session_timeout: Duration::from_secs(30),
             max_poll_interval: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(10),
+            max_uncommitted: 200_000,
             tags: BTreeMap::new(),
             properties: BTreeMap::new(),
         }
@@ -283,6 +303,10 @@ pub struct GatewayConfig {
     /// API keys; empty disables authentication. Clients send `Authorization: Bearer KEY` or
     /// `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
     pub api_keys: Vec<String>,
+    /// The consumers' `/metrics` URLs the dashboard reads in split mode (`logpipe gateway`),
+    /// summed over all of them; empty shows consumer figures as not available. `logpipe run`
+    /// reads its own consumer in-process and ignores this.
+    pub consumer_metrics_urls: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -295,6 +319,7 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(15),
             retry_after: Duration::from_secs(1),
             api_keys: Vec::new(),
+            consumer_metrics_urls: vec!["http://127.0.0.1:8082/metrics".into()],
         }
     }
 }
@@ -435,6 +460,77 @@ impl Default for LogConfig {
     }
 }
 
+/// The retry schedule of a record whose processing failed on its own (not an outage): attempt 1
+/// runs at once, attempt n waits `base * multiplier^(n-2)` (at most `cap`, +/- `jitter`), and after
+/// `attempts` failed attempts the record goes to the dead-letter topic as `exhausted`. The
+/// defaults are the spec's: immediate, then 1 s, 2 s, 4 s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (1 = no retry).
+    pub attempts: u32,
+    /// Wait before the second attempt.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// Each later wait is the previous one times this.
+    pub multiplier: f64,
+    /// Longest wait.
+    #[serde(with = "humantime_serde")]
+    pub cap: Duration,
+    /// Random spread of each wait, as a fraction (0.1 = +/-10 %), so retries of many records do
+    /// not land at the same instant.
+    pub jitter: f64,
+    /// An attempt of a processing step that takes longer than this fails (and is retried).
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            base: Duration::from_secs(1),
+            multiplier: 2.0,
+            cap: Duration::from_secs(30),
+            jitter: 0.1,
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The wait before attempt `attempt` (2 or more), without jitter.
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        if attempt < 2 {
+            return Duration::ZERO;
+        }
+        let factor = self.multiplier.powi(attempt as i32 - 2);
+        let seconds = (self.base.as_secs_f64() * factor).min(self.cap.as_secs_f64());
+        Duration::from_secs_f64(seconds.max(0.0))
+    }
+}
+
+/// The dead-letter tools (`logpipe dlq stats|show|replay`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlqConfig {
+    /// A record replayed this many times already goes to `kafka.parked_topic` on its next replay
+    /// instead of back to its original topic.
+    pub max_replays: u32,
+    /// Consumer group `logpipe dlq replay` commits its progress under, so a second replay run
+    /// does not republish what the first one already did.
+    pub replay_group: String,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        Self {
+            max_replays: 3,
+            replay_group: "logpipe-dlq-replay".into(),
+        }
+    }
+}
+
 impl Config {
     /// Rules that span fields or need more than a type to check.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -457,15 +553,47 @@ impl Config {
             k.replication_factor == -1 || k.replication_factor >= 1,
             "config key `kafka.replication_factor`: must be -1 (broker default) or at least 1"
         );
-        for topic in [&k.topic, &k.dlq_topic] {
+        for (key, topic) in [
+            ("kafka.topic", &k.topic),
+            ("kafka.dlq_topic", &k.dlq_topic),
+            ("kafka.parked_topic", &k.parked_topic),
+        ] {
             ensure!(
                 valid_topic_name(topic),
-                "config key `kafka.topic`/`kafka.dlq_topic`: `{topic}` is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"
+                "config key `{key}`: `{topic}` is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"
             );
         }
         ensure!(
-            k.topic != k.dlq_topic,
-            "config keys `kafka.topic` and `kafka.dlq_topic` must differ"
+            k.topic != k.dlq_topic && k.topic != k.parked_topic && k.dlq_topic != k.parked_topic,
+            "config keys `kafka.topic`, `kafka.dlq_topic` and `kafka.parked_topic` must all differ"
+        );
+        let r = &self.retry;
+        ensure!(
+            (1..=100).contains(&r.attempts),
+            "config key `retry.attempts`: 1 to 100, got {}",
+            r.attempts
+        );
+        ensure!(
+            r.multiplier >= 1.0 && r.multiplier.is_finite(),
+            "config key `retry.multiplier`: at least 1.0, got {}",
+            r.multiplier
+        );
+        ensure!(
+            (0.0..=1.0).contains(&r.jitter),
+            "config key `retry.jitter`: a fraction from 0.0 to 1.0, got {}",
+            r.jitter
+        );
+        ensure!(
+            r.cap >= r.base,
+            "config key `retry.cap` must be at least `retry.base`"
+        );
+        ensure!(
+            r.attempt_timeout >= Duration::from_millis(1),
+            "config key `retry.attempt_timeout`: at least 1ms"
+        );
+        ensure!(
+            !self.dlq.replay_group.is_empty(),
+            "config key `dlq.replay_group`: must not be empty"
         );
         for broker in k
             .brokers
@@ -520,6 +648,12 @@ impl Config {
             humantime::format_duration(c.session_timeout)
         );
         ensure!(
+            c.max_uncommitted >= c.max_batch_size,
+            "config key `consumer.max_uncommitted` ({}) must be at least `consumer.max_batch_size` ({})",
+            c.max_uncommitted,
+            c.max_batch_size
+        );
+        ensure!(
             c.session_timeout < c.max_poll_interval,
             "config key `consumer.session_timeout` must be below `consumer.max_poll_interval`"
         );
@@ -569,6 +703,12 @@ impl Config {
                 g.producer_url
             )
         })?;
+        for raw in &g.consumer_metrics_urls {
+            ensure!(
+                matches!(url::Url::parse(raw), Ok(u) if u.scheme() == "http"),
+                "config key `gateway.consumer_metrics_urls`: `{raw}` is not an http:// URL (like http://127.0.0.1:8082/metrics)"
+            );
+        }
 
         let l = &self.limits;
         ensure!(

@@ -270,3 +270,40 @@ fn security_properties_pass_through_and_reserved_ones_are_refused() {
     ));
     assert!(message.contains("security.protocol"), "{message}");
 }
+
+#[test]
+fn retry_schedule_defaults_to_the_spec_and_is_validated() {
+    let c = Config::default();
+    let r = &c.retry;
+    assert_eq!(r.attempts, 4);
+    let waits: Vec<_> = (1..=4).map(|n| r.delay_before(n)).collect();
+    assert_eq!(
+        waits,
+        [0, 1, 2, 4].map(std::time::Duration::from_secs),
+        "attempt 1 at once, then 1 s, 2 s, 4 s"
+    );
+    let capped = crate::config::RetryConfig {
+        attempts: 10,
+        cap: std::time::Duration::from_secs(5),
+        ..r.clone()
+    };
+    assert_eq!(capped.delay_before(9), std::time::Duration::from_secs(5));
+
+    for (file, key) in [
+        ("[retry]\nattempts = 0\n", "retry.attempts"),
+        ("[retry]\njitter = 1.5\n", "retry.jitter"),
+        ("[retry]\nmultiplier = 0.5\n", "retry.multiplier"),
+        ("[retry]\nbase = \"10s\"\ncap = \"1s\"\n", "retry.cap"),
+        (
+            "[kafka]\nparked_topic = \"logs-dlq\"\n",
+            "kafka.parked_topic",
+        ),
+        (
+            "[consumer]\nmax_uncommitted = 10\n",
+            "consumer.max_uncommitted",
+        ),
+    ] {
+        let message = err(load(Some(file), &[], &[]));
+        assert!(message.contains(key), "{file}: {message}");
+    }
+}

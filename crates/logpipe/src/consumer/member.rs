@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::offsets::Tp;
+use super::pipeline::OutageFlags;
 use super::ConsumerMetrics;
 use crate::kafka::headers;
 
@@ -44,10 +45,14 @@ pub struct Fetched {
     pub offset: i64,
     /// Hash of the record key, to keep one key on one worker (records without a key spread by offset).
     pub lane_hash: u64,
+    /// The record key as it was (kept for the dead-letter topic).
+    pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub timestamp_ms: Option<i64>,
     pub ingest_header: Option<Vec<u8>>,
     pub request_id_header: Option<Vec<u8>>,
+    /// Times `logpipe dlq replay` has republished this record (its `logpipe-replay-count`).
+    pub replay_count: u32,
     pub fetched_at: Instant,
 }
 
@@ -93,8 +98,11 @@ pub struct MemberContext {
     next_epoch: std::sync::atomic::AtomicU64,
     topics: Mutex<HashMap<String, Arc<str>>>,
     assigned_count: Arc<AtomicUsize>,
-    /// Partitions are paused because the pipeline stalled (set by the poll loop).
+    /// Partitions are paused because the pipeline stalled or a dependency is down (set by the
+    /// poll loop).
     paused: AtomicBool,
+    /// Dependencies the pipeline found down: while any is, partitions stay paused.
+    outages: OutageFlags,
 }
 
 impl MemberContext {
@@ -398,6 +406,7 @@ pub fn context(
     drain_timeout: Duration,
     metrics: ConsumerMetrics,
     assigned_count: Arc<AtomicUsize>,
+    outages: OutageFlags,
 ) -> MemberContext {
     MemberContext {
         member,
@@ -411,6 +420,7 @@ pub fn context(
         topics: Mutex::new(HashMap::new()),
         assigned_count,
         paused: AtomicBool::new(false),
+        outages,
     }
 }
 
@@ -432,7 +442,8 @@ pub fn poll_loop(handle: MemberHandle) {
             break;
         }
         let mut backlog = ctx.pending_len();
-        if backlog > 0 && !ctx.paused.load(Ordering::Relaxed) {
+        let outage = ctx.outages.load(Ordering::Relaxed) != 0;
+        if backlog > 0 && !outage && !ctx.paused.load(Ordering::Relaxed) {
             // A short stall (the pipeline is writing a batch): wait for room without polling.
             // Heartbeats run on librdkafka's own thread, and max.poll.interval is minutes away.
             // Pausing instead would restart each partition's fetch at the last delivered
@@ -447,20 +458,24 @@ pub fn poll_loop(handle: MemberHandle) {
             }
         }
         let paused = ctx.paused.load(Ordering::Relaxed);
-        if backlog > 0 && !paused {
-            // A long stall (a store outage): pause every partition and keep polling, so the
-            // member stays in the group and serves rebalances.
+        let outage = ctx.outages.load(Ordering::Relaxed) != 0;
+        if (backlog > 0 || outage) && !paused {
+            // A dependency outage, or a long stall: pause every partition and keep polling, so
+            // the member stays in the group and serves rebalances.
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.pause(&assignment);
                 ctx.paused.store(true, Ordering::Relaxed);
-                tracing::info!(member = %ctx.member, backlog, "pipeline stalled: partitions paused until it catches up");
+                let reason = if outage { "outage" } else { "backpressure" };
+                ctx.metrics.paused(reason);
+                tracing::info!(member = %ctx.member, backlog, reason, "partitions paused until the pipeline can take records again");
             }
-        } else if backlog == 0 && paused {
+        } else if backlog == 0 && !outage && paused {
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.resume(&assignment);
             }
             ctx.paused.store(false, Ordering::Relaxed);
-            tracing::info!(member = %ctx.member, "pipeline caught up: partitions resumed");
+            ctx.metrics.resumes.inc();
+            tracing::info!(member = %ctx.member, "partitions resumed");
         }
         let timeout = if backlog > 0 {
             Duration::from_millis(5)
@@ -476,11 +491,19 @@ pub fn poll_loop(handle: MemberHandle) {
                 };
                 let mut ingest_header = None;
                 let mut request_id_header = None;
+                let mut replay_count = 0;
                 if let Some(hs) = message.headers() {
                     for h in hs.iter() {
                         match h.key {
                             headers::INGEST_TIME_MS => ingest_header = h.value.map(<[u8]>::to_vec),
                             headers::REQUEST_ID => request_id_header = h.value.map(<[u8]>::to_vec),
+                            crate::dlq::headers::REPLAY_COUNT => {
+                                replay_count = h
+                                    .value
+                                    .and_then(|v| std::str::from_utf8(v).ok())
+                                    .and_then(|v| v.trim().parse().ok())
+                                    .unwrap_or(0)
+                            }
                             _ => {}
                         }
                     }
@@ -490,10 +513,12 @@ pub fn poll_loop(handle: MemberHandle) {
                     partition: message.partition(),
                     offset: message.offset(),
                     lane_hash,
+                    key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec),
                     timestamp_ms: message.timestamp().to_millis(),
                     ingest_header,
                     request_id_header,
+                    replay_count,
                     fetched_at: Instant::now(),
                 }));
             }

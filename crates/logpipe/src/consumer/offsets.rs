@@ -96,6 +96,18 @@ impl OffsetTracker {
             .collect()
     }
 
+    /// Records tracked and not yet done, over every partition.
+    pub fn in_flight(&self) -> usize {
+        self.partitions.values().map(|p| p.in_flight.len()).sum()
+    }
+
+    /// Every tracked partition.
+    pub fn partitions(&self) -> Vec<Tp> {
+        let mut out: Vec<Tp> = self.partitions.keys().cloned().collect();
+        out.sort();
+        out
+    }
+
     /// Every partition's commit point (shutdown).
     pub fn all(&self) -> Vec<(Tp, i64)> {
         let mut out: Vec<_> = self

@@ -4,9 +4,9 @@
 
 use std::io::Read;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use futures::StreamExt;
 
 use crate::http::ApiError;
 
@@ -70,6 +70,7 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body.into_data_stream()).await;
         return Err(too_large(limit, "the request body"));
     }
     let encoding = headers
@@ -87,21 +88,25 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
             ))
         }
     };
-    let raw = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large(limit, "the request body")
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "body_read_failed",
-                    format!("could not read the request body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+    // Read by hand rather than through `Limited`: past the limit the rest of the body is still
+    // there to drain.
+    let mut stream = body.into_data_stream();
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = stream.next().await {
+        let data = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if raw.len() + data.len() > limit {
+            drain(stream).await;
+            return Err(too_large(limit, "the request body"));
+        }
+        raw.extend_from_slice(&data);
+    }
+    let raw = Bytes::from(raw);
     if !gzip {
         return Ok(raw);
     }
@@ -116,6 +121,28 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         decode()
     }
 }
+
+/// Reads and discards what is left of a refused body (at most [`DRAIN_MAX_BYTES`], for at most
+/// [`DRAIN_MAX_TIME`]) before the 413 goes out. Answering while the client is still sending
+/// makes the server close a connection with unread data, and most clients then report a
+/// connection reset instead of the 413 that says what to do; draining lets them read it.
+async fn drain(mut stream: BodyDataStream) {
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How much of a refused body [`drain`] reads at most.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// How long [`drain`] reads at most.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     let mut out = Vec::with_capacity((raw.len() * 4).min(limit));

@@ -5,6 +5,7 @@
 //! - `POST /api/v1/logs/batch`: a JSON array or NDJSON; each invalid item is reported with its
 //!   index (or line) and reason, the valid ones are accepted; all invalid is 400.
 //! - `GET /api/v1/logs`, `GET /api/v1/stats`: the query API ([`query`]).
+//! - `GET /dashboard`, `GET /api/v1/dashboard`: the live dashboard page and its data ([`dashboard`]).
 //!
 //! Limits (body size after gzip too, events per batch) answer 413, a wrong content type 415, a
 //! saturated or unreachable producer 503 with `Retry-After`, and a request never waits longer than
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod query;
 
 use std::sync::Arc;

@@ -28,7 +28,7 @@ pub struct TopicSpec {
 }
 
 impl TopicSpec {
-    /// The main topic and the dead-letter topic, from configuration.
+    /// The main topic, the dead-letter topic and the parked topic, from configuration.
     pub fn from_config(kafka: &KafkaConfig) -> Vec<TopicSpec> {
         vec![
             TopicSpec {
@@ -44,6 +44,15 @@ impl TopicSpec {
                 configs: vec![(
                     "retention.ms".into(),
                     kafka.dlq_retention.as_millis().to_string(),
+                )],
+            },
+            TopicSpec {
+                name: kafka.parked_topic.clone(),
+                partitions: kafka.dlq_partitions,
+                replication_factor: kafka.replication_factor,
+                configs: vec![(
+                    "retention.ms".into(),
+                    kafka.parked_retention.as_millis().to_string(),
                 )],
             },
         ]

@@ -24,6 +24,18 @@ pub const SIZE_BUCKETS: &[f64] = &[
     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
+/// Finer buckets for end-to-end latency (gateway receipt to stored), where the targets live
+/// (tens of milliseconds), so quantiles estimated from buckets (`histogram_quantile`,
+/// `logpipe loadgen`) are within a few milliseconds.
+pub const E2E_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1,
+    0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub fn e2e_histogram() -> Histogram {
+    Histogram::new(E2E_BUCKETS.iter().copied())
+}
+
 pub fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS.iter().copied())
 }

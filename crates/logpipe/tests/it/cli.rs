@@ -43,15 +43,32 @@ fn help_lists_roles_and_tools() {
     ] {
         assert!(stdout.contains(word), "--help lacks {word}:\n{stdout}");
     }
-    for sub in [
-        &["gateway"][..],
-        &["producer"],
-        &["run"],
-        &["topics", "ensure"],
-        &["topics", "describe"],
-        &["config", "check"],
-    ] {
-        let mut args = sub.to_vec();
+    // Every subcommand clap knows, at every depth, so a new one cannot ship without help.
+    fn walk(command: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands() {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_string());
+            out.push(p.clone());
+            walk(sub, p, out);
+        }
+    }
+    let mut paths = Vec::new();
+    walk(
+        &<logpipe::cli::Cli as clap::CommandFactory>::command(),
+        Vec::new(),
+        &mut paths,
+    );
+    for expected in ["consumer", "demo", "loadgen", "lag", "dlq", "migrate"] {
+        assert!(
+            paths.iter().any(|p| p[0] == expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    for sub in paths
+        .iter()
+        .filter(|p| p[0] != "help" && p.last().unwrap() != "help")
+    {
+        let mut args: Vec<&str> = sub.iter().map(String::as_str).collect();
         args.push("--help");
         let (code, stdout, stderr) = output(&args, &[]);
         assert_eq!(code, 0, "{args:?}: {stderr}");
@@ -177,4 +194,17 @@ async fn run_serves_on_the_embedded_broker_and_exits_0_on_sigterm() {
         "startup says the broker is embedded:\n{stderr}"
     );
     assert!(stderr.contains("NOTHING across restarts"), "{stderr}");
+}
+
+#[test]
+fn config_check_json_is_machine_readable_and_redacted() {
+    let (code, stdout, stderr) = output(
+        &["config", "check", "--json"],
+        &[("LOGPIPE_POSTGRES_URL", "postgres://app:hunter2@db/logs")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let config: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(config["kafka"]["topic"], "application-logs");
+    assert_eq!(config["retry"]["attempts"], 4);
+    assert!(!stdout.contains("hunter2"), "{stdout}");
 }

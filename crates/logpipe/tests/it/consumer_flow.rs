@@ -211,6 +211,7 @@ async fn reprocess_from_earliest(config: &Config, app: &App, stores: &Stores, n:
         app.bootstrap.as_deref().unwrap(),
         Arc::clone(&stores.store),
         stores.aggregates.clone(),
+        Vec::new(),
         metrics.clone(),
         stop.clone(),
     )

@@ -27,6 +27,7 @@ pub fn test_config(brokers: &str) -> Config {
     config.kafka.brokers = brokers.to_string();
     config.kafka.topic = unique("it-logs");
     config.kafka.dlq_topic = unique("it-dlq");
+    config.kafka.parked_topic = unique("it-parked");
     config.gateway.listen = "127.0.0.1:0".parse().unwrap();
     config.producer.listen = "127.0.0.1:0".parse().unwrap();
     config.producer.linger = Duration::from_millis(1);
@@ -108,7 +109,10 @@ pub struct Record {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
+    /// The value as JSON (Null when it is not JSON: poison records in a DLQ).
     pub value: serde_json::Value,
+    pub raw_key: Option<Vec<u8>>,
+    pub raw_value: Option<Vec<u8>>,
     pub headers: Vec<(String, String)>,
     pub timestamp_ms: Option<i64>,
 }
@@ -172,7 +176,9 @@ pub async fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<Reco
                     offset: m.offset(),
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     value: serde_json::from_slice(m.payload().unwrap_or_default())
-                        .expect("record value is JSON"),
+                        .unwrap_or(serde_json::Value::Null),
+                    raw_key: m.key().map(<[u8]>::to_vec),
+                    raw_value: m.payload().map(<[u8]>::to_vec),
                     headers,
                     timestamp_ms: m.timestamp().to_millis(),
                 });
@@ -195,4 +201,22 @@ pub fn required_env(name: &str) -> String {
              which installs and starts Tansu, PostgreSQL and Redis and sets {name}"
         )
     })
+}
+
+/// The `logpipe` binary with no `LOGPIPE_*` variable inherited from the test environment.
+pub fn logpipe() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_logpipe"));
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGPIPE_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

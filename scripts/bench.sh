@@ -1,0 +1,526 @@
+#!/usr/bin/env bash
+# The whole-pipeline benchmark, on one machine, against real PostgreSQL and Redis. Prints one
+# summary (also written to artifacts/bench/summary.txt). Figures are printed, never asserted.
+#
+# 1. drain: DRAIN_EVENTS events already in a topic on Tansu, stored and aggregated by one
+#    consumer instance, next to a raw binary COPY of the same rows into an identical table in the
+#    same run (scripts/bench-drain.sh).
+# 2. end to end, external broker: a fresh Tansu broker and three logpipe processes (`producer`,
+#    `gateway`, `consumer`) per step; `logpipe loadgen` posts at each rate in RATES for DURATION,
+#    then (SEARCH=1) probes higher rates to find the highest sustainable one and confirms it for
+#    DURATION.
+# 3. the same against the embedded broker: one `logpipe run` process per step (mock cluster
+#    inside it, PostgreSQL and Redis still real).
+#
+# Each step starts its own processes (and its own Tansu), with its own topic, group, PostgreSQL
+# schema and Redis prefix, so the peak RSS reported is that step's own. Columns:
+#   achieved      events accepted by the gateway (2xx) per second of sending;
+#   e2e           gateway receipt -> committed in PostgreSQL, p50/p95/p99 estimated from the
+#                 buckets of log_consumer_end_to_end_latency_seconds (bounds 10, 12.5, 15, 20, 25,
+#                 30, 40, 50, 75, 100, 150, 200, 300, 500 ms: 2.5-10 ms wide below 50 ms, 25-50 ms
+#                 up to 200 ms, 100-200 ms above);
+#   gw p99        request latency at the client (loadgen), from each request's scheduled start;
+#   max lag       max over the step of (gateway_events_accepted_total - log_consumer_success_total),
+#                 both read from /metrics every second: accepted by Kafka, not yet stored;
+#   peak RSS      VmHWM of each logpipe process at the end of the step (gateway/producer/consumer,
+#                 or the one `run` process);
+#   stored/acc.   rows in the step's PostgreSQL table / events the gateway accepted.
+# A rate is sustained when achieved >= 97% of offered, no request failed, the lag never exceeds
+# 1 s of traffic (a consumer that falls behind shows a growing lag), and every accepted event is
+# stored within SETTLE. The search confirms the highest passing probe for DURATION, stepping down
+# through the passing probes until one is confirmed.
+#
+#   scripts/bench.sh                                  # the full run (about 15 minutes)
+#   SMOKE=1 scripts/bench.sh                          # CI size: about a minute after the build, debug binary
+#   RATES="5000" SEARCH=0 DURATION=10s DRAIN_EVENTS=0 scripts/bench.sh   # e2e at 5k only
+#
+# Knobs: DURATION (30s), RATES ("5000 20000"), SEARCH (1), SEARCH_RATES ("30000 40000 ...
+# 120000"), SEARCH_DURATION (15s), DRAIN_EVENTS (1000000; 0 skips the drain), BROKERS ("tansu
+# embedded"), SETTLE (30s), CONCURRENCY (32), BATCH (default 100 up to 5,000 events/s, else 500),
+# PROFILE (release; SMOKE=1 uses the debug binary the tests built), CONSUMER_ARGS (extra flags for
+# `logpipe consumer` and `logpipe run`, e.g. "--set consumer.batch_linger=20ms"), SMOKE (0).
+# Rows marked * were measured while a build or CI run was active on the machine. A full run waits
+# for another full run on the same machine to finish (flock /tmp/logpipe-bench.lock).
+# Exits non-zero when a process does not start or dies, a step accepts nothing, or the rows stored
+# differ from the events accepted once the consumer has stopped catching up (a loss).
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+
+SMOKE=${SMOKE:-0}
+if [[ "$SMOKE" == 1 ]]; then
+    : "${DURATION:=10s}" "${RATES:=2000}" "${SEARCH:=0}" "${DRAIN_EVENTS:=50000}" "${PROFILE:=debug}"
+    : "${SETTLE:=20s}"
+fi
+DURATION=${DURATION:-30s}
+RATES=${RATES:-5000 20000}
+SEARCH=${SEARCH:-1}
+SEARCH_RATES=${SEARCH_RATES:-30000 40000 50000 60000 70000 80000 90000 100000 120000}
+SEARCH_DURATION=${SEARCH_DURATION:-15s}
+DRAIN_EVENTS=${DRAIN_EVENTS:-1000000}
+BROKERS=${BROKERS:-tansu embedded}
+SETTLE=${SETTLE:-30s}
+CONCURRENCY=${CONCURRENCY:-32}
+PROFILE=${PROFILE:-release}
+PG_URL=${LOGPIPE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${LOGPIPE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+RUN="bench_$(date +%s)_$$"
+# Logs and reports of this run in a directory of its own; the summary also in artifacts/bench/.
+ARTIFACTS="$REPO_ROOT/artifacts/bench/$RUN"
+mkdir -p "$ARTIFACTS"
+START=$SECONDS
+
+say() { printf '[bench %4ds] %s\n' $((SECONDS - START)) "$*"; }
+die() {
+    printf '[bench] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+# seconds DURATION: 30s, 2m, 30 -> whole seconds.
+seconds() {
+    case $1 in
+    *ms) echo 0 ;;
+    *s) echo "${1%s}" ;;
+    *m) echo $((${1%m} * 60)) ;;
+    *) echo "$1" ;;
+    esac
+}
+
+command -v python3 >/dev/null || die "python3 is needed to read loadgen's JSON report"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+command -v bc >/dev/null || apt_install bc
+ensure_postgres
+ensure_redis
+[[ " $BROKERS " == *" tansu "* || "$DRAIN_EVENTS" != 0 ]] && ensure_tansu_binary
+
+case $PROFILE in
+release)
+    say "building the release binary"
+    cargo build --release -q -p logpipe
+    BIN="$REPO_ROOT/target/release/logpipe"
+    ;;
+debug | dev)
+    say "building the debug binary"
+    cargo build -q -p logpipe
+    BIN="$REPO_ROOT/target/debug/logpipe"
+    ;;
+*) die "PROFILE must be release or debug, not $PROFILE" ;;
+esac
+
+# Processes this script started, stopped on exit; schemas and Redis prefixes to drop.
+PIDS=()
+NAMES=()
+SAMPLER_PID=""
+drop_name() {
+    psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $1 CASCADE" >/dev/null 2>&1 || true
+    redis-cli -u "$REDIS_URL" --scan --pattern "$1:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+}
+cleanup() {
+    local rc=$?
+    [[ -n "$SAMPLER_PID" ]] && kill "$SAMPLER_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
+    for name in "${NAMES[@]}"; do drop_name "$name"; done
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+MACHINE="$(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+say "machine: $MACHINE; load average before the build: $LOAD_BEFORE; binary: $BIN"
+# Builds and CI runs on the machine skew every figure: steps that saw one are marked.
+others() { pgrep -fc '\.ci/run|rustc|cargo-nextest|cargo (build|test|nextest|clippy)' || true; }
+BUSY_STEPS=0
+# The code measured: the commit, and whether the working tree differs from it.
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [[ -n "$(git status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
+    COMMIT+=" + uncommitted changes"
+fi
+
+# Two full runs at once would measure each other: wait for the other one (not in SMOKE mode,
+# which CI runs on a machine that is busy anyway).
+if [[ "$SMOKE" != 1 ]]; then
+    exec 9>/tmp/logpipe-bench.lock
+    if ! flock -n 9; then
+        say "another scripts/bench.sh is running on this machine; waiting for it (up to 30 minutes)"
+        flock -w 1800 9 || say "still running after 30 minutes; going ahead (figures will be skewed)"
+    fi
+fi
+
+# -------------------------------------------------------------------------------------------------
+# 1. Drain
+DRAIN_LINE=""
+if [[ "$DRAIN_EVENTS" != 0 ]]; then
+    say "drain: $DRAIN_EVENTS events (scripts/bench-drain.sh, log: $ARTIFACTS/drain.txt)"
+    drain_busy=$(others)
+    EVENTS=$DRAIN_EVENTS LOGPIPE=$BIN RESULT_FILE="$ARTIFACTS/drain.env" scripts/bench-drain.sh \
+        >"$ARTIFACTS/drain.txt" 2>&1 || {
+        tail -n 30 "$ARTIFACTS/drain.txt" >&2
+        die "bench-drain.sh failed"
+    }
+    declare -A D
+    while IFS='=' read -r k v; do D[$k]=$v; done <"$ARTIFACTS/drain.env"
+    say "drain: ${D[drain_rate]} events/s, raw COPY ${D[copy_rate]} rows/s, ratio ${D[ratio]}, stored ${D[stored]}/${D[events]}"
+    if [[ "${D[stored]}" != "${D[events]}" || "${D[counted]}" != "${D[events]}" || "${D[duplicates]}" != 0 ]]; then
+        die "drain: ${D[events]} events accepted but ${D[stored]} rows stored, ${D[duplicates]} duplicates, ${D[counted]} counted in Redis"
+    fi
+    drain_label=drain
+    if ((drain_busy + $(others) > 0)); then
+        drain_label="drain*"
+        BUSY_STEPS=$((BUSY_STEPS + 1))
+    fi
+    DRAIN_LINE=$(printf '%-10s %-9s %9s %12s %12s %6s %26s %10s' "$drain_label" "tansu" "${D[events]}" \
+        "${D[drain_rate]}" "${D[copy_rate]}" "${D[ratio]}" "${D[stored]}/${D[duplicates]}/${D[counted]}" "${D[consumer_rss_mib]}")
+fi
+
+# -------------------------------------------------------------------------------------------------
+# 2. End to end
+
+# wait_ready URL PID WHAT LOG: until URL/health/ready answers 2xx; dies (showing LOG) if the
+# process exits or takes over 60 s.
+wait_ready() {
+    local url=$1 pid=$2 what=$3 log=$4 deadline=$((SECONDS + 60))
+    until curl -sf "$url/health/ready" >/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$log" >&2
+            die "$what exited at start (log: $log)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$log" >&2
+            die "$what not ready after 60 s at $url (log: $log)"
+        fi
+        sleep 0.2
+    done
+}
+
+# wait_assigned METRICS_URL: until the consumer group has its partitions.
+wait_assigned() {
+    local url=$1 deadline=$((SECONDS + 60)) n
+    while :; do
+        n=$({ curl -sf "$url" || true; } | awk '$1 ~ /^log_consumer_assigned_partitions/ {s += $2} END {print s + 0}')
+        ((n > 0)) && return 0
+        ((SECONDS < deadline)) || die "the consumer got no partitions within 60 s ($url)"
+        sleep 0.5
+    done
+}
+
+# sampler ACCEPTED_URL STORED_URL OUT: every second, "unix_time accepted stored" (only complete
+# samples).
+sampler() {
+    local acc_url=$1 stored_url=$2 out=$3 a s
+    while :; do
+        a=$(curl -s --max-time 1 "$acc_url" | awk '$1 ~ /^gateway_events_accepted_total/ {s += $2; n++} END {if (n) printf "%.0f", s}') || true
+        s=$(curl -s --max-time 1 "$stored_url" | awk '$1 ~ /^log_consumer_success_total/ {s += $2; n++} END {if (n) printf "%.0f", s}') || true
+        [[ -n "$a" && -n "$s" ]] && echo "$(date +%s.%N) $a $s" >>"$out"
+        sleep 1
+    done
+}
+
+# Running processes of the current step: "role pid" pairs; the consumer's metrics URL.
+STEP_PROCS=()
+batch_for() {
+    if [[ -n "${BATCH:-}" ]]; then echo "$BATCH"; elif (($1 <= 5000)); then echo 100; else echo 500; fi
+}
+
+# start_stack BROKER NAME: fresh processes for one step. Sets GATEWAY, ACC_METRICS, STORED_METRICS.
+start_stack() {
+    local broker=$1 name=$2 log="$ARTIFACTS/$2"
+    STEP_PROCS=()
+    local names=(
+        "LOGPIPE_KAFKA_TOPIC=${name}_logs" "LOGPIPE_KAFKA_DLQ_TOPIC=${name}_dlq"
+        "LOGPIPE_KAFKA_PARKED_TOPIC=${name}_parked" "LOGPIPE_CONSUMER_GROUP_ID=${name}_group"
+    )
+    local stores=(
+        "LOGPIPE_POSTGRES_URL=$PG_URL" "LOGPIPE_POSTGRES_SCHEMA=$name"
+        "LOGPIPE_REDIS_URL=$REDIS_URL" "LOGPIPE_REDIS_KEY_PREFIX=$name"
+    )
+    NAMES+=("$name")
+    if [[ $broker == tansu ]]; then
+        local tport pport gport cport pid
+        tport=$(free_port 19392)
+        pid=$(start_tansu "$tport" "$log-tansu.log" 30 2>>"$log-tansu.log") || die "tansu did not start; see $log-tansu.log"
+        PIDS+=("$pid")
+        STEP_PROCS+=("tansu $pid")
+        local kafka="LOGPIPE_KAFKA_BROKERS=127.0.0.1:$tport"
+        pport=$(free_port 18681)
+        env "$kafka" "${names[@]}" "$BIN" producer --listen "127.0.0.1:$pport" >"$log-producer.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STEP_PROCS+=("producer $pid")
+        wait_ready "http://127.0.0.1:$pport" "$pid" "logpipe producer" "$log-producer.log"
+        gport=$(free_port 18680)
+        cport=$(free_port 18682)
+        env "$kafka" "${names[@]}" "$BIN" gateway --listen "127.0.0.1:$gport" --producer-url "http://127.0.0.1:$pport" \
+            >"$log-gateway.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STEP_PROCS+=("gateway $pid")
+        # shellcheck disable=SC2086 # CONSUMER_ARGS is a list of flags
+        env "$kafka" "${names[@]}" "${stores[@]}" "$BIN" consumer --listen "127.0.0.1:$cport" ${CONSUMER_ARGS:-} \
+            >"$log-consumer.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STEP_PROCS+=("consumer $pid")
+        wait_ready "http://127.0.0.1:$gport" "${STEP_PROCS[2]#* }" "logpipe gateway" "$log-gateway.log"
+        wait_ready "http://127.0.0.1:$cport" "$pid" "logpipe consumer" "$log-consumer.log"
+        GATEWAY="http://127.0.0.1:$gport"
+        ACC_METRICS="$GATEWAY/metrics"
+        STORED_METRICS="http://127.0.0.1:$cport/metrics"
+    else
+        local gport pport cport pid
+        gport=$(free_port 18780)
+        pport=$(free_port 18781)
+        cport=$(free_port 18782)
+        # shellcheck disable=SC2086 # CONSUMER_ARGS is a list of flags
+        env LOGPIPE_KAFKA_BROKERS= "${names[@]}" "${stores[@]}" "$BIN" run \
+            --set "gateway.listen=127.0.0.1:$gport" --set "producer.listen=127.0.0.1:$pport" \
+            --set "consumer.listen=127.0.0.1:$cport" ${CONSUMER_ARGS:-} >"$log-run.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STEP_PROCS+=("run $pid")
+        GATEWAY="http://127.0.0.1:$gport"
+        wait_ready "$GATEWAY" "$pid" "logpipe run" "$log-run.log"
+        ACC_METRICS="$GATEWAY/metrics"
+        STORED_METRICS="$GATEWAY/metrics"
+    fi
+    wait_assigned "$STORED_METRICS"
+}
+
+stop_stack() {
+    local i
+    # Consumer first (it commits), Tansu last.
+    for ((i = ${#STEP_PROCS[@]} - 1; i >= 0; i--)); do stop_pid "${STEP_PROCS[i]#* }" 20; done
+    STEP_PROCS=()
+}
+
+rows_of() { psql "$PG_URL" -Atc "SELECT count(*) FROM $1.logs"; }
+
+ROWS_FILE="$ARTIFACTS/rows.txt"
+: >"$ROWS_FILE"
+STEP_N=0
+
+# e2e_step BROKER LABEL RATE DURATION: one measured step in fresh processes. Sets LAST_ROW (the
+# table row), STEP_LOSS (non-empty if PostgreSQL ends up with fewer or more rows than accepted)
+# and returns 0 if the rate was sustained.
+e2e_step() {
+    local broker=$1 label=$2 rate=$3 duration=$4
+    local batch name
+    batch=$(batch_for "$rate")
+    STEP_N=$((STEP_N + 1))
+    name="${RUN}_${STEP_N}"
+    say "$broker $rate events/s for $duration ($label, batch $batch): starting processes"
+    local busy
+    busy=$(others)
+    start_stack "$broker" "$name"
+
+    # Warm-up: connections, metadata, partitions' first fetches. Not measured.
+    "$BIN" loadgen --target "$GATEWAY" --metrics-url "$STORED_METRICS" --rate 1000 --total 500 --batch 50 \
+        --duration 10s --settle 20s --json >"$ARTIFACTS/$name-warmup.json" 2>>"$ARTIFACTS/$name-loadgen.err" ||
+        die "warm-up load failed on $broker; see $ARTIFACTS/$name-*"
+    local base
+    base=$(rows_of "$name") || die "cannot count rows in $name.logs"
+
+    local samples="$ARTIFACTS/$name-lag.txt" t0
+    : >"$samples"
+    sampler "$ACC_METRICS" "$STORED_METRICS" "$samples" &
+    SAMPLER_PID=$!
+    t0=$(date +%s.%N)
+    say "$broker $rate events/s: sending"
+    "$BIN" loadgen --target "$GATEWAY" --metrics-url "$STORED_METRICS" --rate "$rate" --duration "$duration" \
+        --batch "$batch" --concurrency "$CONCURRENCY" --settle "$SETTLE" --json \
+        >"$ARTIFACTS/$name-report.json" 2>>"$ARTIFACTS/$name-loadgen.err" ||
+        die "loadgen failed on $broker at $rate events/s; see $ARTIFACTS/$name-loadgen.err"
+    sleep 1
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=""
+
+    # The report and the lag samples: the figures and the verdict.
+    local verdict
+    verdict=$(python3 - "$ARTIFACTS/$name-report.json" "$samples" "$t0" "$(seconds "$duration")" "$rate" <<'PY'
+import json, sys
+report, samples, t0, dur, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+r = json.load(open(report))
+lags = []
+for line in open(samples):
+    t, a, s = line.split()
+    lags.append((float(t), int(a) - int(s)))
+max_lag = max((l for _, l in lags), default=-1)
+c = r.get("consumer") or {}
+e = c.get("e2e_latency_ms") or {}
+f = lambda v: f"{v:.1f}" if v is not None else "-"
+reasons = []
+if r["accepted_per_s"] < 0.97 * rate:
+    reasons.append(f"achieved {100 * r['accepted_per_s'] / rate:.0f}% of offered")
+if r["requests_failed"] or r["requests_refused"]:
+    reasons.append(f"{r['requests_failed']} requests failed, {r['requests_refused']} refused")
+if max_lag > rate:
+    reasons.append(f"lag reached {max_lag} events, {max_lag / rate:.1f} s of traffic")
+if c.get("stored", 0) < r["events_accepted"]:
+    reasons.append(f"{c.get('stored', 0)} of {r['events_accepted']} stored within the settle time")
+print(r["events_accepted"], f"{r['accepted_per_s']:.0f}", f(e.get("p50")), f(e.get("p95")), f(e.get("p99")),
+      f(r["latency_ms"]["p99"]), max_lag, r["requests_failed"], "; ".join(reasons) or "sustained")
+PY
+    ) || die "cannot read $ARTIFACTS/$name-report.json"
+    local accepted achieved p50 p95 p99 gw99 maxlag failed reasons
+    read -r accepted achieved p50 p95 p99 gw99 maxlag failed reasons <<<"$verdict"
+    ((accepted > 0)) || die "$broker at $rate events/s: the gateway accepted nothing; see $ARTIFACTS/$name-*"
+
+    # Every accepted event must end up as a row: if the consumer is still behind, wait while the
+    # count grows (a rate it could not sustain), so a difference left afterwards is a real loss.
+    local rows stored last_rows=-1 still=0 deadline=$((SECONDS + 300))
+    while :; do
+        rows=$(rows_of "$name") || die "cannot count rows in $name.logs"
+        stored=$((rows - base))
+        ((stored >= accepted || SECONDS >= deadline)) && break
+        if ((rows == last_rows)); then
+            still=$((still + 1))
+            ((still >= 10)) && break
+        else
+            still=0
+        fi
+        ((last_rows < 0)) && say "$broker $rate events/s: $stored of $accepted stored; waiting while the consumer catches up"
+        last_rows=$rows
+        sleep 1
+    done
+    local counted role pid rss_text=""
+    local -A rss=()
+    counted=$(redis-cli -u "$REDIS_URL" hget "$name:totals" all)
+    for entry in "${STEP_PROCS[@]}"; do
+        role=${entry% *}
+        pid=${entry#* }
+        [[ $role == tansu ]] && continue
+        kill -0 "$pid" 2>/dev/null || die "$broker: logpipe $role (pid $pid) died during the step; see $ARTIFACTS/$name-$role.log"
+        rss[$role]=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+    done
+    for role in gateway producer consumer run; do
+        if [[ -n "${rss[$role]:-}" ]]; then rss_text+="${rss_text:+/}${rss[$role]}"; fi
+    done
+    stop_stack
+    drop_name "$name"
+
+    busy=$((busy + $(others)))
+    STEP_BUSY=""
+    if ((busy > 0)); then
+        STEP_BUSY="*"
+        BUSY_STEPS=$((BUSY_STEPS + 1))
+        label+="*"
+        say "$broker $rate events/s: a build or CI run was active during this step (figures skewed)"
+    fi
+    local check="$stored/$accepted"
+    STEP_LOSS=""
+    if ((stored != accepted)); then
+        check="$check MISMATCH"
+        STEP_LOSS="$broker $rate events/s: $stored rows stored of $accepted accepted"
+        local logf
+        for logf in "$ARTIFACTS/$name-consumer.log" "$ARTIFACTS/$name-run.log"; do
+            if [[ -f $logf ]] && grep -q "Offset out of range" "$logf"; then
+                STEP_LOSS+=" (offset resets in $logf: the broker had deleted records the consumer had not read yet"
+                [[ $broker == embedded ]] && STEP_LOSS+="; librdkafka's mock cluster keeps at most 5 MiB per partition"
+                STEP_LOSS+=")"
+            fi
+        done
+    fi
+    say "$broker $rate events/s: achieved $achieved, e2e p50/p95/p99 $p50/$p95/$p99 ms, gateway p99 $gw99 ms," \
+        "max lag $maxlag, peak RSS $rss_text MiB, stored/accepted $check, counted in Redis ${counted:-0}" \
+        "(with the warm-up's $base), failed requests $failed: $reasons"
+    LAST_ROW=$(printf '%-10s %-9s %8s %9s %8s %8s %8s %8s %9s %-13s %s' "$label" "$broker" "$rate" "$achieved" \
+        "$p50" "$p95" "$p99" "$gw99" "$maxlag" "$rss_text" "$check")
+    STEP_REASONS=$reasons
+    [[ $reasons == sustained && -z "$STEP_LOSS" ]]
+}
+
+SEARCH_NOTES=()
+LOSSES=()
+for broker in $BROKERS; do
+    best_fixed=""
+    best_row=""
+    for rate in $RATES; do
+        sustained=0
+        e2e_step "$broker" "$((rate / 1000))k/s" "$rate" "$DURATION" && sustained=1
+        if ((rate < 1000)); then LAST_ROW=$(printf '%-10s%s' "$rate/s" "${LAST_ROW:10}"); fi
+        echo "$LAST_ROW" >>"$ROWS_FILE"
+        if [[ -n "$STEP_LOSS" ]]; then LOSSES+=("$STEP_LOSS"); fi
+        if ((sustained)); then
+            best_fixed=$rate
+            best_row=$LAST_ROW
+        fi
+    done
+    [[ "$SEARCH" == 1 ]] || continue
+    top=0
+    for rate in $RATES; do if ((rate > top)); then top=$rate; fi; done
+    passed=()
+    note="$broker, search with $SEARCH_DURATION probes:"
+    exhausted=1
+    for rate in $SEARCH_RATES; do
+        ((rate > top)) || continue
+        if e2e_step "$broker" probe "$rate" "$SEARCH_DURATION"; then
+            passed+=("$rate")
+            note+=" $rate$STEP_BUSY ok;"
+        else
+            note+=" $rate$STEP_BUSY not sustained ($STEP_REASONS)."
+            if [[ -n "$STEP_LOSS" ]]; then LOSSES+=("$STEP_LOSS"); fi
+            exhausted=0
+            break
+        fi
+    done
+    if ((exhausted)); then note+=" (no higher rate in SEARCH_RATES)."; fi
+    confirmed=""
+    # Confirm the highest passing probe for DURATION; if it fails, the ones below it (three tries).
+    for ((i = ${#passed[@]} - 1; i >= 0 && i >= ${#passed[@]} - 3; i--)); do
+        if e2e_step "$broker" max "${passed[i]}" "$DURATION"; then
+            confirmed=${passed[i]}
+            echo "$LAST_ROW" >>"$ROWS_FILE"
+            note+=" Confirmed ${passed[i]} for $DURATION (row max)."
+            break
+        fi
+        if [[ -n "$STEP_LOSS" ]]; then LOSSES+=("$STEP_LOSS"); fi
+        note+=" ${passed[i]} not sustained for $DURATION ($STEP_REASONS)."
+    done
+    if [[ -z "$confirmed" && -n "$best_fixed" ]]; then
+        note+=" Highest sustained: $best_fixed (row max repeats that step)."
+        fallback_label=max
+        if [[ "${best_row:0:10}" == *"*"* ]]; then fallback_label="max*"; fi
+        printf '%-10s%s\n' "$fallback_label" "${best_row:10}" >>"$ROWS_FILE"
+    fi
+    SEARCH_NOTES+=("$note")
+done
+
+# -------------------------------------------------------------------------------------------------
+# Summary
+{
+    echo "logpipe benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT"
+    echo "machine: $MACHINE; load average before the build: $LOAD_BEFORE; binary: $PROFILE"
+    echo "everything on this one machine: logpipe processes, load generator, broker, PostgreSQL, Redis"
+    echo
+    if [[ -n "$DRAIN_LINE" ]]; then
+        echo "drain: events already in the topic -> one consumer -> PostgreSQL + Redis; raw COPY of the same rows into an identical table"
+        printf '%-10s %-9s %9s %12s %12s %6s %26s %10s\n' "scenario" "broker" "events" "drain ev/s" "COPY rows/s" \
+            "ratio" "stored/duplicates/counted" "RSS MiB"
+        echo "$DRAIN_LINE"
+        echo
+    fi
+    echo "end to end: loadgen -> gateway -> producer -> broker -> consumer -> PostgreSQL + Redis (rates in events/s)"
+    printf '%-10s %-9s %8s %9s %8s %8s %8s %8s %9s %-13s %s\n' "scenario" "broker" "offered" "achieved" \
+        "e2e p50" "e2e p95" "e2e p99" "gw p99" "max lag" "RSS g/p/c" "stored/accepted"
+    cat "$ROWS_FILE"
+    echo
+    echo "e2e: gateway receipt -> committed in PostgreSQL, in ms, estimated from histogram buckets (bounds 10, 12.5, 15,"
+    echo "  20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500 ms), so within one bucket's width. gw p99: request latency at"
+    echo "  the client (from each request's scheduled start), ms."
+    echo "max lag: max of gateway accepted - consumer stored (events), sampled every second. RSS g/p/c: peak RSS (VmHWM)"
+    echo "  in MiB of gateway/producer/consumer (embedded: the one 'logpipe run'); each step runs in fresh processes."
+    echo "each step: $DURATION at the offered rate after a 500-event warm-up; batch 100 events/request up to 5,000/s, else 500."
+    for n in "${SEARCH_NOTES[@]}"; do echo "$n"; done
+    for n in "${LOSSES[@]}"; do echo "LOSS: $n"; done
+    if ((BUSY_STEPS)); then
+        echo "* measured while a build or CI run was active on this machine: those figures are skewed."
+    fi
+} | tee "$ARTIFACTS/summary.txt"
+cp "$ARTIFACTS/summary.txt" "$REPO_ROOT/artifacts/bench/summary.txt"
+say "done in $((SECONDS - START)) s; summary in artifacts/bench/summary.txt (logs in $ARTIFACTS)"
+
+if ((${#LOSSES[@]})); then
+    die "stored differs from accepted in ${#LOSSES[@]} step(s): see the LOSS lines above"
+fi
