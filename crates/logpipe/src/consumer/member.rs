@@ -62,6 +62,10 @@ impl Fetched {
     }
 }
 
+/// How long an assign waits for the partitions' committed offsets (only used to notice offsets a
+/// broker skips; on timeout the check starts at the first record).
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long the poll thread waits for room in the pipeline before pausing partitions.
 const SHORT_STALL: Duration = Duration::from_secs(1);
 
@@ -95,6 +99,9 @@ pub struct MemberContext {
     owned: Mutex<Vec<Tp>>,
     /// The epoch of each owned partition's current assignment.
     epochs: Mutex<HashMap<Tp, Epoch>>,
+    /// The offset each owned partition's next fetched record should have (unknown until the
+    /// first record of an assignment): a record past it means the broker skipped offsets.
+    expected: Mutex<HashMap<Tp, i64>>,
     next_epoch: std::sync::atomic::AtomicU64,
     topics: Mutex<HashMap<String, Arc<str>>>,
     assigned_count: Arc<AtomicUsize>,
@@ -170,8 +177,25 @@ impl MemberContext {
 
     fn forget_epochs(&self, tps: &[Tp]) {
         let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
         for tp in tps {
             epochs.remove(tp);
+            expected.remove(tp);
+        }
+    }
+
+    /// Checks that a fetched record follows the previous one of its partition. Offsets can be
+    /// missing only where a topic has transaction markers or was compacted; logpipe's topics
+    /// have neither, so a gap means the broker skipped records (for example a broker that
+    /// answers a fetch starting inside a record batch with the next batch): counted and logged.
+    fn check_sequence(&self, tp: &Tp, offset: i64) {
+        let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(next) = expected.insert(tp.clone(), offset + 1) {
+            let skipped = sequence_gap(next, offset);
+            if skipped > 0 {
+                self.metrics.skipped_offsets.inc_by(skipped);
+                tracing::warn!(member = %self.member, topic = %tp.0, partition = tp.1, expected = next, fetched = offset, skipped, "the broker skipped offsets: records in between were never delivered (normal only for transactional or compacted topics)");
+            }
         }
     }
 
@@ -334,10 +358,30 @@ impl ConsumerContext for MemberContext {
                 "rebalance: assigned partitions (starting from committed offsets)"
             );
             let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+            // Where each partition starts: its committed offset (a broker that skips from there
+            // is noticed on the first record). Without one (a new group) it is unknown.
+            let starts: HashMap<Tp, i64> = consumer
+                .committed_offsets((*tpl).clone(), COMMITTED_TIMEOUT)
+                .map(|committed| {
+                    committed
+                        .elements()
+                        .iter()
+                        .filter_map(|e| match e.offset() {
+                            Offset::Offset(o) => Some(((self.intern(e.topic()), e.partition()), o)),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             {
                 let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+                let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
                 for tp in &tps {
                     epochs.insert(tp.clone(), epoch);
+                    match starts.get(tp) {
+                        Some(start) => expected.insert(tp.clone(), *start),
+                        None => expected.remove(tp),
+                    };
                 }
             }
             self.push(Input::Assigned(tps, epoch));
@@ -416,6 +460,7 @@ pub fn context(
         metrics,
         owned: Mutex::new(Vec::new()),
         epochs: Mutex::new(HashMap::new()),
+        expected: Mutex::new(HashMap::new()),
         next_epoch: std::sync::atomic::AtomicU64::new(1),
         topics: Mutex::new(HashMap::new()),
         assigned_count,
@@ -508,6 +553,7 @@ pub fn poll_loop(handle: MemberHandle) {
                         }
                     }
                 }
+                ctx.check_sequence(&(topic.clone(), message.partition()), message.offset());
                 ctx.push(Input::Record(Fetched {
                     topic,
                     partition: message.partition(),
@@ -537,6 +583,12 @@ pub fn poll_loop(handle: MemberHandle) {
     drop(consumer);
 }
 
+/// Offsets skipped between the expected next offset and the one fetched (0 for the expected
+/// one, or for a rewind: a seek or an offset reset, which re-reads instead of skipping).
+fn sequence_gap(expected: i64, fetched: i64) -> u64 {
+    u64::try_from(fetched - expected).unwrap_or(0)
+}
+
 /// FNV-1a: stable and cheap; only used to spread keys over workers.
 fn hash_key(key: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -545,4 +597,20 @@ fn hash_key(key: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_gap;
+
+    #[test]
+    fn a_gap_counts_the_offsets_never_delivered() {
+        assert_eq!(sequence_gap(5, 5), 0, "the expected offset");
+        assert_eq!(sequence_gap(5, 10), 5, "offsets 5..=9 skipped");
+        assert_eq!(
+            sequence_gap(10, 3),
+            0,
+            "a rewind re-reads, it skips nothing"
+        );
+    }
 }

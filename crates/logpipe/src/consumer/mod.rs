@@ -82,6 +82,7 @@ pub struct ConsumerMetrics {
     pub dead_letters: Family<ClassLabels, Counter>,
     pub pauses: Family<ReasonLabels, Counter>,
     pub resumes: Counter,
+    pub skipped_offsets: Counter,
     pub lag_max: Family<MemberLabels, Gauge>,
     pub partition_lag: Family<PartitionLabels, Gauge>,
     pub assigned: Gauge,
@@ -106,6 +107,7 @@ impl ConsumerMetrics {
             dead_letters: Family::default(),
             pauses: Family::default(),
             resumes: Counter::default(),
+            skipped_offsets: Counter::default(),
             lag_max: Family::default(),
             partition_lag: Family::default(),
             assigned: Gauge::default(),
@@ -200,6 +202,13 @@ impl ConsumerMetrics {
             "log_consumer_partition_resumes",
             "Times a member resumed its paused partitions",
             m.resumes.clone(),
+        );
+        registry.register(
+            "log_consumer_skipped_offsets",
+            "Offsets missing between consecutive fetched records of a partition. Non-zero on a \
+             topic without transactions or compaction means the broker skipped records the \
+             consumer never saw",
+            m.skipped_offsets.clone(),
         );
         registry.register(
             "kafka_consumer_fetch_manager_records_lag_max",

@@ -504,6 +504,61 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// What a stalled pipeline looks like from outside, for a test's failure message: rows stored,
+/// the group's committed and log-end offsets per partition, the records in the topic, and the
+/// consumer's pause and commit counters.
+async fn explain_missing(app: &App, config: &Config, base: &str, run: &str) -> String {
+    let mut out = String::new();
+    let stored = all_logs(base, run).await;
+    let mut stored_by_partition: BTreeMap<i64, usize> = BTreeMap::new();
+    for row in &stored {
+        *stored_by_partition
+            .entry(row["kafka"]["partition"].as_i64().unwrap_or(-1))
+            .or_default() += 1;
+    }
+    out += &format!("stored rows: {} {stored_by_partition:?}\n", stored.len());
+    let in_topic = read_all(app.bootstrap.as_deref().unwrap(), &config.kafka.topic, 4000).await;
+    let mut topic_by_partition: BTreeMap<i32, usize> = BTreeMap::new();
+    for record in &in_topic {
+        *topic_by_partition.entry(record.partition).or_default() += 1;
+    }
+    out += &format!(
+        "records in the topic: {} {topic_by_partition:?}\n",
+        in_topic.len()
+    );
+    match logpipe::lag::LagReader::new(config, &config.consumer.group_id, &[]) {
+        Ok(reader) => match reader.snapshot().await {
+            Ok(snapshot) => {
+                for ((topic, partition), o) in &snapshot.offsets {
+                    out += &format!(
+                        "  {topic}[{partition}] committed {:?} end {}\n",
+                        o.committed, o.end
+                    );
+                }
+            }
+            Err(e) => out += &format!("lag snapshot failed: {e:#}\n"),
+        },
+        Err(e) => out += &format!("lag reader failed: {e:#}\n"),
+    }
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .map(|r| r.text())
+        .ok();
+    if let Some(text) = text {
+        let text = text.await.unwrap_or_default();
+        for line in text.lines().filter(|l| {
+            l.starts_with("log_consumer_partition_")
+                || l.starts_with("log_consumer_commits_total")
+                || l.starts_with("log_consumer_circuit_state")
+                || l.starts_with("log_consumer_success_total")
+                || l.starts_with("log_consumer_batch_size_count")
+        }) {
+            out += &format!("  {line}\n");
+        }
+    }
+    out
+}
+
 /// Terminates the logpipe store's PostgreSQL connections (found by application name).
 async fn terminate_backends(url: &str, application: &str) -> u64 {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -571,10 +626,14 @@ async fn external_outages_pause_without_dlq_loss_or_duplicates() {
     terminate_backends(&pg_url, &application).await;
     assert_eq!(poster.await.unwrap(), 4000);
 
-    eventually(Duration::from_secs(90), "every event stored", || async {
-        all_logs(&base, &run).await.len() >= 4000
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while all_logs(&base, &run).await.len() < 4000 {
+        if Instant::now() > deadline {
+            let why = explain_missing(&app, &config, &base, &run).await;
+            panic!("timed out after 90s waiting for every event stored\n{why}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Counted too: the aggregates catch up once the last batch is applied.
     eventually(Duration::from_secs(30), "every event counted", || async {
         let s = crate::consumer_flow::stats(&base).await;
@@ -630,6 +689,100 @@ async fn external_outages_pause_without_dlq_loss_or_duplicates() {
         )
         .await
     );
+    app.shutdown().await.unwrap();
+}
+
+/// Produces `n` records of `run` to partition 0 in ONE record batch (a lingering producer).
+async fn produce_one_batch(bootstrap: &str, topic: &str, run: &str, from: usize, n: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "200")
+        .create()
+        .expect("producer");
+    let values: Vec<Vec<u8>> = (from..from + n)
+        .map(|i| serde_json::to_vec(&event(run, "k", &format!("batched {i}"))).unwrap())
+        .collect();
+    let deliveries: Vec<_> = values
+        .iter()
+        .map(|v| {
+            producer
+                .send_result(FutureRecord::<(), [u8]>::to(topic).partition(0).payload(v))
+                .expect("queued")
+        })
+        .collect();
+    for d in deliveries {
+        d.await.expect("delivery").expect("acknowledged");
+    }
+}
+
+/// A fetch that starts inside a record batch (here: at a committed offset in the middle of one)
+/// is where a broker can go wrong: Tansu 0.6 answers with the next batch, so the rest of the
+/// batch is never delivered. Whatever the broker does, no offset vanishes silently: every offset
+/// after the committed one is either stored or counted in `log_consumer_skipped_offsets_total`
+/// (and logged). A correct broker gives 15 stored and 0 skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_offsets_a_broker_skips_are_counted_never_silent() {
+    let config = external_config().await;
+    let bootstrap = config.kafka.brokers.clone();
+    let client =
+        logpipe::kafka::client_config(&config.kafka, &bootstrap, "admin", &Default::default());
+    logpipe::kafka::admin::ensure_topics(
+        &client,
+        &logpipe::kafka::admin::TopicSpec::from_config(&config.kafka),
+        config.kafka.request_timeout,
+    )
+    .await
+    .expect("topics created");
+    let run = unique("gap");
+    produce_one_batch(&bootstrap, &config.kafka.topic, &run, 0, 10).await;
+    // The group's committed offset: 5, inside that batch.
+    {
+        let committer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &config.consumer.group_id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&config.kafka.topic, 0, Offset::Offset(5))
+            .unwrap();
+        committer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .expect("commit offset 5");
+    }
+    let app = crate::support::start(config.clone(), Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    // Once the member has fetched what it could, ten more records in a second batch.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_one_batch(&bootstrap, &config.kafka.topic, &run, 10, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (stored, skipped) = loop {
+        let stored = all_logs(&base, &run).await;
+        let skipped = metric(&base, "log_consumer_skipped_offsets_total").await;
+        if stored.len() as f64 + skipped == 15.0 {
+            break (stored, skipped);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "offsets 5..20: {} stored + {skipped} counted as skipped, not 15: an offset vanished",
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let messages: std::collections::BTreeSet<String> = stored
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(messages.len(), stored.len(), "no record stored twice");
+    assert!(
+        (10..20).all(|i| messages.contains(&format!("batched {i}"))),
+        "the second batch is stored whole"
+    );
+    assert!(
+        !(0..5).any(|i| messages.contains(&format!("batched {i}"))),
+        "nothing below the committed offset is read"
+    );
+    println!("stored {}, skipped by the broker {skipped}", stored.len());
     app.shutdown().await.unwrap();
 }
 
