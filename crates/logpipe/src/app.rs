@@ -26,6 +26,7 @@ use crate::kafka::admin::{ensure_topics, TopicSpec};
 use crate::kafka::client_config;
 use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::health::{metadata_probe, KafkaHealth};
+use crate::producer::backlog::BacklogGuard;
 use crate::producer::client::ProducerClient;
 use crate::producer::{service, Producer, ProducerMetrics, Upstream};
 use crate::telemetry::metrics::{new_registry, HttpMetrics};
@@ -186,7 +187,11 @@ impl App {
         let mut producer = None;
         if let (true, Some(bootstrap)) = (roles.produces(), &bootstrap) {
             let metrics = ProducerMetrics::register(&mut registry);
-            let p = Arc::new(Producer::new(&config, bootstrap, metrics)?);
+            let mut p = Producer::new(&config, bootstrap, metrics)?;
+            if embedded.is_some() {
+                p = p.with_backlog_guard(BacklogGuard::start(&config, bootstrap, stop.clone())?);
+            }
+            let p = Arc::new(p);
             p.start_health_monitor(HEALTH_INTERVAL, stop.clone());
             producer = Some(p);
         }

@@ -10,6 +10,7 @@
 //! [`Upstream`] is the gateway's view of the producer: the same call in-process (`logpipe run`) or
 //! over the internal HTTP endpoint in split mode ([`service`] serves it, [`client`] calls it).
 
+pub mod backlog;
 pub mod client;
 pub mod service;
 
@@ -53,6 +54,10 @@ pub enum PublishError {
     /// Kafka is unreachable (or the producer failed fatally); nothing was sent.
     #[error("Kafka is unavailable: {0}")]
     Unavailable(String),
+    /// The embedded broker's unconsumed backlog is near its retention limit (see
+    /// [`backlog`]); nothing was sent.
+    #[error("{0}. New events wait until the consumer catches up: retry shortly, or set kafka.brokers to use a real Kafka cluster for larger backlogs")]
+    BacklogFull(String),
     /// These records (index within the batch, reason) were not acknowledged; the others were.
     #[error("{} of the events were not acknowledged by Kafka", failed.len())]
     Partial { failed: Vec<(usize, String)> },
@@ -64,6 +69,7 @@ impl PublishError {
         match self {
             PublishError::Saturated => "saturated",
             PublishError::Unavailable(_) => "kafka_unavailable",
+            PublishError::BacklogFull(_) => "embedded_backlog_full",
             PublishError::Partial { .. } => "delivery_failed",
         }
     }
@@ -140,6 +146,8 @@ pub struct Producer {
     enqueue_timeout: Duration,
     health: KafkaHealth,
     metrics: ProducerMetrics,
+    /// Set on the embedded broker only: refuses events before its retention would drop them.
+    backlog: Option<Arc<backlog::BacklogGuard>>,
 }
 
 impl Producer {
@@ -175,7 +183,14 @@ impl Producer {
             enqueue_timeout: p.enqueue_timeout,
             health: KafkaHealth::default(),
             metrics,
+            backlog: None,
         })
+    }
+
+    /// Guards the embedded broker's retention (see [`backlog`]).
+    pub fn with_backlog_guard(mut self, guard: Arc<backlog::BacklogGuard>) -> Self {
+        self.backlog = Some(guard);
+        self
     }
 
     /// Kafka reachability as last probed.
@@ -209,6 +224,10 @@ impl Producer {
             return Err(PublishError::Unavailable(
                 "the broker did not answer the last probe".into(),
             ));
+        }
+        if let Some(reason) = self.backlog.as_ref().and_then(|g| g.refusal(n)) {
+            self.count_failed("embedded_backlog_full", n);
+            return Err(PublishError::BacklogFull(reason));
         }
         let wanted = u32::try_from(n).map_err(|_| PublishError::Saturated)?;
         let permits = match tokio::time::timeout(
@@ -245,6 +264,9 @@ impl Producer {
         for (index, event) in batch.events.iter().enumerate() {
             payload.clear();
             event.write_json(&mut payload);
+            if let Some(guard) = &self.backlog {
+                guard.produced(payload.len());
+            }
             let key = match self.key {
                 KeyStrategy::Service => Some(event.service.as_str()),
                 KeyStrategy::TraceId => event.trace_id.as_ref().map(|t| t.as_str()),
