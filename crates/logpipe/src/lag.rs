@@ -908,6 +908,11 @@ pub fn build_report(
     }
 }
 
+/// Characters two names share from their start.
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+}
+
 /// Fails when `snapshot` shows neither members nor committed offsets: the group is most likely
 /// misspelled, so say so and list the groups the cluster knows.
 pub async fn check_group_known(reader: &LagReader, snapshot: &Snapshot) -> anyhow::Result<()> {
@@ -920,11 +925,13 @@ pub async fn check_group_known(reader: &LagReader, snapshot: &Snapshot) -> anyho
     let topics: Vec<&str> = topics.into_iter().collect();
     let known = match reader.known_groups().await {
         Ok(groups) if groups.is_empty() => "the cluster lists no consumer groups".to_string(),
-        Ok(groups) => {
+        Ok(mut groups) => {
+            // The likeliest meant (longest common prefix with the name given) first.
+            groups.sort_by_key(|g| std::cmp::Reverse(common_prefix(g, reader.group())));
             let shown: Vec<&str> = groups.iter().take(30).map(String::as_str).collect();
             let more = groups.len().saturating_sub(shown.len());
             format!(
-                "groups on the cluster: {}{}",
+                "groups on the cluster, closest names first: {}{}",
                 shown.join(", "),
                 if more > 0 {
                     format!(" (and {more} more)")
@@ -1203,6 +1210,16 @@ pub fn format_seconds(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_prefix_ranks_the_likeliest_group_first() {
+        let mut groups = vec!["it-group-1", "log-processor-grp", "log-processor-group"];
+        groups.sort_by_key(|g| std::cmp::Reverse(common_prefix(g, "log-processor-groups")));
+        assert_eq!(
+            groups,
+            ["log-processor-group", "log-processor-grp", "it-group-1"]
+        );
+    }
 
     fn obs(committed: Option<i64>, end: i64, owned: Option<bool>) -> Observation {
         Observation {
