@@ -10,7 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::config::Config;
 use crate::dlq::DlqContext;
-use crate::kafka::{apply_properties, base_config};
+use crate::kafka::producer_config;
 
 /// One record on its way to the DLQ.
 #[derive(Debug, Clone)]
@@ -35,16 +35,15 @@ impl DeadLetters {
     /// `producer.properties` apply here too, as to every producer logpipe creates.
     pub fn new(config: &Config, bootstrap: &str) -> anyhow::Result<Self> {
         let kafka = &config.kafka;
-        let mut client = base_config(kafka, bootstrap, "dlq-producer");
-        client
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set(
-                "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
-            );
-        apply_properties(&mut client, kafka, &config.producer.properties);
+        // Compression off: DLQ writes are few, and the original value bytes go as they came.
+        let client = producer_config(
+            config,
+            bootstrap,
+            "dlq-producer",
+            Duration::from_millis(5),
+            DELIVERY_TIMEOUT,
+            &[("compression.type", "none".into())],
+        );
         let producer: FutureProducer = client
             .create()
             .context("creating the dead-letter producer")?;

@@ -48,7 +48,7 @@ use super::{headers, DlqContext, ErrorClass};
 use crate::commands::{new_table, right};
 use crate::config::Config;
 use crate::kafka::admin::{ensure_topics, TopicSpec};
-use crate::kafka::{apply_properties, base_config, client_config};
+use crate::kafka::{apply_properties, base_config, client_config, producer_config};
 
 /// A scan ends once every partition reached its start-time high watermark *and* no record has
 /// arrived for this long. On Apache Kafka the watermark alone is exact and this only adds a short
@@ -1309,17 +1309,14 @@ impl Progress {
 /// (compression, linger, delivery timeout, properties) apply.
 fn replay_producer(config: &Config, brokers: &str) -> anyhow::Result<FutureProducer> {
     let p = &config.producer;
-    let mut client = base_config(&config.kafka, brokers, "dlq-replay");
-    client
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", p.compression.as_str())
-        .set("linger.ms", p.linger.as_millis().to_string())
-        .set(
-            "message.timeout.ms",
-            p.delivery_timeout.as_millis().to_string(),
-        );
-    apply_properties(&mut client, &config.kafka, &p.properties);
+    let client = producer_config(
+        config,
+        brokers,
+        "dlq-replay",
+        p.linger,
+        p.delivery_timeout,
+        &[],
+    );
     client
         .create()
         .context("creating the Kafka producer for the replay")

@@ -84,6 +84,34 @@ pub fn client_config(
     config
 }
 
+/// Every producer logpipe creates (the producer service, the dead-letter writer, `dlq replay`):
+/// idempotent with acks=all, `producer.compression`, the given linger and delivery timeout, then
+/// `settings`, then `kafka.properties` and `producer.properties` over all of it.
+pub fn producer_config(
+    config: &crate::config::Config,
+    bootstrap: &str,
+    role: &str,
+    linger: std::time::Duration,
+    delivery_timeout: std::time::Duration,
+    settings: &[(&str, String)],
+) -> ClientConfig {
+    let mut client = base_config(&config.kafka, bootstrap, role);
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", config.producer.compression.as_str())
+        .set("linger.ms", linger.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        );
+    for (key, value) in settings {
+        client.set(*key, value);
+    }
+    apply_properties(&mut client, &config.kafka, &config.producer.properties);
+    client
+}
+
 /// Applies `kafka.properties`, then the role's own properties, over whatever is set
 /// (`producer.properties."batch.num.messages"` wins over `producer.batch_max_messages`).
 pub fn apply_properties(

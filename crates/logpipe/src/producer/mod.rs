@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KeyStrategy};
 use crate::kafka::health::{metadata_probe, KafkaHealth};
-use crate::kafka::{base_config, headers};
+use crate::kafka::{headers, producer_config};
 use crate::telemetry::metrics::{latency_histogram, size_histogram, ReasonLabels};
 
 /// Events of one request, with what the producer writes into each record's headers.
@@ -154,24 +154,22 @@ impl Producer {
     /// Creates the producer for `bootstrap`. Does no I/O; see [`Producer::start_health_monitor`].
     pub fn new(config: &Config, bootstrap: &str, metrics: ProducerMetrics) -> anyhow::Result<Self> {
         let p = &config.producer;
-        let mut client = base_config(&config.kafka, bootstrap, "producer");
-        client
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", p.compression.as_str())
-            .set("linger.ms", p.linger.as_millis().to_string())
-            .set("batch.num.messages", p.batch_max_messages.to_string())
-            .set("batch.size", p.batch_max_bytes.to_string())
-            .set(
-                "message.timeout.ms",
-                p.delivery_timeout.as_millis().to_string(),
-            )
-            // Room for every permit plus slack, so the semaphore, not librdkafka, is the limit.
-            .set(
-                "queue.buffering.max.messages",
-                (p.max_in_flight + 1024).to_string(),
-            );
-        crate::kafka::apply_properties(&mut client, &config.kafka, &p.properties);
+        let client = producer_config(
+            config,
+            bootstrap,
+            "producer",
+            p.linger,
+            p.delivery_timeout,
+            &[
+                ("batch.num.messages", p.batch_max_messages.to_string()),
+                ("batch.size", p.batch_max_bytes.to_string()),
+                // Room for every permit plus slack, so the semaphore, not librdkafka, is the limit.
+                (
+                    "queue.buffering.max.messages",
+                    (p.max_in_flight + 1024).to_string(),
+                ),
+            ],
+        );
         let inner: FutureProducer = client
             .create()
             .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;

@@ -15,8 +15,6 @@ use logpipe::dlq::tools::{
     replay, show, stats, Action, DlqScan, Filter, ReplayOptions, ReplayReport,
 };
 use logpipe::dlq::{headers, DlqContext, ErrorClass};
-use logpipe::kafka::admin::{ensure_topics, TopicSpec};
-use logpipe::kafka::client_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -39,19 +37,7 @@ async fn setup() -> Config {
         .producer
         .properties
         .insert("batch.num.messages".into(), "1".into());
-    let client = client_config(
-        &config.kafka,
-        &config.kafka.brokers,
-        "admin",
-        &Default::default(),
-    );
-    ensure_topics(
-        &client,
-        &TopicSpec::from_config(&config.kafka),
-        config.kafka.request_timeout,
-    )
-    .await
-    .expect("topics created");
+    crate::support::create_topics(&config).await;
     config
 }
 

@@ -724,15 +724,7 @@ async fn produce_one_batch(bootstrap: &str, topic: &str, run: &str, from: usize,
 async fn external_offsets_a_broker_skips_are_counted_never_silent() {
     let config = external_config().await;
     let bootstrap = config.kafka.brokers.clone();
-    let client =
-        logpipe::kafka::client_config(&config.kafka, &bootstrap, "admin", &Default::default());
-    logpipe::kafka::admin::ensure_topics(
-        &client,
-        &logpipe::kafka::admin::TopicSpec::from_config(&config.kafka),
-        config.kafka.request_timeout,
-    )
-    .await
-    .expect("topics created");
+    crate::support::create_topics(&config).await;
     let run = unique("gap");
     produce_one_batch(&bootstrap, &config.kafka.topic, &run, 0, 10).await;
     // The group's committed offset: 5, inside that batch.

@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use logpipe::app::{App, Roles};
 use logpipe::config::Config;
-use logpipe::kafka::admin::{ensure_topics, TopicSpec};
-use logpipe::kafka::client_config;
 use logpipe::lag::{
     build_report, measure, threshold_reached, LagReader, LagReport, PartitionLag, Snapshot, Status,
 };
@@ -24,7 +22,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::support::{eventually, external_config, logpipe, required_env, test_config, unique};
+use crate::support::{
+    create_topics, eventually, external_config, logpipe, required_env, test_config, unique,
+};
 
 fn brokers() -> String {
     required_env("LOGPIPE_TEST_KAFKA_BROKERS")
@@ -37,22 +37,6 @@ async fn setup(partitions: i32) -> Config {
     config.kafka.partitions = partitions;
     create_topics(&config).await;
     config
-}
-
-async fn create_topics(config: &Config) {
-    let client = client_config(
-        &config.kafka,
-        &config.kafka.brokers,
-        "admin",
-        &Default::default(),
-    );
-    ensure_topics(
-        &client,
-        &TopicSpec::from_config(&config.kafka),
-        config.kafka.request_timeout,
-    )
-    .await
-    .expect("topics created");
 }
 
 /// Writes `n` valid log events to `partition` of the main topic, one record per batch.

@@ -220,3 +220,20 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Creates the config's topics (main, DLQ, parked) on its broker.
+pub async fn create_topics(config: &Config) {
+    let client = logpipe::kafka::client_config(
+        &config.kafka,
+        &config.kafka.brokers,
+        "admin",
+        &Default::default(),
+    );
+    logpipe::kafka::admin::ensure_topics(
+        &client,
+        &logpipe::kafka::admin::TopicSpec::from_config(&config.kafka),
+        config.kafka.request_timeout,
+    )
+    .await
+    .expect("topics created");
+}
