@@ -7,7 +7,6 @@
 //! extension point a program embedding logpipe uses for its own per-record work.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::consumer_flow::{all_logs, assert_exact, generate, post_all};
-use crate::support::{eventually, external_config, read_all, test_config, unique, wait_ready};
+use crate::support::{
+    eventually, external_config, read_all, test_config, unique, wait_ready, PrivateRedis,
+};
 
 /// Fails the records whose message contains `marker`: the first `failures` attempts of each
 /// (u32::MAX: every attempt). Remembers every call, in order.
@@ -439,69 +440,6 @@ async fn a_record_failing_every_attempt_goes_to_the_dlq_after_the_schedule_while
     );
     assert_eq!(metric(&base, "log_consumer_retries_total").await, 3.0);
     app.shutdown().await.unwrap();
-}
-
-/// A Redis server of the test's own, with an append-only file, so it can be stopped and started
-/// again with its data.
-struct PrivateRedis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = PrivateRedis {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        redis.resume();
-        redis
-    }
-
-    fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server not found ({e}): run the suite with scripts/test.sh, which installs Redis"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM: Redis flushes its append-only file and exits.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// What a stalled pipeline looks like from outside, for a test's failure message: rows stored,

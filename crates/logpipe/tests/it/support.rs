@@ -1,6 +1,7 @@
 //! Test helpers: unique names (tests run in parallel), a config pointing at a given broker,
 //! starting an [`App`] on port 0, and reading records back from Kafka.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -236,4 +237,80 @@ pub async fn create_topics(config: &Config) {
     )
     .await
     .expect("topics created");
+}
+
+/// A Redis server of the test's own, with an append-only file, so it can be stopped and started
+/// again with its data.
+pub struct PrivateRedis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = PrivateRedis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.resume();
+        redis
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server not found ({e}): run the suite with scripts/test.sh, which installs Redis"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever answers must be this server: while it was stopped, another process may have
+        // taken the port (redis-server then exits at once, unable to bind).
+        std::thread::sleep(Duration::from_millis(100));
+        let mut child = child;
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("private redis-server exited ({status}): port {} was taken by another process while it was stopped", self.port);
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: gone at once, without flushing anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM: Redis flushes its append-only file and exits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
