@@ -9,6 +9,8 @@
 #   CONSUMER_ARGS="--set consumer.batch_size=5000" scripts/bench-drain.sh
 #   RESULT_FILE=out.env scripts/bench-drain.sh   # also write the results as key=value lines
 #   LOGPIPE=target/debug/logpipe scripts/bench-drain.sh   # use this binary, build nothing
+#   PERF=1 [PERF_CALLGRAPH=dwarf] scripts/bench-drain.sh   # also profile the consumer 10 s mid-drain (perf,
+#                                          # Debian linux-perf): artifacts/bench-drain/perf-*.txt
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -88,6 +90,12 @@ while ((SECONDS < deadline)); do
         cpu0_consumer=$(cpu_pid "$CONSUMER_PID"); cpu0_pg=$(cpu_of postgres); cpu0_tansu=$(cpu_pid "$TANSU_PID"); cpu0_redis=$(cpu_of redis-server)
     fi
     if ((n >= ACCEPTED)); then done_n=$n; break; fi
+    if [[ "${PERF:-0}" == 1 && -z "${PERF_PID:-}" && -n "$start_t" ]] && ((n > ACCEPTED / 5)); then
+        command -v perf >/dev/null || apt_install linux-perf
+        perf record -F 499 --call-graph "${PERF_CALLGRAPH:-fp}" -o "$ARTIFACTS/perf.data" -p "$CONSUMER_PID" -- sleep 10 >/dev/null 2>&1 &
+        PERF_PID=$!
+        perf record -F 199 -a -o "$ARTIFACTS/perf-all.data" -- sleep 10 >/dev/null 2>&1 &
+    fi
     printf '\r  stored and counted: %9d / %d' "$n" "$ACCEPTED"
     sleep 0.2
 done
@@ -97,6 +105,14 @@ cpu_pg=$(( $(cpu_of postgres) - cpu0_pg ))
 cpu_tansu=$(( $(cpu_pid "$TANSU_PID") - cpu0_tansu ))
 cpu_redis=$(( $(cpu_of redis-server) - cpu0_redis ))
 echo
+if [[ -n "${PERF_PID:-}" ]]; then
+    wait "$PERF_PID" || true
+    sleep 1
+    perf report -i "$ARTIFACTS/perf-all.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12 >"$ARTIFACTS/perf-by-process.txt" || true
+    perf report -i "$ARTIFACTS/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -40 >"$ARTIFACTS/perf-consumer.txt" || true
+    echo "==> CPU by process during 10 s of the drain (perf, whole machine)"; cat "$ARTIFACTS/perf-by-process.txt"
+    echo "==> the consumer's hottest functions"; head -25 "$ARTIFACTS/perf-consumer.txt"
+fi
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$CONSUMER_PID/status")
 stop_pid "$CONSUMER_PID" 20
 DRAIN_S=$(echo "$end_t - $start_t" | bc -l)

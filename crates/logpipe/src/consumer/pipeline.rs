@@ -116,9 +116,10 @@ struct Item {
     raw: Raw,
     /// The decoded record; None for poison (and while its row is being written).
     log: Option<EnrichedLog>,
-    /// Why it can never be processed: (error type, message).
-    poison: Option<(String, String)>,
-    failure: Option<Failure>,
+    /// Why it can never be processed: (error type, message). Boxed, like `failure`: both are
+    /// rare, and an `Item` is moved several times on the hot path (smaller is faster).
+    poison: Option<Box<(String, String)>>,
+    failure: Option<Box<Failure>>,
 }
 
 impl Item {
@@ -167,7 +168,7 @@ struct Failure {
     stage: Stage,
 }
 
-/// A decoded batch on its way to the writer, in (partition, offset) order.
+/// A decoded batch on its way to the writer, in fetch order (offset order within a partition).
 struct Prepared {
     items: Vec<Item>,
 }
@@ -319,33 +320,43 @@ async fn flush(deps: &Deps, batch: &mut Vec<Fetched>, work: &mpsc::Sender<Work>)
 async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
     let now = chrono::Utc::now();
     let lanes = deps.workers.min(records.len()).max(1);
-    let mut items = if lanes == 1 || records.len() < 64 {
-        decode_lane(records, &deps.limits, &deps.tags, now)
-    } else {
-        let mut split: Vec<Vec<Fetched>> = (0..lanes).map(|_| Vec::new()).collect();
-        for record in records {
-            let lane = (record.lane_hash % lanes as u64) as usize;
-            split[lane].push(record);
-        }
-        let handles: Vec<_> = split
-            .into_iter()
-            .map(|lane| {
-                let (limits, tags) = (deps.limits, deps.tags.clone());
-                tokio::task::spawn_blocking(move || decode_lane(lane, &limits, &tags, now))
-            })
-            .collect();
-        let mut all = Vec::new();
-        for handle in handles {
-            match handle.await {
-                Ok(part) => all.extend(part),
-                // decode_lane catches panics per record; a lane cannot panic as a whole.
-                Err(e) => tracing::error!(error = %e, "decode worker failed"),
+    if lanes == 1 || records.len() < 64 {
+        // Fetch order is offset order within each partition.
+        let items = decode_lane(records, &deps.limits, &deps.tags, now);
+        return Prepared { items };
+    }
+    let total = records.len();
+    let mut split: Vec<Vec<Fetched>> = (0..lanes).map(|_| Vec::new()).collect();
+    let mut positions: Vec<Vec<usize>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (position, record) in records.into_iter().enumerate() {
+        let lane = (record.lane_hash % lanes as u64) as usize;
+        split[lane].push(record);
+        positions[lane].push(position);
+    }
+    let handles: Vec<_> = split
+        .into_iter()
+        .map(|lane| {
+            let (limits, tags) = (deps.limits, deps.tags.clone());
+            tokio::task::spawn_blocking(move || decode_lane(lane, &limits, &tags, now))
+        })
+        .collect();
+    // Back in fetch order: each item to its original position (one move each, no sort).
+    let mut slots: Vec<Option<Item>> = Vec::with_capacity(total);
+    slots.resize_with(total, || None);
+    for (handle, positions) in handles.into_iter().zip(positions) {
+        match handle.await {
+            Ok(part) => {
+                for (item, position) in part.into_iter().zip(positions) {
+                    slots[position] = Some(item);
+                }
             }
+            // decode_lane catches panics per record; a lane cannot panic as a whole.
+            Err(e) => tracing::error!(error = %e, "decode worker failed"),
         }
-        all
-    };
-    items.sort_by(|a, b| (&a.tp, a.offset).cmp(&(&b.tp, b.offset)));
-    Prepared { items }
+    }
+    Prepared {
+        items: slots.into_iter().flatten().collect(),
+    }
 }
 
 /// One lane: decode and enrich in order. A record that cannot be decoded is poison, kept with its
@@ -378,14 +389,17 @@ fn decode_lane(
             Ok(Ok(log)) => (Some(log), None),
             Ok(Err(rejection)) => (
                 None,
-                Some((rejection.code().to_string(), rejection.to_string())),
+                Some(Box::new((
+                    rejection.code().to_string(),
+                    rejection.to_string(),
+                ))),
             ),
             Err(_) => (
                 None,
-                Some((
+                Some(Box::new((
                     "panic".to_string(),
                     "decoding this record panicked (a logpipe bug; please report it)".to_string(),
-                )),
+                ))),
             ),
         };
         let tp = record.tp();
@@ -623,6 +637,7 @@ impl Writer {
             .metrics
             .batch_size
             .observe(batch.items.len() as f64);
+        self.ready.reserve(batch.items.len());
         for mut item in batch.items {
             let Some(epoch) = self.epochs.get(&item.tp).copied() else {
                 continue; // revoked while it was being decoded
@@ -733,17 +748,17 @@ impl Writer {
             Ok(()) => self.ready.push(item),
             Err((step, e)) if e.permanent => {
                 let attempts = item.failure.as_ref().map_or(0, |f| f.attempts) + 1;
-                item.poison = Some((format!("step:{step}"), e.message));
+                item.poison = Some(Box::new((format!("step:{step}"), e.message)));
                 let now = Utc::now();
                 let first = item.failure.as_ref().map_or(now, |f| f.first);
-                item.failure = Some(Failure {
+                item.failure = Some(Box::new(Failure {
                     attempts,
                     first,
                     last: now,
                     error_type: String::new(),
                     message: String::new(),
                     stage: Stage::Steps,
-                });
+                }));
                 self.letters.push((item, ErrorClass::Poison));
             }
             Err((step, e)) => self.fail(item, format!("step:{step}"), e.message, Stage::Steps),
@@ -754,13 +769,15 @@ impl Writer {
     fn fail(&mut self, mut item: Item, error_type: String, message: String, stage: Stage) {
         let now = Utc::now();
         let (request_id, trace_id) = (item.request_id().to_owned(), item.trace_id().to_owned());
-        let failure = item.failure.get_or_insert_with(|| Failure {
-            attempts: 0,
-            first: now,
-            last: now,
-            error_type: String::new(),
-            message: String::new(),
-            stage,
+        let failure = item.failure.get_or_insert_with(|| {
+            Box::new(Failure {
+                attempts: 0,
+                first: now,
+                last: now,
+                error_type: String::new(),
+                message: String::new(),
+                stage,
+            })
         });
         failure.attempts += 1;
         failure.last = now;
@@ -929,7 +946,7 @@ impl Writer {
                     Ok(()) => {
                         let m = &self.deps.metrics;
                         m.dead_lettered(class.as_str());
-                        let reason = match (&item.poison, &item.failure) {
+                        let reason = match (item.poison.as_deref(), item.failure.as_deref()) {
                             (Some((kind, _)), _) => kind.clone(),
                             (None, Some(f)) => f.error_type.clone(),
                             (None, None) => "unknown".into(),
@@ -961,7 +978,7 @@ impl Writer {
 
     fn letter(&self, item: &Item, class: ErrorClass) -> Letter {
         let now = Utc::now();
-        let (error_type, message) = match (&item.poison, &item.failure) {
+        let (error_type, message) = match (item.poison.as_deref(), item.failure.as_deref()) {
             (Some((kind, message)), _) => (kind.clone(), message.clone()),
             (None, Some(f)) => (f.error_type.clone(), f.message.clone()),
             (None, None) => ("unknown".into(), String::new()),
