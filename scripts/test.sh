@@ -5,10 +5,11 @@
 #   scripts/test.sh -E 'test(foo)'         # extra args go to `cargo nextest run`
 #   SKIP_LINT=1 scripts/test.sh            # skip cargo fmt --check and clippy
 #   SKIP_BENCH=1 scripts/test.sh           # skip the benchmark smoke run (scripts/bench.sh)
+#   SKIP_KILL=1 scripts/test.sh            # skip the kill and scale tests (~6 minutes)
 #
 # It provisions what the tests need (PostgreSQL, Redis, a Tansu Kafka broker, cargo-nextest,
 # rustfmt, clippy), then runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run,
-# the doc tests and the benchmark at smoke size. All stages run even if an earlier one fails;
+# the doc tests, the benchmark at smoke size, and the kill and scale tests. All stages run even if an earlier one fails;
 # the exit status is non-zero if any failed. Logs go to artifacts/ (git-ignored). Tests find the
 # services through:
 #   LOGPIPE_TEST_KAFKA_BROKERS   e.g. 127.0.0.1:19092 (a fresh in-memory Tansu broker)
@@ -130,6 +131,14 @@ run_stage "doctests" doctests.log cargo test --workspace --doc
 # (a process not starting, an accepted event not stored), never on its figures.
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     run_stage "bench-smoke" bench-smoke.log env SMOKE=1 scripts/bench.sh
+fi
+
+# Kill and scale tests (issue 7): separate gateway, producer and consumer processes on a private
+# Tansu, PostgreSQL and Redis, about 6 minutes. They fail on a lost or duplicated accepted event,
+# aggregates that differ from the rows, or a SIGTERM exit status other than 0.
+if [[ "${SKIP_KILL:-0}" != 1 ]]; then
+    run_stage "kill-test" kill-test.log scripts/kill-test.sh
+    run_stage "scale-test" scale-test.log scripts/scale-test.sh
 fi
 
 # -------------------------------------------------------------------------------------------------

@@ -1,0 +1,651 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # globals set here (CONSUMER_PID, TERM_RC, DRAIN_SECS, V_OK, ...) are read by the scripts
+# Shared helpers of scripts/kill-test.sh and scripts/scale-test.sh: a private Tansu broker, logpipe
+# processes started in the background and tracked, a bounded-rate load client that records the
+# outcome of every event it sends, and the exactly-once check (PostgreSQL rows by marker, Redis
+# aggregates against the rows). Source it from bash after setting nothing; call `stack_init NAME`.
+#
+# What a run owns, so it can share the machine with other runs and engineers:
+#   - a Tansu broker on a free port (never the shared 127.0.0.1:19092);
+#   - per phase: topic, DLQ topic, consumer group, PostgreSQL schema (database `test`, URL from
+#     LOGPIPE_TEST_POSTGRES_URL like the test suite) and Redis key prefix (on the shared Redis,
+#     LOGPIPE_TEST_REDIS_URL), all named after the run; dropped on exit unless KEEP_DATA=1;
+#   - logs in artifacts/NAME/ (emptied at the start of a run; one run of a script at a time).
+#
+# Knobs shared by both scripts: LOGPIPE (binary; default target/debug/logpipe, built when
+# missing), BUILD=1 (run `cargo build --bin logpipe` first), RATE (events/s, default 500), BATCH
+# (events per request, 10), DRAIN_TIMEOUT (s, 180), KEEP_DATA (0).
+
+if [[ -n "${LOGPIPE_STACK_SH_LOADED:-}" ]]; then
+    return 0
+fi
+LOGPIPE_STACK_SH_LOADED=1
+
+# shellcheck source=scripts/lib/services.sh
+source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
+
+RATE=${RATE:-500}
+BATCH=${BATCH:-10}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-180}
+KEEP_DATA=${KEEP_DATA:-0}
+
+ST_NAME=""
+ST_START=$SECONDS
+ST_PROCS=()     # "name pid" of every process started, in start order
+ST_SCHEMAS=()   # PostgreSQL schemas to drop on exit
+ST_PREFIXES=()  # Redis key prefixes to delete on exit
+ST_LOADS=()     # load client pids
+TANSU_PID=""
+TANSU_PORT=""
+
+say() { printf '[%s %4ds] %s\n' "$ST_NAME" $((SECONDS - ST_START)) "$*"; }
+warn() { printf '[%s %4ds] WARNING: %s\n' "$ST_NAME" $((SECONDS - ST_START)) "$*" >&2; }
+
+# tail_logs FILE...: the last lines of each log, for a failure report.
+tail_logs() {
+    local f
+    for f in "$@"; do
+        [[ -f "$f" ]] || continue
+        printf '\n----- last 25 lines of %s -----\n' "${f#"$REPO_ROOT"/}" >&2
+        tail -n 25 "$f" >&2
+    done
+}
+
+# die MESSAGE [LOG...]: report, show the logs' tails and what to do, exit 1 (cleanup runs).
+die() {
+    local msg=$1
+    shift
+    printf '\n[%s] FAIL: %s\n' "$ST_NAME" "$msg" >&2
+    tail_logs "$@"
+    printf '\n[%s] Logs of this run: %s\n' "$ST_NAME" "${ARTIFACTS#"$REPO_ROOT"/}/" >&2
+    printf '[%s] Next: read the logs above; rerun with KEEP_DATA=1 to keep the PostgreSQL schemas and Redis keys of the run for inspection.\n' "$ST_NAME" >&2
+    exit 1
+}
+
+# stack_init NAME: checks tools and services, picks the binary, starts a private Tansu broker,
+# installs the cleanup trap. Sets REPO_ROOT, ARTIFACTS, RUN, BIN, PG_URL, REDIS_URL, BROKERS.
+stack_init() {
+    ST_NAME=$1
+    ST_START=$SECONDS
+    REPO_ROOT=$(logpipe_repo_root)
+    ARTIFACTS="$REPO_ROOT/artifacts/$ST_NAME"
+    mkdir -p "$ARTIFACTS"
+    # One run of a script at a time on a machine (they would share artifacts/NAME/).
+    exec 8>"$REPO_ROOT/artifacts/.$ST_NAME.lock"
+    if ! flock -n 8; then
+        say "another $ST_NAME run holds artifacts/.$ST_NAME.lock; waiting up to 15 minutes"
+        flock -w 900 8 || {
+            echo "[$ST_NAME] FAIL: another $ST_NAME run is still going after 15 minutes" >&2
+            exit 1
+        }
+    fi
+    find "$ARTIFACTS" -mindepth 1 -delete
+    RUN="${ST_NAME//-/}_$(date +%s)_$$"
+    PG_URL=${LOGPIPE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+    REDIS_URL=${LOGPIPE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+    local bin_from_env=${LOGPIPE:-}
+    # The processes take their settings from the run's config file and flags only: a LOGPIPE_*
+    # variable of the caller (LOGPIPE_KAFKA_BROKERS, LOGPIPE_CONFIG, ...) would override them.
+    local v
+    for v in $(compgen -e); do
+        if [[ $v == LOGPIPE_* && $v != LOGPIPE_TEST_* ]]; then unset "$v"; fi
+    done
+    unset RUST_LOG
+
+    trap stack_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    local tool
+    for tool in curl python3 flock; do
+        command -v "$tool" >/dev/null || die "missing tool: $tool (apt-get install curl python3 util-linux)"
+    done
+    ensure_postgres >/dev/null 2>"$ARTIFACTS/services.log" || die "PostgreSQL is not available" "$ARTIFACTS/services.log"
+    ensure_redis >/dev/null 2>>"$ARTIFACTS/services.log" || die "Redis is not available" "$ARTIFACTS/services.log"
+    ensure_tansu_binary 2>>"$ARTIFACTS/services.log" || die "the tansu binary is not available" "$ARTIFACTS/services.log"
+    if ! command -v psql >/dev/null || ! command -v redis-cli >/dev/null; then
+        die "psql and redis-cli are needed (apt-get install postgresql-client redis-tools)"
+    fi
+    psql "$PG_URL" -XqtAc 'select 1' >/dev/null 2>&1 || die "cannot connect to PostgreSQL at $PG_URL"
+    [[ "$(redis-cli -u "$REDIS_URL" ping 2>/dev/null)" == PONG ]] || die "Redis at $REDIS_URL does not answer PING"
+
+    if [[ -n "$bin_from_env" ]]; then
+        BIN=$bin_from_env
+    else
+        BIN="$REPO_ROOT/target/debug/logpipe"
+        if [[ ! -x "$BIN" || "${BUILD:-0}" == 1 ]]; then
+            say "building the debug binary (cargo build --bin logpipe; may wait for the target-dir lock)"
+            (cd "$REPO_ROOT" && cargo build -q --bin logpipe) || die "cargo build --bin logpipe failed"
+        fi
+    fi
+    [[ -x "$BIN" ]] || die "logpipe binary not found or not executable: $BIN (set LOGPIPE=path or build it)"
+    say "binary: $BIN ($(date -r "$BIN" '+built %Y-%m-%d %H:%M'))"
+
+    stack_write_python
+
+    TANSU_PORT=$(free_port "${TANSU_PORT_PREFERRED:-29192}") || die "no free port for Tansu"
+    TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30 2>>"$ARTIFACTS/services.log") ||
+        die "Tansu did not start on 127.0.0.1:$TANSU_PORT" "$ARTIFACTS/services.log" "$ARTIFACTS/tansu.log"
+    BROKERS="127.0.0.1:$TANSU_PORT"
+    say "Tansu broker pid $TANSU_PID on $BROKERS; PostgreSQL $PG_URL; Redis $REDIS_URL; run id $RUN"
+}
+
+stack_cleanup() {
+    local rc=$?
+    trap - EXIT
+    local i pid
+    for pid in "${ST_LOADS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # Newest first: consumers stop (and commit) before what they depend on.
+    for ((i = ${#ST_PROCS[@]} - 1; i >= 0; i--)); do
+        pid=${ST_PROCS[i]#* }
+        stop_pid "$pid" 15 2>/dev/null || true
+    done
+    [[ -n "$TANSU_PID" ]] && { stop_pid "$TANSU_PID" 10 2>/dev/null || true; }
+    if [[ "$KEEP_DATA" == 1 ]]; then
+        ((${#ST_SCHEMAS[@]})) && echo "[$ST_NAME] KEEP_DATA=1: kept PostgreSQL schemas ${ST_SCHEMAS[*]} and Redis prefixes ${ST_PREFIXES[*]} (drop them by hand)" >&2
+    else
+        local s p
+        for s in "${ST_SCHEMAS[@]}"; do
+            psql "$PG_URL" -Xqc "DROP SCHEMA IF EXISTS \"$s\" CASCADE" >/dev/null 2>&1 || true
+        done
+        for p in "${ST_PREFIXES[@]}"; do
+            redis-cli -u "$REDIS_URL" --scan --pattern "$p:*" 2>/dev/null |
+                xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+        done
+    fi
+    exit "$rc"
+}
+
+# stack_phase NAME: names and a config file for one phase (its own topic, group, schema, Redis
+# prefix). Sets PH_NAME, PH_TOPIC, PH_GROUP, PH_SCHEMA, PH_PREFIX, PH_CONFIG, CONSUMER_STORE_ARGS.
+# Extra [consumer] keys come from PH_CONSUMER_TOML, [consumer.properties] lines from
+# PH_CONSUMER_PROPS (TOML lines).
+stack_phase() {
+    PH_NAME=$1
+    PH_TOPIC="${RUN}_${PH_NAME}_logs"
+    PH_GROUP="${RUN}_${PH_NAME}_group"
+    PH_SCHEMA="${RUN}_${PH_NAME}"
+    PH_PREFIX="${RUN}_${PH_NAME}"
+    PH_CONFIG="$ARTIFACTS/$PH_NAME.toml"
+    ST_SCHEMAS+=("$PH_SCHEMA")
+    ST_PREFIXES+=("$PH_PREFIX")
+    cat >"$PH_CONFIG" <<EOF
+# Generated by scripts/$ST_NAME.sh for phase $PH_NAME of run $RUN.
+[kafka]
+brokers = "$BROKERS"
+topic = "$PH_TOPIC"
+dlq_topic = "${RUN}_${PH_NAME}_dlq"
+parked_topic = "${RUN}_${PH_NAME}_parked"
+
+# Tansu 0.6 workaround, NOT a logpipe setting anyone needs on Kafka: Tansu answers a fetch that
+# starts at an offset inside a multi-record batch with the NEXT batch, silently skipping the rest
+# of that batch (verified: 10 records produced in one batch, a consumer assigned at offset 5
+# receives nothing until the next batch). A consumer restarting from a committed offset that falls
+# mid-batch would then lose records because of the broker, not logpipe. One record per produce
+# batch makes every committed offset a batch boundary (and Tansu's log-end offsets exact).
+[producer]
+batch_max_messages = 1
+
+[producer.properties]
+"batch.num.messages" = "1"
+
+[consumer]
+group_id = "$PH_GROUP"
+${PH_CONSUMER_TOML:-}
+
+[consumer.properties]
+${PH_CONSUMER_PROPS:-}
+EOF
+    CONSUMER_STORE_ARGS=(--postgres-url "$PG_URL" --redis-url "$REDIS_URL"
+        --set "postgres.schema=$PH_SCHEMA" --set "redis.key_prefix=$PH_PREFIX")
+    # RDKAFKA_DEBUG=cgrp (librdkafka debug contexts): the consumers log their group protocol.
+    if [[ -n "${RDKAFKA_DEBUG:-}" ]]; then
+        printf '"debug" = "%s"\n' "$RDKAFKA_DEBUG" >>"$PH_CONFIG"
+        CONSUMER_STORE_ARGS+=(--log-level "info,librdkafka=debug")
+    fi
+}
+
+# spawn NAME LOG CMD...: start CMD in the background, output appended to LOG. Sets SPAWNED_PID.
+spawn() {
+    local name=$1 log=$2
+    shift 2
+    printf '# %s started: %s\n' "$(date -u +%FT%T.%3NZ)" "$*" >>"$log"
+    "$@" >>"$log" 2>&1 </dev/null &
+    SPAWNED_PID=$!
+    ST_PROCS+=("$name $SPAWNED_PID")
+}
+
+# forget PID: drop a process from the cleanup list (it has exited and been reaped).
+forget() {
+    local i
+    for i in "${!ST_PROCS[@]}"; do
+        [[ "${ST_PROCS[i]#* }" == "$1" ]] && unset 'ST_PROCS[i]'
+    done
+    ST_PROCS=("${ST_PROCS[@]}")
+}
+
+# kill9 PID: SIGKILL and reap (no "Killed" job message).
+kill9() {
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget "$1"
+}
+
+# term_wait PID TIMEOUT: SIGTERM, wait up to TIMEOUT s. Sets TERM_RC (exit status, or "timeout"
+# after which it was SIGKILLed) and TERM_SECS.
+term_wait() {
+    local pid=$1 timeout_s=$2 t0=$SECONDS
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < timeout_s)); do sleep 0.1; done
+    TERM_SECS=$((SECONDS - t0))
+    if kill -0 "$pid" 2>/dev/null; then
+        TERM_RC=timeout
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    else
+        TERM_RC=0
+        wait "$pid" 2>/dev/null || TERM_RC=$?
+    fi
+    forget "$pid"
+}
+
+# wait_ready URL PID WHAT LOG [TIMEOUT]: until URL/health/ready answers 2xx.
+wait_ready() {
+    local url=$1 pid=$2 what=$3 log=$4 timeout_s=${5:-60} t0=$SECONDS
+    until curl -sf --max-time 2 "$url/health/ready" >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || die "$what (pid $pid) exited while starting" "$log"
+        ((SECONDS - t0 < timeout_s)) || die "$what not ready at $url after ${timeout_s}s" "$log"
+        sleep 0.1
+    done
+}
+
+# metric URL NAME: the sum of a metric's samples (all label sets); empty if unreachable/absent.
+metric() {
+    curl -s --max-time 2 "$1/metrics" 2>/dev/null |
+        awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2; k++} END {if (k) printf "%.0f\n", s}' || true
+}
+
+# metric_labels URL NAME LABEL: "value=sample" per line for a labelled metric.
+metric_labels() {
+    curl -s --max-time 2 "$1/metrics" 2>/dev/null |
+        awk -v n="$2" -v l="$3" 'index($1, n "{") == 1 {
+            if (match($1, l "=\"[^\"]*\"")) { v = substr($1, RSTART + length(l) + 2, RLENGTH - length(l) - 3); print v "=" $2 } }' || true
+}
+
+# start_producer LOG: sets PRODUCER_PID, PRODUCER_URL (port kept across restarts in PRODUCER_PORT).
+start_producer() {
+    local log=$1
+    [[ -n "${PRODUCER_PORT:-}" ]] || PRODUCER_PORT=$(free_port 28681)
+    spawn producer "$log" "$BIN" --config "$PH_CONFIG" producer --listen "127.0.0.1:$PRODUCER_PORT"
+    PRODUCER_PID=$SPAWNED_PID
+    PRODUCER_URL="http://127.0.0.1:$PRODUCER_PORT"
+    wait_ready "$PRODUCER_URL" "$PRODUCER_PID" "logpipe producer" "$log" 60
+}
+
+# start_gateway LOG: sets GATEWAY_PID, GATEWAY_URL (port kept in GATEWAY_PORT). No stores: the
+# gateway's query API is not used here.
+start_gateway() {
+    local log=$1
+    [[ -n "${GATEWAY_PORT:-}" ]] || GATEWAY_PORT=$(free_port 28680)
+    spawn gateway "$log" "$BIN" --config "$PH_CONFIG" gateway --listen "127.0.0.1:$GATEWAY_PORT" \
+        --producer-url "$PRODUCER_URL"
+    GATEWAY_PID=$SPAWNED_PID
+    GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+    wait_ready "$GATEWAY_URL" "$GATEWAY_PID" "logpipe gateway" "$log" 60
+}
+
+# start_consumer NAME PORT LOG: a `logpipe consumer` process of the phase's group, not waited for.
+# Sets CONSUMER_PID.
+start_consumer() {
+    local name=$1 port=$2 log=$3
+    spawn "$name" "$log" "$BIN" --config "$PH_CONFIG" consumer --listen "127.0.0.1:$port" "${CONSUMER_STORE_ARGS[@]}"
+    CONSUMER_PID=$SPAWNED_PID
+}
+
+# load_start MAX_SECONDS: the load client posts RATE events/s in BATCH-event requests to
+# GATEWAY_URL until load_stop (or MAX_SECONDS). Every event carries a unique marker; the outcome
+# of every request is recorded. Sets LOAD_PID, LOAD_RESULTS, LOAD_PROGRESS, LOAD_STOP, LOAD_SUMMARY.
+load_start() {
+    local label=$PH_NAME max_s=$1
+    LOAD_RESULTS="$ARTIFACTS/$label-load-results.txt"
+    LOAD_PROGRESS="$ARTIFACTS/$label-load-progress.txt"
+    LOAD_SUMMARY="$ARTIFACTS/$label-load-summary.json"
+    LOAD_STOP="$ARTIFACTS/$label-load.stop"
+    rm -f "$LOAD_STOP"
+    python3 "$ARTIFACTS/load.py" --url "$GATEWAY_URL" --run "$RUN-$label" --rate "$RATE" --batch "$BATCH" \
+        --max-seconds "$max_s" --stop-file "$LOAD_STOP" --out "$LOAD_RESULTS" --progress "$LOAD_PROGRESS" \
+        --partitions 12 >"$LOAD_SUMMARY" 2>"$ARTIFACTS/$label-load.err" &
+    LOAD_PID=$!
+    ST_LOADS+=("$LOAD_PID")
+}
+
+# load_progress: "sent ok failed" so far.
+load_progress() {
+    cat "$LOAD_PROGRESS" 2>/dev/null || echo "0 0 0"
+}
+
+load_stop() {
+    touch "$LOAD_STOP"
+    local t0=$SECONDS
+    while kill -0 "$LOAD_PID" 2>/dev/null && ((SECONDS - t0 < 40)); do sleep 0.2; done
+    kill -0 "$LOAD_PID" 2>/dev/null && die "the load client did not stop within 40 s" "$ARTIFACTS/$PH_NAME-load.err"
+    wait "$LOAD_PID" || die "the load client failed" "$ARTIFACTS/$PH_NAME-load.err"
+    [[ -s "$LOAD_RESULTS" ]] || die "the load client recorded no results" "$ARTIFACTS/$PH_NAME-load.err"
+}
+
+# group_lag: total lag of the phase's group over the topic, from the broker (OffsetFetch and
+# ListOffsets; exact on Tansu with one record per batch). A partition with records and no commit
+# counts all its records. Empty on error.
+group_lag() {
+    "$BIN" --config "$PH_CONFIG" lag --json --samples 2 --interval 100ms 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+total = 0
+for p in d["partitions"]:
+    end = p.get("log_end_offset") or 0
+    cur = p.get("current_offset")
+    total += max(0, end - (cur if cur is not None else 0))
+print(total)' 2>/dev/null || true
+}
+
+# drain_wait CONSUMER_LOG...: after the load stopped, loads the outcomes into PostgreSQL
+# (SCHEMA.kt_sent), then waits until every 2xx event has a row, the group's lag is 0 and the row
+# count is stable for 3 s, at most DRAIN_TIMEOUT s. Sets DRAIN_SECS.
+drain_wait() {
+    local t0=$SECONDS missing lag rows prev="" stable=0
+    python3 "$ARTIFACTS/verify.py" prepare --pg "$PG_URL" --schema "$PH_SCHEMA" --results "$LOAD_RESULTS" --run "$RUN-$PH_NAME" \
+        >>"$ARTIFACTS/$PH_NAME-verify.log" 2>&1 || die "loading the load client's outcomes into PostgreSQL failed" "$ARTIFACTS/$PH_NAME-verify.log"
+    while :; do
+        missing=$(psql "$PG_URL" -XqtAc "SELECT count(*) FROM \"$PH_SCHEMA\".kt_sent s WHERE s.ok AND NOT EXISTS (SELECT 1 FROM \"$PH_SCHEMA\".logs l WHERE l.message = s.message)" 2>/dev/null || echo '?')
+        rows=$(psql "$PG_URL" -XqtAc "SELECT count(*) FROM \"$PH_SCHEMA\".logs" 2>/dev/null || echo '?')
+        lag=$(group_lag)
+        if [[ "$missing" == 0 && "$lag" == 0 && "$rows" == "$prev" ]]; then
+            stable=$((stable + 1))
+            ((stable >= 2)) && break
+        else
+            stable=0
+        fi
+        prev=$rows
+        if ((SECONDS - t0 >= DRAIN_TIMEOUT)); then
+            warn "not drained after ${DRAIN_TIMEOUT}s: $missing accepted events without a row, group lag ${lag:-?}, $rows rows"
+            break
+        fi
+        sleep 1.5
+    done
+    DRAIN_SECS=$((SECONDS - t0))
+}
+
+# verify: the exactly-once check of the phase. Sets V[...] (see verify.py check) and V_OK (1/0).
+declare -A V
+verify() {
+    local k val out
+    V=()
+    out=$(python3 "$ARTIFACTS/verify.py" check --pg "$PG_URL" --schema "$PH_SCHEMA" --redis "$REDIS_URL" \
+        --prefix "$PH_PREFIX" --details "$ARTIFACTS/$PH_NAME-mismatches.txt" 2>>"$ARTIFACTS/$PH_NAME-verify.log") ||
+        die "the verification queries failed" "$ARTIFACTS/$PH_NAME-verify.log"
+    while IFS='=' read -r k val; do [[ -n "$k" ]] && V[$k]=$val; done <<<"$out"
+    V_OK=1
+    if [[ "${V[ok]}" == 0 || "${V[lost]}" != 0 || "${V[dup_rows]}" != 0 || "${V[unknown]}" != 0 ||
+        "${V[agg_total]}" != "${V[rows]}" || "${V[levels_bad]}" != 0 || "${V[cells_bad]}" != 0 ]]; then
+        V_OK=0
+    fi
+}
+
+# The Python parts (stdlib only), written next to the logs at init.
+stack_write_python() {
+    cat >"$ARTIFACTS/load.py" <<'PY'
+"""Bounded-rate load client: posts JSON batches to the gateway's /api/v1/logs/batch.
+
+Batch i (events i*B .. i*B+B-1) is due at t0 + i*B/rate; a few threads send due batches, so the
+rate stays bounded whatever the gateway does. Every event's message carries a unique marker
+"[RUN#SEQ]". Each request's outcome is recorded: its HTTP status, or conn:<Exception> when no
+HTTP answer came (refused, reset, timeout). No request is retried, so every event is sent once.
+"""
+import argparse, http.client, json, os, threading, time, urllib.parse, zlib
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--url", required=True)
+ap.add_argument("--run", required=True)
+ap.add_argument("--rate", type=float, required=True)
+ap.add_argument("--batch", type=int, required=True)
+ap.add_argument("--max-seconds", type=float, required=True)
+ap.add_argument("--stop-file", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--progress", required=True)
+ap.add_argument("--partitions", type=int, default=12)
+ap.add_argument("--threads", type=int, default=8)
+a = ap.parse_args()
+u = urllib.parse.urlsplit(a.url)
+
+# Two services per partition (records are keyed by service; librdkafka's default partitioner is
+# CRC-32 of the key modulo the partition count), so every partition gets the same traffic.
+services, per = [], {}
+i = 0
+while len(services) < 2 * a.partitions:
+    name = f"svc-{i:03d}"
+    p = zlib.crc32(name.encode()) % a.partitions
+    if per.get(p, 0) < 2:
+        per[p] = per.get(p, 0) + 1
+        services.append(name)
+    i += 1
+levels = ["INFO", "WARN", "ERROR", "DEBUG", "INFO", "INFO"]
+
+lock = threading.Lock()
+state = {"next": 0, "stop": False, "done": False, "sent": 0, "ok": 0}
+results = []
+t0 = time.monotonic()
+
+
+def body(first):
+    return json.dumps([{"service": services[s % len(services)], "level": levels[(s // 7) % len(levels)],
+                        "message": f"kill-test event {s} [{a.run}#{s}]"}
+                       for s in range(first, first + a.batch)]).encode()
+
+
+def worker():
+    conn = None
+    while True:
+        with lock:
+            if state["stop"]:
+                break
+            i = state["next"]
+            state["next"] += 1
+        due = t0 + i * a.batch / a.rate
+        while True:
+            now = time.monotonic()
+            if now - t0 > a.max_seconds or os.path.exists(a.stop_file):
+                with lock:
+                    state["stop"] = True
+                if conn:
+                    conn.close()
+                return
+            if now >= due:
+                break
+            time.sleep(min(0.05, due - now))
+        first = i * a.batch
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+            conn.request("POST", "/api/v1/logs/batch", body(first), {"content-type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            status = str(r.status)
+            if 200 <= r.status < 300 and json.loads(data).get("accepted") != a.batch:
+                status = "partial"
+            if (r.getheader("connection") or "").lower() == "close":
+                conn.close()
+                conn = None
+        except Exception as e:  # no HTTP answer: the outcome of these events is unknown
+            status = "conn:" + type(e).__name__
+            if conn:
+                conn.close()
+            conn = None
+            time.sleep(0.02)
+        with lock:
+            results.append((first, a.batch, status))
+            state["sent"] += a.batch
+            if status.startswith("2") and status != "partial":
+                state["ok"] += a.batch
+
+
+def progress():
+    while True:
+        with lock:
+            line = f'{state["sent"]} {state["ok"]} {state["sent"] - state["ok"]}\n'
+            done = state["done"]
+        with open(a.progress + ".tmp", "w") as f:
+            f.write(line)
+        os.replace(a.progress + ".tmp", a.progress)
+        if done:
+            return
+        time.sleep(0.5)
+
+
+threads = [threading.Thread(target=worker) for _ in range(a.threads)]
+for t in threads:
+    t.start()
+pt = threading.Thread(target=progress)
+pt.start()
+for t in threads:
+    t.join()
+with lock:
+    state["done"] = True
+pt.join()
+with open(a.out, "w") as f:
+    for first, n, status in sorted(results):
+        f.write(f"{first} {n} {status}\n")
+sent = sum(n for _, n, _ in results)
+ok = sum(n for _, n, s in results if s.startswith("2") and s != "partial")
+print(json.dumps({"sent": sent, "ok": ok, "failed": sent - ok, "requests": len(results),
+                  "seconds": round(time.monotonic() - t0, 1), "services": len(services)}))
+PY
+
+    cat >"$ARTIFACTS/verify.py" <<'PY'
+"""Exactly-once check of one phase.
+
+prepare: loads the load client's per-request outcomes into SCHEMA.kt_sent (one row per event:
+         seq, message, status, ok), so rows can be matched by SQL.
+check:   counts, by the marker in each stored message: events stored 0 times (lost, among the
+         2xx), more than once (duplicated, any outcome), rows matching no sent event; then the
+         Redis aggregates against the rows: PREFIX:totals `all` and `level:*`, and every
+         (service, level) cell summed over the per-minute hashes PREFIX:m:*:sl (the same keys
+         scripts/test-consumer-flow.sh reads). Prints key=value lines; mismatches to --details.
+"""
+import argparse, collections, os, re, subprocess, sys, tempfile
+
+ap = argparse.ArgumentParser()
+ap.add_argument("mode", choices=["prepare", "check"])
+ap.add_argument("--pg", required=True)
+ap.add_argument("--schema", required=True)
+ap.add_argument("--results")
+ap.add_argument("--redis")
+ap.add_argument("--prefix")
+ap.add_argument("--details")
+ap.add_argument("--run", help="prepare: the load client's --run (rebuilds each event's message)")
+a = ap.parse_args()
+S = '"%s"' % a.schema
+
+
+def psql(sql, *extra):
+    out = subprocess.run(["psql", a.pg, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-F", "|", *extra, "-c", sql],
+                         check=True, capture_output=True, text=True)
+    return [line.split("|") for line in out.stdout.splitlines() if line]
+
+
+def redis(*args):
+    out = subprocess.run(["redis-cli", "-u", a.redis, "--raw", *args], check=True, capture_output=True, text=True)
+    return out.stdout.splitlines()
+
+
+if a.mode == "prepare":
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        for line in open(a.results):
+            first, n, status = line.split()
+            ok = "t" if status.startswith("2") and status != "partial" else "f"
+            for s in range(int(first), int(first) + int(n)):
+                f.write(f"{s},{status},{ok},kill-test event {s} [{a.run}#{s}]\n")
+        path = f.name
+    psql(f"CREATE TABLE IF NOT EXISTS {S}.kt_sent (seq bigint PRIMARY KEY, status text NOT NULL, ok boolean NOT NULL, message text)")
+    psql(f"TRUNCATE {S}.kt_sent")
+    psql(f"\\copy {S}.kt_sent (seq, status, ok, message) FROM '{path}' WITH (FORMAT csv)")
+    os.unlink(path)
+    print("loaded", psql(f"SELECT count(*) FROM {S}.kt_sent")[0][0], "events")
+    sys.exit(0)
+
+# check
+q = f"""
+WITH r AS (
+  SELECT substring(message from '#([0-9]+)\\]$')::bigint AS seq, count(*) AS n
+  FROM {S}.logs GROUP BY 1
+)
+SELECT
+  (SELECT count(*) FROM {S}.kt_sent),
+  (SELECT count(*) FROM {S}.kt_sent WHERE ok),
+  (SELECT count(*) FROM {S}.kt_sent WHERE NOT ok),
+  (SELECT count(*) FROM {S}.logs),
+  (SELECT count(*) FROM r),
+  (SELECT count(*) FROM {S}.kt_sent s JOIN r USING (seq) WHERE s.ok),
+  (SELECT count(*) FROM {S}.kt_sent s WHERE s.ok AND NOT EXISTS (SELECT 1 FROM r WHERE r.seq = s.seq)),
+  (SELECT count(*) FROM r WHERE n > 1),
+  (SELECT coalesce(sum(n - 1), 0) FROM r WHERE n > 1),
+  (SELECT count(*) FROM {S}.kt_sent s JOIN r USING (seq) WHERE NOT s.ok),
+  (SELECT coalesce(sum(n), 0) FROM r WHERE seq IS NULL OR NOT EXISTS (SELECT 1 FROM {S}.kt_sent s WHERE s.seq = r.seq))
+"""
+keys = ["sent", "ok", "failed", "rows", "distinct", "ok_stored", "lost", "dup_events", "dup_rows",
+        "failed_stored", "unknown"]
+res = dict(zip(keys, psql(q)[0]))
+details = []
+if int(res["lost"]) or int(res["dup_rows"]) or int(res["unknown"]):
+    for row in psql(f"""
+        WITH r AS (SELECT substring(message from '#([0-9]+)\\]$')::bigint AS seq, count(*) AS n,
+                          string_agg(kafka_partition || '@' || kafka_offset, ' ' ORDER BY kafka_offset) AS at
+                   FROM {S}.logs GROUP BY 1)
+        (SELECT 'lost', s.seq, s.status, '' FROM {S}.kt_sent s WHERE s.ok AND NOT EXISTS (SELECT 1 FROM r WHERE r.seq = s.seq) ORDER BY s.seq LIMIT 200)
+        UNION ALL
+        (SELECT 'duplicated x' || r.n, r.seq, coalesce(s.status, '?'), r.at FROM r LEFT JOIN {S}.kt_sent s USING (seq) WHERE r.n > 1 ORDER BY r.seq LIMIT 200)
+        UNION ALL
+        (SELECT 'unknown', r.seq, '', r.at FROM r WHERE r.seq IS NULL OR NOT EXISTS (SELECT 1 FROM {S}.kt_sent s WHERE s.seq = r.seq) LIMIT 50)"""):
+        details.append("%s seq=%s status=%s partition@offset=%s" % tuple(row))
+
+# Outcome breakdown of the events that got no 2xx.
+res["statuses"] = ",".join(f"{st}:{n}" for st, n in psql(
+    f"SELECT status, count(*) FROM {S}.kt_sent WHERE NOT ok GROUP BY 1 ORDER BY 2 DESC"))
+
+# Redis against PostgreSQL.
+pg_cells = {(svc, lvl): int(n) for svc, lvl, n in psql(f"SELECT service, level, count(*) FROM {S}.logs GROUP BY 1, 2")}
+pg_levels = collections.Counter()
+for (svc, lvl), n in pg_cells.items():
+    pg_levels[lvl] += n
+tot = redis("hgetall", f"{a.prefix}:totals")
+totals = dict(zip(tot[0::2], tot[1::2]))
+res["agg_total"] = totals.get("all", "0")
+levels_bad = 0
+for lvl in set(pg_levels) | {k[6:] for k in totals if k.startswith("level:")}:
+    if int(totals.get(f"level:{lvl}", 0)) != pg_levels.get(lvl, 0):
+        levels_bad += 1
+        details.append(f"aggregate totals level:{lvl}: redis {totals.get('level:' + lvl, 0)} != rows {pg_levels.get(lvl, 0)}")
+cells = collections.Counter()
+minutes = redis("--scan", "--pattern", f"{a.prefix}:m:*:sl")
+for key in minutes:
+    h = redis("hgetall", key)
+    for field, n in zip(h[0::2], h[1::2]):
+        svc, lvl = field.split("|", 1)
+        cells[(svc, lvl)] += int(n)
+cells_bad = 0
+for cell in set(cells) | set(pg_cells):
+    if cells.get(cell, 0) != pg_cells.get(cell, 0):
+        cells_bad += 1
+        details.append(f"aggregate {cell[0]}|{cell[1]}: redis {cells.get(cell, 0)} != rows {pg_cells.get(cell, 0)}")
+res["agg_cells_sum"] = sum(cells.values())
+res["cells"] = len(set(cells) | set(pg_cells))
+res["cells_bad"] = cells_bad
+res["levels_bad"] = levels_bad
+res["services"] = len({svc for svc, _ in pg_cells})
+res["partitions"] = psql(f"SELECT count(DISTINCT kafka_partition) FROM {S}.logs")[0][0]
+if a.details:
+    with open(a.details, "w") as f:
+        f.write("\n".join(details) + ("\n" if details else ""))
+for k, v in res.items():
+    print(f"{k}={v}")
+PY
+}
