@@ -36,7 +36,7 @@ pub(super) async fn write(
     }
     let mut client = store.client().await?;
     let sql = store.sql();
-    match copy_into_logs(&client, sql, logs).await {
+    match copy_into_logs(&mut client, sql, logs).await {
         Ok(inserted) => Ok(WriteReport {
             inserted,
             duplicates: 0,
@@ -58,10 +58,17 @@ pub(super) async fn write(
     }
 }
 
-/// The fast path: one COPY into the partitioned table. No explicit transaction: a single COPY
-/// is atomic, and BEGIN/COMMIT would cost two more round trips per batch.
+/// The fast path: one COPY into the partitioned table, in an explicit transaction.
+///
+/// The transaction is what makes a reported write durable. A prepared COPY runs in the extended
+/// protocol, where the server sends the row count (CommandComplete, which is when
+/// `tokio_postgres` reports success) before the implicit transaction commits at Sync. A
+/// connection terminated in between (seen with `pg_terminate_backend` in the outage test) lost
+/// rows that had been reported written, and the consumer committed their offsets. COMMIT's own
+/// answer comes after the commit, so a success below means the rows are stored. It costs two
+/// short round trips per batch.
 async fn copy_into_logs(
-    client: &Object,
+    client: &mut Object,
     sql: &Sql,
     logs: &[EnrichedLog],
 ) -> Result<u64, tokio_postgres::Error> {
@@ -71,8 +78,11 @@ async fn copy_into_logs(
             sql.logs, sql.columns
         ))
         .await?;
-    let sink = client.copy_in(&statement).await?;
-    encode(sink, logs).await
+    let tx = client.transaction().await?;
+    let sink = tx.copy_in(&statement).await?;
+    let inserted = encode(sink, logs).await?;
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 /// The slow path: COPY into a staging table, then insert what is not stored yet. Also correct

@@ -489,6 +489,7 @@ async fn explain_missing(app: &App, config: &Config, base: &str, run: &str) -> S
                 || l.starts_with("log_consumer_commits_total")
                 || l.starts_with("log_consumer_circuit_state")
                 || l.starts_with("log_consumer_success_total")
+                || l.starts_with("log_consumer_duplicates_total")
                 || l.starts_with("log_consumer_batch_size_count")
         }) {
             out += &format!("  {line}\n");
