@@ -55,7 +55,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::Cell;
+
+use crate::commands::{new_table, right};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -1107,8 +1109,7 @@ fn print_report(report: &LagReport, json: bool) -> anyhow::Result<()> {
 
 /// The table and the summary, as printed.
 pub fn render(report: &LagReport) -> String {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+    let mut table = new_table(&[
         "GROUP",
         "TOPIC",
         "PARTITION",
@@ -1175,10 +1176,6 @@ pub fn render(report: &LagReport) -> String {
         out.push_str(&format!("\nnote: {note}"));
     }
     out
-}
-
-fn right(value: String) -> Cell {
-    Cell::new(value).set_alignment(CellAlignment::Right)
 }
 
 /// `0s`, `4.2s`, `3m05s`, `2h07m`, `3d04h`.

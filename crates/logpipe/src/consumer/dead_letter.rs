@@ -53,10 +53,6 @@ impl DeadLetters {
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Sends every letter and waits for Kafka's acknowledgements. The result of each letter, in
     /// order; a failed one is the caller's to send again (an outage, not the record's fault).
     pub async fn send(&self, letters: &[Letter]) -> Vec<Result<(), KafkaError>> {

@@ -190,12 +190,15 @@ impl MemberContext {
     /// answers a fetch starting inside a record batch with the next batch): counted and logged.
     fn check_sequence(&self, tp: &Tp, offset: i64) {
         let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(next) = expected.insert(tp.clone(), offset + 1) {
-            let skipped = sequence_gap(next, offset);
-            if skipped > 0 {
-                self.metrics.skipped_offsets.inc_by(skipped);
-                tracing::warn!(member = %self.member, topic = %tp.0, partition = tp.1, expected = next, fetched = offset, skipped, "the broker skipped offsets: records in between were never delivered (normal only for transactional or compacted topics)");
-            }
+        let Some(slot) = expected.get_mut(tp) else {
+            expected.insert(tp.clone(), offset + 1);
+            return;
+        };
+        let next = std::mem::replace(slot, offset + 1);
+        let skipped = sequence_gap(next, offset);
+        if skipped > 0 {
+            self.metrics.skipped_offsets.inc_by(skipped);
+            tracing::warn!(member = %self.member, topic = %tp.0, partition = tp.1, expected = next, fetched = offset, skipped, "the broker skipped offsets: records in between were never delivered (normal only for transactional or compacted topics)");
         }
     }
 
@@ -543,11 +546,7 @@ pub fn poll_loop(handle: MemberHandle) {
                             headers::INGEST_TIME_MS => ingest_header = h.value.map(<[u8]>::to_vec),
                             headers::REQUEST_ID => request_id_header = h.value.map(<[u8]>::to_vec),
                             crate::dlq::headers::REPLAY_COUNT => {
-                                replay_count = h
-                                    .value
-                                    .and_then(|v| std::str::from_utf8(v).ok())
-                                    .and_then(|v| v.trim().parse().ok())
-                                    .unwrap_or(0)
+                                replay_count = crate::dlq::parse_replay_count(h.value)
                             }
                             _ => {}
                         }

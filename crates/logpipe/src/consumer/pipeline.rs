@@ -525,7 +525,6 @@ struct Writer {
     /// Stored records not yet counted in the aggregates (their partition's commit point is
     /// behind them), by partition and offset.
     held: HashMap<Tp, BTreeMap<i64, Contribution>>,
-    held_count: usize,
     store_circuit: Circuit,
     aggregates_circuit: Circuit,
     dlq_circuit: Circuit,
@@ -553,7 +552,6 @@ async fn write_stage(
         ready: Vec::new(),
         letters: Vec::new(),
         held: HashMap::new(),
-        held_count: 0,
         store_circuit: Circuit::new(Dependency::Store),
         aggregates_circuit: Circuit::new(Dependency::Aggregates),
         dlq_circuit: Circuit::new(Dependency::DeadLetters),
@@ -611,7 +609,7 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 impl Writer {
     /// Records between fetch and commit (in flight, or stored but not yet countable).
     fn uncommitted(&self) -> usize {
-        self.tracker.in_flight() + self.held_count
+        self.tracker.in_flight() + self.held.values().map(BTreeMap::len).sum::<usize>()
     }
 
     /// Adds each partition's assignment epoch to its commit point (0 if unknown: the poll thread
@@ -885,7 +883,6 @@ impl Writer {
                 .entry(item.tp.clone())
                 .or_default()
                 .insert(item.offset, Contribution::of(&log));
-            self.held_count += 1;
             self.tracker.done(&item.tp, item.offset);
             self.release_key(&item.tp, item.key, item.offset);
         }
@@ -1116,9 +1113,7 @@ impl Writer {
         for tp in tps {
             let mark = self.watermarks.get(tp).copied().unwrap_or(-1);
             if let Some(held) = self.held.get_mut(tp) {
-                let keep = held.split_off(&(mark + 1));
-                self.held_count -= held.len();
-                *held = keep;
+                *held = held.split_off(&(mark + 1));
             }
         }
     }
@@ -1172,9 +1167,7 @@ impl Writer {
         for tp in tps {
             self.watermarks.remove(tp);
             self.epochs.remove(tp);
-            if let Some(held) = self.held.remove(tp) {
-                self.held_count -= held.len();
-            }
+            self.held.remove(tp);
         }
         finals
     }

@@ -184,9 +184,16 @@ impl DlqContext {
 
 /// The replay count a record carries (0 when it has never been replayed).
 pub fn replay_count<H: Headers>(h: &H) -> u32 {
-    h.iter()
-        .find(|header| header.key == headers::REPLAY_COUNT)
-        .and_then(|header| header.value)
+    parse_replay_count(
+        h.iter()
+            .find(|header| header.key == headers::REPLAY_COUNT)
+            .and_then(|header| header.value),
+    )
+}
+
+/// The value of a `logpipe-replay-count` header (0 when absent or unreadable).
+pub fn parse_replay_count(value: Option<&[u8]>) -> u32 {
+    value
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)

@@ -87,13 +87,13 @@ impl BacklogGuard {
         Ok(guard)
     }
 
-    /// Counts a produced record's payload (for the size estimate).
-    pub fn produced(&self, payload_bytes: usize) {
-        self.payload_bytes
-            .fetch_add(payload_bytes as u64, Ordering::Relaxed);
-        self.records.fetch_add(1, Ordering::Relaxed);
+    /// Counts a request's produced records and their payload bytes (for the size estimate).
+    pub fn produced(&self, payload_bytes: usize, records: usize) {
+        let (bytes, records) = (payload_bytes as u64, records as u64);
+        self.payload_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.records.fetch_add(records, Ordering::Relaxed);
         self.since_read
-            .fetch_add(payload_bytes as u64 + RECORD_OVERHEAD, Ordering::Relaxed);
+            .fetch_add(bytes + records * RECORD_OVERHEAD, Ordering::Relaxed);
     }
 
     /// Why a request of `events` events must wait, if it must: the backlog was full at the last
@@ -194,7 +194,7 @@ mod tests {
 
     fn guard(payload: usize) -> BacklogGuard {
         let g = BacklogGuard::default();
-        g.produced(payload);
+        g.produced(payload, 1);
         g
     }
 
@@ -223,7 +223,7 @@ mod tests {
         let g = guard(384);
         g.update(&[(0, 0)]);
         for _ in 0..REFUSE_BYTES / 512 {
-            g.produced(384);
+            g.produced(384, 1);
         }
         assert!(
             g.refusal(1).is_some(),

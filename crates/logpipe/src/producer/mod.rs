@@ -259,21 +259,25 @@ impl Producer {
         let mut deliveries = Vec::with_capacity(n);
         let mut failed: Vec<(usize, String)> = Vec::new();
         let mut payload = Vec::with_capacity(512);
+        let mut payload_bytes = 0;
         for (index, event) in batch.events.iter().enumerate() {
             payload.clear();
             event.write_json(&mut payload);
-            if let Some(guard) = &self.backlog {
-                guard.produced(payload.len());
-            }
             let key = match self.key {
                 KeyStrategy::Service => Some(event.service.as_str()),
                 KeyStrategy::TraceId => event.trace_id.as_ref().map(|t| t.as_str()),
                 KeyStrategy::None => None,
             };
             match self.enqueue(key, &payload, &headers, event, deadline).await {
-                Ok(delivery) => deliveries.push((index, delivery)),
+                Ok(delivery) => {
+                    payload_bytes += payload.len();
+                    deliveries.push((index, delivery));
+                }
                 Err(reason) => failed.push((index, reason)),
             }
+        }
+        if let Some(guard) = &self.backlog {
+            guard.produced(payload_bytes, deliveries.len());
         }
         let results = join_all(deliveries.into_iter().map(|(index, delivery)| async move {
             match delivery.await {
