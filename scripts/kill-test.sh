@@ -147,19 +147,12 @@ run_phase() {
             printf 'cycle %2d: SIGKILL while %s (%ss in), %s partitions assigned, %s records stored by this incarnation (%s of them replays already stored); %s\n' \
                 "$c" "$mode" "$delay" "${n:-?}" "${stored:-?}" "${replays:-?}" "$(load_progress | awk '{print $2 " accepted so far"}')" >>"$cycles_log"
             ;;
-        producer)
+        producer | gateway)
             delay=$(rand_secs 0.3 "$KILL_MAX")
             sleep "$delay"
-            kill9 "$PRODUCER_PID"
-            printf 'cycle %2d: producer SIGKILL %ss after ready; %s\n' "$c" "$delay" "$(load_progress | awk '{print $2 " accepted, " $3 " failed so far"}')" >>"$cycles_log"
-            start_producer "$plog"
-            ;;
-        gateway)
-            delay=$(rand_secs 0.3 "$KILL_MAX")
-            sleep "$delay"
-            kill9 "$GATEWAY_PID"
-            printf 'cycle %2d: gateway SIGKILL %ss after ready; %s\n' "$c" "$delay" "$(load_progress | awk '{print $2 " accepted, " $3 " failed so far"}')" >>"$cycles_log"
-            start_gateway "$glog"
+            if [[ $kind == producer ]]; then kill9 "$PRODUCER_PID"; else kill9 "$GATEWAY_PID"; fi
+            printf 'cycle %2d: %s SIGKILL %ss after ready; %s\n' "$c" "$kind" "$delay" "$(load_progress | awk '{print $2 " accepted, " $3 " failed so far"}')" >>"$cycles_log"
+            if [[ $kind == producer ]]; then start_producer "$plog"; else start_gateway "$glog"; fi
             ;;
         esac
         if ((c % 5 == 0 || c == cycles)); then

@@ -1,17 +1,9 @@
 //! The `logpipe` binary as users run it: help texts, `config check` (validation and redaction),
 //! and `logpipe run` serving on the embedded broker and stopping cleanly on SIGTERM.
 
+use crate::support::logpipe;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn logpipe() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logpipe"));
-    // The suite's own variables must not leak into the config under test.
-    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGPIPE_")) {
-        command.env_remove(name);
-    }
-    command
-}
 
 fn output(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = logpipe()

@@ -292,20 +292,23 @@ fn repo_root() -> PathBuf {
 
 /// Runs headless Chromium on `url` with `extra` arguments (a profile of its own, so tests can run
 /// side by side) and returns its stdout.
+/// Headless Chromium in a test: no GPU, no sandbox (root in CI), nothing from the user profile.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--disable-gpu",
+    "--no-sandbox",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--hide-scrollbars",
+];
+
 async fn headless(url: &str, extra: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut command = tokio::process::Command::new(chromium());
     command
-        .args([
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            "--disable-extensions",
-            "--hide-scrollbars",
-            "--virtual-time-budget=6000",
-        ])
+        .args(CHROMIUM_FLAGS)
+        .arg("--virtual-time-budget=6000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(url)
@@ -393,16 +396,8 @@ impl Browser {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let profile = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new(chromium())
-            .args([
-                "--headless",
-                "--disable-gpu",
-                "--no-sandbox",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-                "--disable-extensions",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-            ])
+            .args(CHROMIUM_FLAGS)
+            .arg("--remote-debugging-port=0")
             .arg(format!("--window-size={width},{height}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::logpipe;
 use serde_yaml_ng::Value;
 
 /// How long shutdown flushes the producer (app.rs FLUSH_TIMEOUT), on top of the drain bound.
@@ -60,14 +61,6 @@ fn seq(v: &Value) -> Vec<Value> {
 
 fn strings(v: &Value) -> Vec<String> {
     seq(v).iter().map(s).collect()
-}
-
-fn logpipe() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_logpipe"));
-    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGPIPE_")) {
-        command.env_remove(name);
-    }
-    command
 }
 
 /// `logpipe config check --json` with these variables: the effective config, or a panic naming

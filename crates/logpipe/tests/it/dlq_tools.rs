@@ -6,7 +6,6 @@
 //! `producer.properties`, for the replay producer): Tansu 0.6 serves a fetch that starts inside a
 //! multi-record batch wrongly, and replay resumes from committed offsets.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -31,7 +30,6 @@ fn brokers() -> String {
 /// A config with topics (main, DLQ, parked) and a replay group of its own, created on the broker.
 async fn setup() -> Config {
     let mut config = test_config(&brokers());
-    config.kafka.parked_topic = unique("it-parked");
     config.dlq.replay_group = unique("it-replay");
     config
         .producer
@@ -659,7 +657,7 @@ fn external_dlq_cli_stats_json() {
         )
         .await;
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_logpipe"))
+    let out = logpipe()
         .args(["dlq", "stats", "--json", "--kafka-brokers", &brokers])
         .args([
             "--set",
@@ -674,7 +672,7 @@ fn external_dlq_cli_stats_json() {
     assert_eq!(json["by_class"][0]["class"], "poison");
     assert_eq!(json["by_type"][1]["error_type"], "step:enrich");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_logpipe"))
+    let out = logpipe()
         .args([
             "dlq",
             "show",

@@ -92,15 +92,21 @@ async fn start_with(config: Config, steps: Vec<Arc<dyn Step>>) -> App {
     app
 }
 
-/// A metric's value from the gateway's `/metrics` (0 when the series is absent).
-pub async fn metric(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
+/// The gateway's `/metrics` text.
+async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// A metric's value from the gateway's `/metrics` (0 when the series is absent).
+pub async fn metric(base: &str, series: &str) -> f64 {
+    metrics_text(base)
+        .await
+        .lines()
         .find_map(|line| {
             let (name, value) = line.rsplit_once(' ')?;
             (name == series).then(|| value.parse().unwrap())
@@ -478,20 +484,16 @@ async fn explain_missing(app: &App, config: &Config, base: &str, run: &str) -> S
         },
         Err(e) => out += &format!("lag reader failed: {e:#}\n"),
     }
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .map(|r| r.text())
-        .ok();
-    if let Some(text) = text {
-        let text = text.await.unwrap_or_default();
-        for line in text.lines().filter(|l| {
-            l.starts_with("log_consumer_partition_")
-                || l.starts_with("log_consumer_commits_total")
-                || l.starts_with("log_consumer_circuit_state")
-                || l.starts_with("log_consumer_success_total")
-                || l.starts_with("log_consumer_duplicates_total")
-                || l.starts_with("log_consumer_batch_size_count")
-        }) {
+    const SHOWN: &[&str] = &[
+        "log_consumer_partition_",
+        "log_consumer_commits_total",
+        "log_consumer_circuit_state",
+        "log_consumer_success_total",
+        "log_consumer_duplicates_total",
+        "log_consumer_batch_size_count",
+    ];
+    for line in metrics_text(base).await.lines() {
+        if SHOWN.iter().any(|prefix| line.starts_with(prefix)) {
             out += &format!("  {line}\n");
         }
     }
