@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 
 use crate::consumer_flow::{all_logs, assert_exact, generate, post_all};
 use crate::support::{
-    eventually, external_config, read_all, test_config, unique, wait_ready, PrivateRedis,
+    eventually, external_config, metric, metrics_text, read_all, test_config, unique, wait_ready,
+    PrivateRedis,
 };
 
 /// Fails the records whose message contains `marker`: the first `failures` attempts of each
@@ -90,28 +91,6 @@ async fn start_with(config: Config, steps: Vec<Arc<dyn Step>>) -> App {
         .expect("app starts");
     wait_ready(&format!("http://{}", app.gateway_addr.unwrap())).await;
     app
-}
-
-/// The gateway's `/metrics` text.
-async fn metrics_text(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// A metric's value from the gateway's `/metrics` (0 when the series is absent).
-pub async fn metric(base: &str, series: &str) -> f64 {
-    metrics_text(base)
-        .await
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().unwrap())
-        })
-        .unwrap_or(0.0)
 }
 
 fn producer(bootstrap: &str) -> FutureProducer {

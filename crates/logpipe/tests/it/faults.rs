@@ -5,7 +5,6 @@
 //! Kafka all reach the DLQ with their reasons.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -25,8 +24,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer_flow::{all_logs, assert_exact, generate};
-use crate::failures::metric;
-use crate::support::{eventually, read_all, start, test_config, unique};
+use crate::support::{eventually, gzip, metric, read_all, start, test_config, unique};
 
 use RDKafkaRespErr::*;
 
@@ -395,12 +393,6 @@ struct BadRequest {
     content_type: Option<&'static str>,
     gzip: bool,
     body: Vec<u8>,
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
 }
 
 fn random_string(rng: &mut SmallRng, len: usize) -> String {

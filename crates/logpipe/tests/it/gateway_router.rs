@@ -2,7 +2,6 @@
 //! rejections, limits, gzip, API keys, request ids, metrics. The upstream is the in-process
 //! producer on an embedded broker, so acceptances are real Kafka acknowledgements.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,7 +17,7 @@ use logpipe::telemetry::metrics::new_registry;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::support::test_config;
+use crate::support::{gzip, test_config};
 
 struct Harness {
     router: Router,
@@ -74,12 +73,6 @@ fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> 
 
 fn event(service: &str, message: &str) -> Value {
     json!({"service": service, "level": "info", "message": message})
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[tokio::test]

@@ -34,8 +34,8 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use crate::failures::metric;
-use crate::support::{eventually, free_port, test_config, unique, wait_ready};
+use crate::consumer_flow::post_all;
+use crate::support::{eventually, free_port, metric, test_config, unique, wait_ready};
 
 /// The spec's Prometheus queries, which must work exactly as written.
 const SPEC_QUERIES: [&str; 3] = [
@@ -774,18 +774,6 @@ impl Traffic {
     }
 }
 
-async fn post(base: &str, events: &[Value]) {
-    for chunk in events.chunks(200) {
-        let r = reqwest::Client::new()
-            .post(format!("{base}/api/v1/logs/batch"))
-            .json(&chunk)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
-    }
-}
-
 async fn produce_raw(bootstrap: &str, topic: &str, key: &[u8], value: &[u8]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -1035,7 +1023,7 @@ async fn prometheus_answers_the_spec_dashboard_and_alert_queries_from_the_runnin
 
     // A record of svc-0 that fails every attempt (retries), its last attempt held: svc-0's
     // records queue behind it and its partition's commit point stays put, so lag grows.
-    post(&gateway, &[event(&held_service, &hold.marker)]).await;
+    post_all(&gateway, &[event(&held_service, &hold.marker)], 200).await;
     eventually(
         Duration::from_secs(30),
         "the held record's last attempt",
@@ -1045,7 +1033,7 @@ async fn prometheus_answers_the_spec_dashboard_and_alert_queries_from_the_runnin
     let behind: Vec<Value> = (0..1500)
         .map(|i| event(&held_service, &format!("{run} behind the held record {i}")))
         .collect();
-    post(&gateway, &behind).await;
+    post_all(&gateway, &behind, 200).await;
     let lag_alert = rule_query("LogpipeConsumerLagGrowing");
     prometheus
         .data(

@@ -310,3 +310,33 @@ impl Drop for PrivateRedis {
         self.kill();
     }
 }
+
+/// `bytes` gzip-compressed (request bodies with `Content-Encoding: gzip`).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The gateway's `/metrics` text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A metric's value from the gateway's `/metrics` (0 when the series is absent).
+pub async fn metric(base: &str, series: &str) -> f64 {
+    metrics_text(base)
+        .await
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}
