@@ -71,6 +71,14 @@ stop_pid "$GATEWAY_PID" 10; stop_pid "$PRODUCER_PID" 10
 ACCEPTED=$(awk -F'┆' '/events accepted/ {gsub(/[ │]/, "", $2); print $2}' "$ARTIFACTS/load.txt")
 echo "backlog: $ACCEPTED events"
 
+# A checkpoint before each measured phase (drain, raw COPY): otherwise the WAL of the previous
+# phase or run forces one at a random moment of the next (max_wal_size), which made the same
+# binary's drain vary from 83k to 110k events/s. Needs a superuser; without one, say so.
+checkpoint() {
+    psql "$PG_URL" -qc "CHECKPOINT" >/dev/null 2>&1 \
+        || echo "note: CHECKPOINT refused (not a superuser?): figures may vary more between runs"
+}
+checkpoint
 echo "==> draining with one consumer instance (PostgreSQL schema $RUN, Redis prefix $RUN)"
 CP=$(free_port 18582)
 "$BIN" consumer "${COMMON[@]}" --listen "127.0.0.1:$CP" --postgres-url "$PG_URL" --redis-url "$REDIS_URL" \
@@ -122,6 +130,19 @@ if [[ -n "${PERF_PID:-}" ]]; then
     echo "==> the consumer's hottest functions"; head -25 "$ARTIFACTS/perf-consumer.txt"
 fi
 RSS=$(awk '/VmHWM/ {print $2}' "/proc/$CONSUMER_PID/status")
+# Where the write stage's time went: rounds, records per batch, and the time per round spent in
+# the store (COPY) and in the aggregates (Redis), from the consumer's own histograms.
+curl -s "http://127.0.0.1:$CP/metrics" >"$ARTIFACTS/consumer-metrics.txt" || true
+WRITER=$(awk '
+    /^log_consumer_store_write_seconds_sum/ {ss = $2} /^log_consumer_store_write_seconds_count/ {sc = $2}
+    /^log_consumer_aggregate_write_seconds_sum/ {as = $2} /^log_consumer_aggregate_write_seconds_count/ {ac = $2}
+    /^log_consumer_batch_size_sum/ {bs = $2} /^log_consumer_batch_size_count/ {bc = $2}
+    END {
+        if (sc > 0 && ac > 0 && bc > 0)
+            printf "%d store rounds, mean %.1f ms (%.1f s in all); %d aggregate updates, mean %.1f ms (%.1f s); %d batches of %.0f records on average", sc, 1000 * ss / sc, ss, ac, 1000 * as / ac, as, bc, bs / bc
+        else
+            print "(no write-stage histograms read)"
+    }' "$ARTIFACTS/consumer-metrics.txt")
 stop_pid "$CONSUMER_PID" 20
 DRAIN_S=$(echo "$end_t - $start_t" | bc -l)
 DRAIN_RATE=$(echo "($done_n - $start_n) / $DRAIN_S" | bc -l)
@@ -130,6 +151,7 @@ echo "==> raw binary COPY of the same rows into an identical table"
 ROWS=$(psql "$PG_URL" -Atc "SELECT count(*) FROM $RUN.logs")
 psql "$PG_URL" -qc "COPY (SELECT * FROM $RUN.logs) TO '/tmp/$RUN.bin' (FORMAT binary)"
 psql "$PG_URL" -qc "CREATE TABLE $RUN.copy_target (LIKE $RUN.logs INCLUDING ALL)"
+checkpoint
 COPY_MS=$(psql "$PG_URL" -qAt -c '\timing on' -c "COPY $RUN.copy_target FROM '/tmp/$RUN.bin' (FORMAT binary)" | awk '/^Time:/ {print $2}')
 rm -f "/tmp/$RUN.bin"
 COPY_RATE=$(echo "$ROWS / ($COPY_MS / 1000)" | bc -l)
@@ -147,6 +169,7 @@ printf '%-44s %.0f events/s\n' "drain rate, one consumer instance" "$DRAIN_RATE"
 printf '%-44s %.0f rows/s (%s ms)\n' "raw binary COPY, identical table" "$COPY_RATE" "$COPY_MS"
 printf '%-44s %.2f\n' "drain / raw COPY" "$(echo "$DRAIN_RATE / $COPY_RATE" | bc -l)"
 printf '%-44s %s MiB\n' "consumer peak RSS" "$((RSS / 1024))"
+printf '%-44s %s\n' "write stage (whole run, from /metrics)" "$WRITER"
 printf '%-44s consumer %ss, postgres %ss, tansu %ss, redis %ss (of %.0f core-seconds available)\n' \
     "CPU time during the drain" "$cpu_consumer" "$cpu_pg" "$cpu_tansu" "$cpu_redis" "$(echo "$DRAIN_S * $(nproc)" | bc -l)"
 

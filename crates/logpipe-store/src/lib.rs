@@ -118,6 +118,12 @@ impl LogStore {
         }
     }
 
+    /// Whether concurrent [`write`](LogStore::write)s run in parallel: PostgreSQL writes each on
+    /// its own pooled connection; SQLite has one connection and takes them one at a time.
+    pub fn concurrent_writes(&self) -> bool {
+        matches!(self, LogStore::Postgres(_))
+    }
+
     /// Creates the schema if it is missing; idempotent and safe to run from several processes at
     /// once. PostgreSQL also creates today's partition and the ones ahead.
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -220,6 +220,12 @@ pub struct ConsumerConfig {
     /// While the writer is still busy with earlier batches (a backlog), a batch may grow up to
     /// this many records, so a backlog drains in fewer, larger writes. Must be >= `batch_size`.
     pub max_batch_size: usize,
+    /// Concurrent COPY streams a member writes a large batch with (PostgreSQL only; SQLite
+    /// writes one at a time). A batch of at least `2 x batch_size` records, which only forms
+    /// under a backlog, is split into up to this many parts of at least `batch_size` records,
+    /// each written in its own transaction on its own connection, so the server works on two
+    /// while the member encodes. At most `postgres.pool_size`.
+    pub store_streams: usize,
     /// While the writer is busy, a batch is written when it is full or this long after its first
     /// record, whichever first. An idle writer takes a batch at once (no record waits for
     /// batch-mates then), so this only bounds the wait under load.
@@ -259,6 +265,7 @@ impl Default for ConsumerConfig {
             workers: 2,
             batch_size: 500,
             max_batch_size: 5000,
+            store_streams: 2,
             batch_linger: Duration::from_millis(50),
             session_timeout: Duration::from_secs(30),
             max_poll_interval: Duration::from_secs(300),
@@ -640,6 +647,12 @@ impl Config {
             "config key `consumer.max_batch_size` ({}) must be between `consumer.batch_size` ({}) and 100000",
             c.max_batch_size,
             c.batch_size
+        );
+        ensure!(
+            (1..=self.postgres.pool_size).contains(&c.store_streams),
+            "config key `consumer.store_streams` ({}) must be between 1 and `postgres.pool_size` ({}): each stream holds a pooled connection",
+            c.store_streams,
+            self.postgres.pool_size
         );
         ensure!(
             c.drain_timeout < c.session_timeout,

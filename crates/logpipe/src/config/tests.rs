@@ -174,6 +174,11 @@ fn errors_name_the_key() {
             &[("LOGPIPE_KAFKA_CREATE_TOPICS", "maybe")],
             "kafka.create_topics",
         ),
+        (
+            Some("[consumer]\nstore_streams = 5\n[postgres]\npool_size = 4\n"),
+            &[],
+            "consumer.store_streams",
+        ),
         (Some("not toml ["), &[], "parsing config file"),
     ];
     for (file, env, needle) in cases {

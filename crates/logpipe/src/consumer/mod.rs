@@ -370,8 +370,14 @@ impl ConsumerService {
         let topics = c.topics(&config.kafka);
         let stats = Arc::new(ConsumerStats::default());
         let dead_letters = Arc::new(dead_letter::DeadLetters::new(config, bootstrap)?);
+        let store_streams = if store.concurrent_writes() {
+            c.store_streams
+        } else {
+            1
+        };
         let deps = pipeline::Deps {
             store,
+            store_streams,
             aggregates,
             dead_letters: dead_letters.clone(),
             steps: Arc::new(steps),

@@ -9,7 +9,8 @@
 //!    - Poison goes to the dead-letter topic at once.
 //!    - Processing steps ([`super::steps`], if any) run per record, concurrently across keys and
 //!      one at a time per key.
-//!    - Ready records are written to the log store in one COPY per round.
+//!    - Ready records are written to the log store in one COPY per round; a round of a backlog
+//!      (at least two batches) as `store_streams` concurrent COPYs, each its own transaction.
 //!    - A record that fails on its own (a step error, or the store refusing its row) is retried on
 //!      the `[retry]` schedule. Meanwhile it holds back only its own key (later records of the key
 //!      wait behind it) and its partition's commit point; other keys and partitions keep flowing
@@ -42,7 +43,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use logpipe_aggregates::{Aggregates, ApplyOutcome, BatchDelta, Contribution};
 use logpipe_model::{enrich, EnrichedLog, LogEvent, RecordMeta};
-use logpipe_store::LogStore;
+use logpipe_store::{LogStore, StoreError, WriteReport};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
@@ -59,6 +60,8 @@ use crate::kafka::headers;
 #[derive(Clone)]
 pub struct Deps {
     pub store: Arc<LogStore>,
+    /// Concurrent writes a large round is split into (`consumer.store_streams`; 1 for SQLite).
+    pub store_streams: usize,
     pub aggregates: Aggregates,
     pub dead_letters: Arc<DeadLetters>,
     pub steps: Arc<Vec<Arc<dyn Step>>>,
@@ -859,7 +862,24 @@ impl Writer {
             .collect();
         let started = Instant::now();
         let mut outcome = StoreOutcome::default();
-        self.write_logs(&logs, 0, &mut outcome).await;
+        // A round of at least two batches (a backlog) is written as concurrent parts, each its
+        // own transaction: the server copies one part while the next is encoded and sent.
+        let streams = self
+            .deps
+            .store_streams
+            .min(logs.len() / self.deps.batch_size.max(1))
+            .max(1);
+        if streams > 1 {
+            let part = logs.len().div_ceil(streams);
+            let store = &self.deps.store;
+            let results =
+                futures::future::join_all(logs.chunks(part).map(|p| store.write(p))).await;
+            for (index, (logs, result)) in logs.chunks(part).zip(results).enumerate() {
+                self.settle(result, logs, index * part, &mut outcome).await;
+            }
+        } else {
+            self.write_logs(&logs, 0, &mut outcome).await;
+        }
         let m = self.deps.metrics.clone();
         m.store_seconds.observe(started.elapsed().as_secs_f64());
 
@@ -897,8 +917,21 @@ impl Writer {
         if logs.is_empty() {
             return;
         }
+        let first = self.deps.store.write(logs).await;
+        self.settle(first, logs, base, out).await;
+    }
+
+    /// Settles one write of `logs`: counts it; or retries an outage behind the store's circuit
+    /// until the write succeeds; or splits a write the store refused to find the refused rows.
+    async fn settle(
+        &mut self,
+        mut result: Result<WriteReport, StoreError>,
+        logs: &[EnrichedLog],
+        base: usize,
+        out: &mut StoreOutcome,
+    ) {
         loop {
-            match self.deps.store.write(logs).await {
+            match result {
                 Ok(report) => {
                     self.store_circuit
                         .succeeded(&self.deps.metrics, &self.link.outages);
@@ -924,6 +957,7 @@ impl Writer {
                     return;
                 }
             }
+            result = self.deps.store.write(logs).await;
         }
     }
 

@@ -702,6 +702,23 @@ async fn external_offsets_a_broker_skips_are_counted_never_silent() {
 async fn external_a_row_the_store_refuses_is_retried_then_dead_lettered_alone() {
     let mut config = external_config().await;
     config.retry.base = Duration::from_millis(100);
+    refused_row_is_retried_then_dead_lettered_alone(config).await;
+}
+
+/// The same with every round of two records or more written as two concurrent COPYs
+/// (`batch_size = 1`): the part holding the refused row fails alone and is split until the row is
+/// found; the other part's rows are stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_a_refused_row_in_a_round_written_as_concurrent_parts_is_found_alone() {
+    let mut config = external_config().await;
+    config.retry.base = Duration::from_millis(100);
+    config.consumer.batch_size = 1;
+    config.consumer.max_batch_size = 400;
+    config.consumer.store_streams = 2;
+    refused_row_is_retried_then_dead_lettered_alone(config).await;
+}
+
+async fn refused_row_is_retried_then_dead_lettered_alone(config: Config) {
     let app = crate::support::start(config.clone(), Roles::All).await;
     let base = format!("http://{}", app.gateway_addr.unwrap());
     let run = unique("refused");
