@@ -219,6 +219,7 @@ sampler() {
 
 # Running processes of the current step: "role pid" pairs; the consumer's metrics URL.
 STEP_PROCS=()
+STEP_METRICS=()
 batch_for() {
     if [[ -n "${BATCH:-}" ]]; then echo "$BATCH"; elif (($1 <= 5000)); then echo 100; else echo 500; fi
 }
@@ -267,6 +268,7 @@ start_stack() {
         GATEWAY="http://127.0.0.1:$gport"
         ACC_METRICS="$GATEWAY/metrics"
         STORED_METRICS="http://127.0.0.1:$cport/metrics"
+        STEP_METRICS=("gateway $ACC_METRICS" "producer http://127.0.0.1:$pport/metrics" "consumer $STORED_METRICS")
     else
         local gport pport cport pid
         gport=$(free_port 18780)
@@ -283,6 +285,7 @@ start_stack() {
         wait_ready "$GATEWAY" "$pid" "logpipe run" "$log-run.log"
         ACC_METRICS="$GATEWAY/metrics"
         STORED_METRICS="$GATEWAY/metrics"
+        STEP_METRICS=("run $GATEWAY/metrics")
     fi
     wait_assigned "$STORED_METRICS"
 }
@@ -396,6 +399,10 @@ PY
     done
     for role in gateway producer consumer run; do
         if [[ -n "${rss[$role]:-}" ]]; then rss_text+="${rss_text:+/}${rss[$role]}"; fi
+    done
+    # Each process's metrics at the end of the step, for a closer look at where latency goes.
+    for entry in "${STEP_METRICS[@]}"; do
+        curl -s "${entry#* }" >"$ARTIFACTS/$name-${entry% *}-metrics.txt" || true
     done
     stop_stack
     drop_name "$name"

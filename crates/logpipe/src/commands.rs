@@ -8,13 +8,10 @@ use crate::kafka::admin::{describe_topics, ensure_topics, EnsureOutcome, TopicIn
 use crate::kafka::client_config;
 
 fn require_brokers(config: &Config) -> anyhow::Result<String> {
-    if config.kafka.is_embedded() {
-        anyhow::bail!(
-            "no Kafka brokers configured: topics commands need a cluster. Set --kafka-brokers, LOGPIPE_KAFKA_BROKERS \
-             or kafka.brokers (the embedded broker lives inside `logpipe run` and creates its topics itself)"
-        );
-    }
-    Ok(config.kafka.brokers.clone())
+    config.kafka.cluster_brokers(
+        "topics commands need a cluster",
+        " (the embedded broker lives inside `logpipe run` and creates its topics itself)",
+    )
 }
 
 /// `logpipe topics ensure`.

@@ -690,14 +690,10 @@ impl Inner {
 }
 
 fn require_brokers(config: &Config) -> anyhow::Result<String> {
-    if config.kafka.is_embedded() {
-        anyhow::bail!(
-            "no Kafka brokers configured: `logpipe lag` reads a consumer group on a cluster. Set --kafka-brokers, \
-             LOGPIPE_KAFKA_BROKERS or kafka.brokers (the embedded broker lives inside `logpipe run`; its lag is on \
-             the consumer's /metrics)"
-        );
-    }
-    Ok(config.kafka.brokers.clone())
+    config.kafka.cluster_brokers(
+        "`logpipe lag` reads a consumer group on a cluster",
+        " (the embedded broker lives inside `logpipe run`; its lag is on the consumer's /metrics)",
+    )
 }
 
 // ------------------------------------------------------------------------------------------

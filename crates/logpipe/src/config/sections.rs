@@ -88,6 +88,17 @@ impl KafkaConfig {
     pub fn is_embedded(&self) -> bool {
         self.brokers.trim().is_empty()
     }
+
+    /// The brokers, for an operator command that needs a cluster; without any, an error that
+    /// says what `needs` them and what to set (`embedded`: why the embedded broker won't do).
+    pub fn cluster_brokers(&self, needs: &str, embedded: &str) -> anyhow::Result<String> {
+        ensure!(
+            !self.is_embedded(),
+            "no Kafka brokers configured: {needs}. Set --kafka-brokers, LOGPIPE_KAFKA_BROKERS or \
+             kafka.brokers{embedded}"
+        );
+        Ok(self.brokers.clone())
+    }
 }
 
 /// Compression codec of produced batches.

@@ -135,6 +135,15 @@ impl Item {
             .unwrap_or_default()
     }
 
+    /// Why it is bound for the dead-letter topic: (error type, message).
+    fn error(&self) -> (&str, &str) {
+        match (self.poison.as_deref(), self.failure.as_deref()) {
+            (Some((kind, message)), _) => (kind, message),
+            (None, Some(f)) => (&f.error_type, &f.message),
+            (None, None) => ("unknown", ""),
+        }
+    }
+
     /// Its trace id, when it was decoded and has one, or "".
     fn trace_id(&self) -> &str {
         self.log
@@ -494,6 +503,28 @@ impl Circuit {
 }
 
 /// `base` spread by +/- `fraction` at random.
+/// Records a failed attempt on `item` (the first one starts its failure record); returns the
+/// attempts so far.
+fn record_attempt(item: &mut Item, error_type: String, message: String, stage: Stage) -> u32 {
+    let now = Utc::now();
+    let failure = item.failure.get_or_insert_with(|| {
+        Box::new(Failure {
+            attempts: 0,
+            first: now,
+            last: now,
+            error_type: String::new(),
+            message: String::new(),
+            stage,
+        })
+    });
+    failure.attempts += 1;
+    failure.last = now;
+    failure.error_type = error_type;
+    failure.message = message;
+    failure.stage = stage;
+    failure.attempts
+}
+
 fn jittered(base: Duration, fraction: f64) -> Duration {
     if fraction <= 0.0 || base.is_zero() {
         return base;
@@ -748,18 +779,14 @@ impl Writer {
         match result {
             Ok(()) => self.ready.push(item),
             Err((step, e)) if e.permanent => {
-                let attempts = item.failure.as_ref().map_or(0, |f| f.attempts) + 1;
-                item.poison = Some(Box::new((format!("step:{step}"), e.message)));
-                let now = Utc::now();
-                let first = item.failure.as_ref().map_or(now, |f| f.first);
-                item.failure = Some(Box::new(Failure {
-                    attempts,
-                    first,
-                    last: now,
-                    error_type: String::new(),
-                    message: String::new(),
-                    stage: Stage::Steps,
-                }));
+                let error_type = format!("step:{step}");
+                record_attempt(
+                    &mut item,
+                    error_type.clone(),
+                    e.message.clone(),
+                    Stage::Steps,
+                );
+                item.poison = Some(Box::new((error_type, e.message)));
                 self.letters.push((item, ErrorClass::Poison));
             }
             Err((step, e)) => self.fail(item, format!("step:{step}"), e.message, Stage::Steps),
@@ -768,24 +795,9 @@ impl Writer {
 
     /// A failed attempt: schedule the next one, or give up (DLQ as `exhausted`).
     fn fail(&mut self, mut item: Item, error_type: String, message: String, stage: Stage) {
-        let now = Utc::now();
         let (request_id, trace_id) = (item.request_id().to_owned(), item.trace_id().to_owned());
-        let failure = item.failure.get_or_insert_with(|| {
-            Box::new(Failure {
-                attempts: 0,
-                first: now,
-                last: now,
-                error_type: String::new(),
-                message: String::new(),
-                stage,
-            })
-        });
-        failure.attempts += 1;
-        failure.last = now;
-        failure.error_type = error_type;
-        failure.message = message;
-        failure.stage = stage;
-        let attempts = failure.attempts;
+        let attempts = record_attempt(&mut item, error_type, message, stage);
+        let failure = item.failure.as_deref().expect("recorded above");
         let c = (&item.tp.0, item.tp.1, item.offset);
         if attempts >= self.deps.retry.attempts {
             tracing::warn!(topic = %c.0, partition = c.1, offset = c.2, %request_id, %trace_id, attempts, error_type = %failure.error_type, error = %failure.message, "record failed every attempt; sending it to the dead-letter topic");
@@ -977,12 +989,8 @@ impl Writer {
                     Ok(()) => {
                         let m = &self.deps.metrics;
                         m.dead_lettered(class.as_str());
-                        let reason = match (item.poison.as_deref(), item.failure.as_deref()) {
-                            (Some((kind, _)), _) => kind.clone(),
-                            (None, Some(f)) => f.error_type.clone(),
-                            (None, None) => "unknown".into(),
-                        };
-                        m.failed(&reason);
+                        let (reason, _) = item.error();
+                        m.failed(reason);
                         if class == ErrorClass::Poison {
                             tracing::warn!(topic = %item.tp.0, partition = item.tp.1, offset = item.offset, request_id = item.request_id(), reason = %reason, "poison record sent to the dead-letter topic");
                         }
@@ -1009,11 +1017,7 @@ impl Writer {
 
     fn letter(&self, item: &Item, class: ErrorClass) -> Letter {
         let now = Utc::now();
-        let (error_type, message) = match (item.poison.as_deref(), item.failure.as_deref()) {
-            (Some((kind, message)), _) => (kind.clone(), message.clone()),
-            (None, Some(f)) => (f.error_type.clone(), f.message.clone()),
-            (None, None) => ("unknown".into(), String::new()),
-        };
+        let (error_type, message) = item.error();
         let (attempts, first, last) = item
             .failure
             .as_ref()
@@ -1036,8 +1040,8 @@ impl Writer {
                 consumer_group: self.deps.group.clone(),
                 instance_id: self.link.member.clone(),
                 class,
-                error_type,
-                error_message: message,
+                error_type: error_type.to_owned(),
+                error_message: message.to_owned(),
                 attempts,
                 first_failure: first,
                 last_failure: last,

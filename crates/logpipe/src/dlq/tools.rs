@@ -792,15 +792,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn require_brokers(config: &Config) -> anyhow::Result<String> {
-    if config.kafka.is_embedded() {
-        anyhow::bail!(
-            "no Kafka brokers configured: the dlq commands read the dead-letter topic `{}` from a Kafka cluster. Set \
-             --kafka-brokers, LOGPIPE_KAFKA_BROKERS or kafka.brokers to the cluster the consumers write to (the \
-             embedded broker lives inside one `logpipe run` process and keeps nothing after it stops)",
+    config.kafka.cluster_brokers(
+        &format!(
+            "the dlq commands read the dead-letter topic `{}` from a Kafka cluster",
             config.kafka.dlq_topic
-        );
-    }
-    Ok(config.kafka.brokers.clone())
+        ),
+        " to the cluster the consumers write to (the embedded broker lives inside one `logpipe run` \
+         process and keeps nothing after it stops)",
+    )
 }
 
 // ------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@
 //! (or minus the log start when the group has committed nothing), read every
 //! [`INTERVAL`] by a client that never joins the group. Its size is estimated from the records
 //! produced so far (payload plus key, headers and framing, uncompressed: an upper bound of what
-//! the mock stores).
+//! the mock stores). Between two reads, each delivered record is added to its own partition's
+//! estimate, and records not yet delivered (their partition is known only then) to the fullest
+//! one, so a burst into one partition is refused in time without charging every partition for
+//! the traffic of all of them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,21 +42,36 @@ const INTERVAL: Duration = Duration::from_millis(200);
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether the embedded broker can take more events; shared by the producer and its monitor.
-#[derive(Default)]
 pub struct BacklogGuard {
     full: AtomicBool,
     /// Why it is full (partition, backlog), for the error message.
     reason: Mutex<String>,
     payload_bytes: AtomicU64,
     records: AtomicU64,
-    /// The largest partition backlog at the last read, in estimated bytes.
-    worst_bytes: AtomicU64,
-    /// Estimated bytes produced since the last read began (any partition: counted against the
-    /// worst one, to be safe), so a burst between two reads is refused too.
-    since_read: AtomicU64,
+    /// Each partition's backlog at the last read, in estimated bytes.
+    backlog: Vec<AtomicU64>,
+    /// Estimated bytes delivered to each partition since the last read began; the last slot
+    /// takes deliveries to a partition beyond the configured count (charged to every partition).
+    since_read: Vec<AtomicU64>,
+    /// Estimated bytes handed to the producer and not delivered yet (charged to the fullest
+    /// partition: which one they go to is known only at delivery).
+    in_flight: AtomicU64,
 }
 
 impl BacklogGuard {
+    fn new(partitions: usize) -> Self {
+        let counters = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        BacklogGuard {
+            full: AtomicBool::new(false),
+            reason: Mutex::new(String::new()),
+            payload_bytes: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            backlog: counters(partitions),
+            since_read: counters(partitions + 1),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
     /// Starts the monitor thread for the embedded broker at `bootstrap`; it stops with `stop`.
     pub fn start(
         config: &Config,
@@ -67,19 +85,25 @@ impl BacklogGuard {
         let reader: BaseConsumer = client
             .create()
             .map_err(|e| anyhow::anyhow!("creating the embedded backlog reader: {e}"))?;
-        let guard = Arc::new(BacklogGuard::default());
+        let partitions = config.kafka.partitions;
+        let guard = Arc::new(BacklogGuard::new(usize::try_from(partitions).unwrap_or(0)));
         let me = guard.clone();
         let topic = config.kafka.topic.clone();
-        let partitions = config.kafka.partitions;
         std::thread::Builder::new()
             .name("backlog-guard".into())
             .spawn(move || {
                 while !stop.is_cancelled() {
-                    let since = me.since_read.swap(0, Ordering::Relaxed);
+                    let since: Vec<u64> = me
+                        .since_read
+                        .iter()
+                        .map(|c| c.swap(0, Ordering::Relaxed))
+                        .collect();
                     if let Some(backlogs) = read_backlogs(&reader, &topic, partitions) {
                         me.update(&backlogs);
                     } else {
-                        me.since_read.fetch_add(since, Ordering::Relaxed);
+                        for (counter, bytes) in me.since_read.iter().zip(since) {
+                            counter.fetch_add(bytes, Ordering::Relaxed);
+                        }
                     }
                     std::thread::sleep(INTERVAL);
                 }
@@ -87,13 +111,54 @@ impl BacklogGuard {
         Ok(guard)
     }
 
-    /// Counts a request's produced records and their payload bytes (for the size estimate).
+    /// Counts a request's records handed to the producer and their payload bytes (for the size
+    /// estimate); they are in flight until [`delivered`](Self::delivered) or
+    /// [`undelivered`](Self::undelivered).
     pub fn produced(&self, payload_bytes: usize, records: usize) {
         let (bytes, records) = (payload_bytes as u64, records as u64);
         self.payload_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.records.fetch_add(records, Ordering::Relaxed);
-        self.since_read
+        self.in_flight
             .fetch_add(bytes + records * RECORD_OVERHEAD, Ordering::Relaxed);
+    }
+
+    /// A record of `payload_bytes` was delivered to `partition`.
+    pub fn delivered(&self, partition: i32, payload_bytes: usize) {
+        let bytes = payload_bytes as u64 + RECORD_OVERHEAD;
+        self.settle_in_flight(bytes);
+        let last = self.since_read.len() - 1;
+        let slot = usize::try_from(partition).map_or(last, |p| p.min(last));
+        self.since_read[slot].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A record of `payload_bytes` was not delivered: it is no longer in flight.
+    pub fn undelivered(&self, payload_bytes: usize) {
+        self.settle_in_flight(payload_bytes as u64 + RECORD_OVERHEAD);
+    }
+
+    fn settle_in_flight(&self, bytes: u64) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
+            });
+    }
+
+    /// Estimated bytes of the fullest partition now: its backlog at the last read, what was
+    /// delivered to it since, and everything still in flight.
+    fn fullest(&self) -> u64 {
+        let unplaced = self
+            .since_read
+            .last()
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let placed = self
+            .backlog
+            .iter()
+            .zip(&self.since_read)
+            .map(|(b, s)| b.load(Ordering::Relaxed) + s.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        placed + unplaced + self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Why a request of `events` events must wait, if it must: the backlog was full at the last
@@ -108,8 +173,7 @@ impl BacklogGuard {
                     .clone(),
             );
         }
-        let known =
-            self.worst_bytes.load(Ordering::Relaxed) + self.since_read.load(Ordering::Relaxed);
+        let known = self.fullest();
         let request = events as u64 * self.record_bytes();
         if known > 0 && known + request > REFUSE_BYTES {
             return Some(format!(
@@ -143,10 +207,14 @@ impl BacklogGuard {
                 };
                 share(a.1, a.2).total_cmp(&share(b.1, b.2))
             });
+        for (p, records) in backlogs {
+            if let Some(slot) = usize::try_from(*p).ok().and_then(|p| self.backlog.get(p)) {
+                slot.store(records * per_record, Ordering::Relaxed);
+            }
+        }
         let Some((partition, records, bytes)) = worst else {
             return;
         };
-        self.worst_bytes.store(bytes, Ordering::Relaxed);
         let load = (records as f64 / REFUSE_RECORDS as f64).max(bytes as f64 / REFUSE_BYTES as f64);
         let was_full = self.full.load(Ordering::Relaxed);
         let full = if was_full { load > REOPEN } else { load >= 1.0 };
@@ -193,15 +261,18 @@ mod tests {
     use super::*;
 
     fn guard(payload: usize) -> BacklogGuard {
-        let g = BacklogGuard::default();
+        let g = BacklogGuard::new(12);
         g.produced(payload, 1);
+        g.delivered(0, payload);
+        for c in &g.since_read {
+            c.store(0, Ordering::Relaxed);
+        }
         g
     }
 
     #[test]
     fn refuses_near_the_mock_retention_and_reopens_once_drained() {
         let g = guard(384); // 512 bytes per record with overhead
-        g.since_read.store(0, Ordering::Relaxed);
         let limit = REFUSE_BYTES / 512;
         g.update(&[(0, 10), (3, limit - 1)]);
         assert_eq!(g.refusal(0), None);
@@ -219,20 +290,48 @@ mod tests {
     }
 
     #[test]
-    fn what_was_produced_since_the_last_read_counts() {
+    fn a_burst_into_one_partition_between_two_reads_is_refused() {
         let g = guard(384);
         g.update(&[(0, 0)]);
         for _ in 0..REFUSE_BYTES / 512 {
             g.produced(384, 1);
+            g.delivered(5, 384);
         }
         assert!(
             g.refusal(1).is_some(),
             "a burst between two reads is refused"
         );
         assert_eq!(
-            BacklogGuard::default().refusal(100_000),
+            BacklogGuard::new(12).refusal(100_000),
             None,
             "an empty broker takes any request"
         );
+    }
+
+    #[test]
+    fn traffic_spread_over_partitions_is_charged_to_each_its_own() {
+        // At 40,000 events/s over 12 partitions, one 200 ms interval delivers 8,000 records
+        // (~4 MiB in all, ~340 KiB per partition): far from any one partition's limit. (Charged
+        // to the fullest partition, as before this test, it refused events at a lag of 500.)
+        let g = guard(384);
+        g.update(&[(0, 40), (1, 40)]);
+        for i in 0..8_000 {
+            g.produced(384, 1);
+            g.delivered(i % 12, 384);
+        }
+        assert_eq!(g.refusal(500), None);
+    }
+
+    #[test]
+    fn records_in_flight_count_until_delivered() {
+        let g = guard(384);
+        g.update(&[(0, 1)]);
+        let burst = REFUSE_BYTES / 512;
+        g.produced(384 * burst as usize, burst as usize);
+        assert!(g.refusal(1).is_some(), "undelivered records still count");
+        for _ in 0..burst {
+            g.undelivered(384);
+        }
+        assert_eq!(g.refusal(1), None, "failed deliveries stop counting");
     }
 }

@@ -271,7 +271,7 @@ impl Producer {
             match self.enqueue(key, &payload, &headers, event, deadline).await {
                 Ok(delivery) => {
                     payload_bytes += payload.len();
-                    deliveries.push((index, delivery));
+                    deliveries.push((index, payload.len(), delivery));
                 }
                 Err(reason) => failed.push((index, reason)),
             }
@@ -279,13 +279,27 @@ impl Producer {
         if let Some(guard) = &self.backlog {
             guard.produced(payload_bytes, deliveries.len());
         }
-        let results = join_all(deliveries.into_iter().map(|(index, delivery)| async move {
-            match delivery.await {
-                Ok(Ok(_)) => None,
-                Ok(Err((e, _))) => Some((index, describe(&e))),
-                Err(_cancelled) => Some((index, "producer shut down before delivery".into())),
-            }
-        }))
+        let backlog = self.backlog.as_deref();
+        let results = join_all(
+            deliveries
+                .into_iter()
+                .map(|(index, bytes, delivery)| async move {
+                    let outcome = match delivery.await {
+                        Ok(Ok(delivered)) => {
+                            if let Some(guard) = backlog {
+                                guard.delivered(delivered.partition, bytes);
+                            }
+                            return None;
+                        }
+                        Ok(Err((e, _))) => describe(&e),
+                        Err(_cancelled) => "producer shut down before delivery".into(),
+                    };
+                    if let Some(guard) = backlog {
+                        guard.undelivered(bytes);
+                    }
+                    Some((index, outcome))
+                }),
+        )
         .await;
         drop(permits);
         self.metrics.queue_depth.dec_by(n as i64);
