@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer_flow::{all_logs, generate, post_all};
-use crate::support::{start, test_config, unique};
+use crate::support::{on_path, repo_root, start, test_config, unique};
 
 const EVENTS: usize = 600;
 const API_KEY: &str = "dashboard-test-key-0123456789";
@@ -271,23 +271,12 @@ async fn a_split_gateway_sums_its_consumers_metrics_and_names_the_missing_ones()
 // ---------------------------------------------------------------------------------------------
 
 fn chromium() -> PathBuf {
-    let candidates = ["chromium", "chromium-browser", "google-chrome"];
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        for name in candidates {
-            let path = dir.join(name);
-            if path.is_file() {
-                return path;
-            }
-        }
-    }
-    panic!(
-        "Chromium is not installed: this test drives the dashboard in headless Chromium. Run the \
-         suite with `scripts/test.sh` (it installs Debian's `chromium`), or `apt-get install -y chromium`"
-    );
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    on_path(&["chromium", "chromium-browser", "google-chrome"]).unwrap_or_else(|| {
+        panic!(
+            "Chromium is not installed: this test drives the dashboard in headless Chromium. Run the \
+             suite with `scripts/test.sh` (it installs Debian's `chromium`), or `apt-get install -y chromium`"
+        )
+    })
 }
 
 /// Runs headless Chromium on `url` with `extra` arguments (a profile of its own, so tests can run

@@ -11,20 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::logpipe;
+use crate::support::{logpipe, read_repo_file as read, repo_root};
 use serde_yaml_ng::Value;
 
 /// How long shutdown flushes the producer (app.rs FLUSH_TIMEOUT), on top of the drain bound.
 const PRODUCER_FLUSH: Duration = Duration::from_secs(10);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read(rel: &str) -> String {
-    let path = repo_root().join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
 
 /// Every document of a YAML file, with `<<` merge keys applied (compose uses them).
 fn yaml_docs(rel: &str) -> Vec<Value> {

@@ -21,15 +21,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{logpipe, required_env, test_config, unique};
-
-fn brokers() -> String {
-    required_env("LOGPIPE_TEST_KAFKA_BROKERS")
-}
+use crate::support::{kafka_brokers, logpipe, test_config, unique};
 
 /// A config with topics (main, DLQ, parked) and a replay group of its own, created on the broker.
 async fn setup() -> Config {
-    let mut config = test_config(&brokers());
+    let mut config = test_config(&kafka_brokers());
     config.dlq.replay_group = unique("it-replay");
     config
         .producer
@@ -639,7 +635,7 @@ async fn external_dlq_replay_dry_run_produces_and_commits_nothing() {
 
 #[test]
 fn external_dlq_cli_stats_json() {
-    let brokers = brokers();
+    let brokers = kafka_brokers();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = runtime.block_on(setup());
     let mut w = Writer::new(&config);

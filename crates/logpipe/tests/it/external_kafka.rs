@@ -9,15 +9,11 @@ use logpipe::kafka::admin::{ensure_topics, EnsureOutcome, TopicSpec};
 use logpipe::kafka::client_config;
 use serde_json::{json, Value};
 
-use crate::support::{read_all, required_env, start, test_config};
-
-fn brokers() -> String {
-    required_env("LOGPIPE_TEST_KAFKA_BROKERS")
-}
+use crate::support::{kafka_brokers, read_all, start, test_config};
 
 #[tokio::test]
 async fn external_topics_ensure_creates_then_reports_existing_and_short_topics() {
-    let config = test_config(&brokers());
+    let config = test_config(&kafka_brokers());
     let client = client_config(
         &config.kafka,
         &config.kafka.brokers,
@@ -49,7 +45,7 @@ async fn external_topics_ensure_creates_then_reports_existing_and_short_topics()
 
 #[test]
 fn external_topics_cli_ensure_and_describe_print_tables() {
-    let brokers = brokers();
+    let brokers = kafka_brokers();
     let topic = crate::support::unique("it-cli-logs");
     let dlq = crate::support::unique("it-cli-dlq");
     let run = |args: &[&str]| {
@@ -97,7 +93,7 @@ fn external_topics_cli_ensure_and_describe_print_tables() {
 
 #[tokio::test]
 async fn external_ingest_end_to_end_reads_back_every_event() {
-    let config = test_config(&brokers());
+    let config = test_config(&kafka_brokers());
     let topic = config.kafka.topic.clone();
     let app = start(config, Roles::All).await;
     let base = format!("http://{}", app.gateway_addr.unwrap());

@@ -23,17 +23,13 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::support::{
-    create_topics, eventually, external_config, logpipe, required_env, test_config, unique,
+    create_topics, eventually, external_config, kafka_brokers, logpipe, test_config, unique,
 };
-
-fn brokers() -> String {
-    required_env("LOGPIPE_TEST_KAFKA_BROKERS")
-}
 
 /// A config with a topic of `partitions` partitions (and the DLQ topics) created on the broker,
 /// and a group of its own.
 async fn setup(partitions: i32) -> Config {
-    let mut config = test_config(&brokers());
+    let mut config = test_config(&kafka_brokers());
     config.kafka.partitions = partitions;
     create_topics(&config).await;
     config
@@ -429,7 +425,7 @@ async fn external_lag_unknown_group_says_so_and_lists_groups() {
 
 #[test]
 fn external_lag_cli_json_and_fail_on() {
-    let brokers = brokers();
+    let brokers = kafka_brokers();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = runtime.block_on(setup(2));
     let group = unique("it-lag-cli");

@@ -35,7 +35,9 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::consumer_flow::post_all;
-use crate::support::{eventually, free_port, metric, test_config, unique, wait_ready};
+use crate::support::{
+    eventually, free_port, metric, on_path, repo_root, test_config, unique, wait_ready,
+};
 
 /// The spec's Prometheus queries, which must work exactly as written.
 const SPEC_QUERIES: [&str; 3] = [
@@ -45,9 +47,7 @@ const SPEC_QUERIES: [&str; 3] = [
 ];
 
 fn deploy(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
-        .join(path)
+    repo_root().join("deploy").join(path)
 }
 
 fn read(path: &Path) -> String {
@@ -56,19 +56,13 @@ fn read(path: &Path) -> String {
 
 /// A binary of Debian's `prometheus` package, or a failure that says how to get it.
 fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not on PATH: this test needs Debian's `prometheus` package \
+    on_path(&[name]).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not on PATH: this test needs Debian's `prometheus` package \
                  (prometheus, promtool). Run the suite with `scripts/test.sh`, which installs it \
                  (or `apt-get install prometheus`)"
-            )
-        })
+        )
+    })
 }
 
 /// Runs promtool in `deploy/prometheus`; returns its output, failing with it unless it succeeded.
@@ -88,64 +82,64 @@ fn promtool(args: &[&str]) -> String {
 }
 
 // ------------------------------------------------------------------------------------------------
-// The rule file, read without a YAML library: rules are `- record:` / `- alert:` items with an
-// `expr:` that is either on one line or a block scalar (`|`, `>`). The count is cross-checked with
-// promtool's and with the rules a running Prometheus loaded.
+// The rule file. The count is cross-checked with promtool's and with the rules a running
+// Prometheus loaded.
+
+/// One rule of `alerts.yml`, as Prometheus reads it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    record: Option<String>,
+    alert: Option<String>,
+    expr: String,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RuleGroup {
+    rules: Vec<RuleDef>,
+}
+
+#[derive(serde::Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
 
 #[derive(Debug, Clone)]
 struct Rule {
     alert: bool,
     name: String,
     expr: String,
-    /// The rule's lines, for checks on `for:`, labels and annotations.
-    text: String,
+    def: RuleDef,
 }
 
 fn parse_rules(yaml: &str) -> Vec<Rule> {
-    let lines: Vec<&str> = yaml.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut rules: Vec<Rule> = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let trimmed = lines[i].trim_start();
-        let head = trimmed
-            .strip_prefix("- record:")
-            .map(|n| (false, n))
-            .or_else(|| trimmed.strip_prefix("- alert:").map(|n| (true, n)));
-        if let Some((alert, name)) = head {
-            rules.push(Rule {
+    let file: RuleFile =
+        serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("alerts.yml does not parse: {e}"));
+    file.groups
+        .into_iter()
+        .flat_map(|g| g.rules)
+        .map(|def| {
+            let (alert, name) = match (&def.alert, &def.record) {
+                (Some(name), None) => (true, name.clone()),
+                (None, Some(name)) => (false, name.clone()),
+                _ => panic!("a rule must have exactly one of `alert` and `record`: {def:?}"),
+            };
+            let expr = def.expr.trim().to_string();
+            assert!(!expr.is_empty(), "rule {name} has no expr");
+            Rule {
                 alert,
-                name: name.trim().to_string(),
-                expr: String::new(),
-                text: String::new(),
-            });
-        } else if let (Some(rule), Some(value)) = (rules.last_mut(), trimmed.strip_prefix("expr:"))
-        {
-            let value = value.trim();
-            if value.starts_with('|') || value.starts_with('>') {
-                let own = indent(lines[i]);
-                let mut block = Vec::new();
-                while i + 1 < lines.len()
-                    && (lines[i + 1].trim().is_empty() || indent(lines[i + 1]) > own)
-                {
-                    i += 1;
-                    block.push(lines[i].trim());
-                }
-                rule.expr = block.join("\n").trim().to_string();
-            } else {
-                rule.expr = value.to_string();
+                name,
+                expr,
+                def,
             }
-        }
-        if let Some(rule) = rules.last_mut() {
-            rule.text.push_str(lines[i]);
-            rule.text.push('\n');
-        }
-        i += 1;
-    }
-    for rule in &rules {
-        assert!(!rule.expr.is_empty(), "rule {} has no expr", rule.name);
-    }
-    rules
+        })
+        .collect()
 }
 
 fn shipped_rules() -> Vec<Rule> {
@@ -829,8 +823,16 @@ fn promtool_accepts_the_config_and_rules_and_the_alert_unit_tests_pass() {
             )),
             "{name}: no promtool test where it fires"
         );
-        for key in ["for:", "severity:", "summary:", "description:"] {
-            assert!(alert.text.contains(key), "{name}: no `{key}`");
+        assert!(alert.def.for_.is_some(), "{name}: no `for:`");
+        assert!(
+            alert.def.labels.contains_key("severity"),
+            "{name}: no `severity` label"
+        );
+        for key in ["summary", "description"] {
+            assert!(
+                alert.def.annotations.contains_key(key),
+                "{name}: no `{key}` annotation"
+            );
         }
     }
 }

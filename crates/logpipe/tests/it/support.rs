@@ -46,7 +46,7 @@ pub fn test_config(brokers: &str) -> Config {
 /// repeated), which breaks any consumer resuming from a committed offset mid-batch; with one
 /// record per produce batch every offset is a batch start. Real Kafka needs no such setting.
 pub async fn external_config() -> Config {
-    let mut config = test_config(&required_env("LOGPIPE_TEST_KAFKA_BROKERS"));
+    let mut config = test_config(&kafka_brokers());
     config
         .producer
         .properties
@@ -192,6 +192,30 @@ pub async fn read_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<Reco
     })
     .await
     .unwrap()
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A file of the repository (`rel` from its root), read whole.
+pub fn read_repo_file(rel: &str) -> String {
+    let path = repo_root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The first of `names` found as a file on PATH.
+pub fn on_path(names: &[&str]) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// The external Kafka broker (Tansu) `scripts/test.sh` starts, or a failure that says how.
+pub fn kafka_brokers() -> String {
+    required_env("LOGPIPE_TEST_KAFKA_BROKERS")
 }
 
 /// The environment variable an external test needs, or a failure that says how to get it.
