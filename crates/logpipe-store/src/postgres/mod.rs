@@ -22,10 +22,10 @@
 //! Fast path: one binary `COPY logs FROM STDIN` per batch, straight into the partitioned table
 //! (PostgreSQL routes the rows), inside BEGIN/COMMIT: a write is reported only once COMMIT has
 //! answered (an implicit transaction commits after the row count is sent, so a connection lost in
-//! between would lose rows reported as written). A unique violation (23505) only happens when the batch replays
-//! records already stored; then the COPY has written nothing, and the batch goes the slow path:
-//! COPY into a temporary staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` in
-//! one transaction, reporting the rows skipped as duplicates.
+//! between would lose rows reported as written). A unique violation (23505) only happens when the
+//! batch replays records already stored; then the COPY has written nothing, and the batch goes the
+//! slow path: COPY into a temporary staging table, then `INSERT ... SELECT ... ON CONFLICT DO
+//! NOTHING` in one transaction, reporting the rows skipped as duplicates.
 //!
 //! # Partitions and retention (`schema`)
 //! `migrate()` and `maintain(now)` create the partitions for today and `partitions_ahead_days`

@@ -502,12 +502,22 @@ impl Circuit {
     }
 }
 
-/// `base` spread by +/- `fraction` at random.
-/// Records a failed attempt on `item` (the first one starts its failure record); returns the
-/// attempts so far.
-fn record_attempt(item: &mut Item, error_type: String, message: String, stage: Stage) -> u32 {
+/// Records per store write in a round of `records`: the round is split into up to `streams`
+/// concurrent parts of at least `batch_size` records each (one part below two batches).
+fn part_size(records: usize, batch_size: usize, streams: usize) -> usize {
+    let parts = streams.min(records / batch_size.max(1)).max(1);
+    records.div_ceil(parts).max(1)
+}
+
+/// Records a failed attempt in a record's `failure` (the first one starts it).
+fn record_attempt(
+    failure: &mut Option<Box<Failure>>,
+    error_type: String,
+    message: String,
+    stage: Stage,
+) -> &Failure {
     let now = Utc::now();
-    let failure = item.failure.get_or_insert_with(|| {
+    let failure = failure.get_or_insert_with(|| {
         Box::new(Failure {
             attempts: 0,
             first: now,
@@ -522,9 +532,10 @@ fn record_attempt(item: &mut Item, error_type: String, message: String, stage: S
     failure.error_type = error_type;
     failure.message = message;
     failure.stage = stage;
-    failure.attempts
+    failure
 }
 
+/// `base` spread by +/- `fraction` at random.
 fn jittered(base: Duration, fraction: f64) -> Duration {
     if fraction <= 0.0 || base.is_zero() {
         return base;
@@ -781,7 +792,7 @@ impl Writer {
             Err((step, e)) if e.permanent => {
                 let error_type = format!("step:{step}");
                 record_attempt(
-                    &mut item,
+                    &mut item.failure,
                     error_type.clone(),
                     e.message.clone(),
                     Stage::Steps,
@@ -796,8 +807,8 @@ impl Writer {
     /// A failed attempt: schedule the next one, or give up (DLQ as `exhausted`).
     fn fail(&mut self, mut item: Item, error_type: String, message: String, stage: Stage) {
         let (request_id, trace_id) = (item.request_id().to_owned(), item.trace_id().to_owned());
-        let attempts = record_attempt(&mut item, error_type, message, stage);
-        let failure = item.failure.as_deref().expect("recorded above");
+        let failure = record_attempt(&mut item.failure, error_type, message, stage);
+        let attempts = failure.attempts;
         let c = (&item.tp.0, item.tp.1, item.offset);
         if attempts >= self.deps.retry.attempts {
             tracing::warn!(topic = %c.0, partition = c.1, offset = c.2, %request_id, %trace_id, attempts, error_type = %failure.error_type, error = %failure.message, "record failed every attempt; sending it to the dead-letter topic");
@@ -876,21 +887,11 @@ impl Writer {
         let mut outcome = StoreOutcome::default();
         // A round of at least two batches (a backlog) is written as concurrent parts, each its
         // own transaction: the server copies one part while the next is encoded and sent.
-        let streams = self
-            .deps
-            .store_streams
-            .min(logs.len() / self.deps.batch_size.max(1))
-            .max(1);
-        if streams > 1 {
-            let part = logs.len().div_ceil(streams);
-            let store = &self.deps.store;
-            let results =
-                futures::future::join_all(logs.chunks(part).map(|p| store.write(p))).await;
-            for (index, (logs, result)) in logs.chunks(part).zip(results).enumerate() {
-                self.settle(result, logs, index * part, &mut outcome).await;
-            }
-        } else {
-            self.write_logs(&logs, 0, &mut outcome).await;
+        let part = part_size(logs.len(), self.deps.batch_size, self.deps.store_streams);
+        let store = &self.deps.store;
+        let results = futures::future::join_all(logs.chunks(part).map(|p| store.write(p))).await;
+        for (index, (logs, result)) in logs.chunks(part).zip(results).enumerate() {
+            self.settle(result, logs, index * part, &mut outcome).await;
         }
         let m = self.deps.metrics.clone();
         m.store_seconds.observe(started.elapsed().as_secs_f64());
@@ -1217,4 +1218,33 @@ struct StoreOutcome {
     duplicates: u64,
     /// Index in the round and the store's error, for each refused record.
     refused: Vec<(usize, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_size;
+
+    #[test]
+    fn a_round_is_split_only_when_it_holds_two_batches() {
+        // (records, batch_size, streams) -> records per part
+        let cases = [
+            (499, 500, 2, 499),   // below one batch: one write
+            (999, 500, 2, 999),   // below two batches: one write
+            (1000, 500, 2, 500),  // two batches: two parts
+            (5000, 500, 2, 2500), // a backlog round: two parts
+            (5001, 500, 2, 2501), // uneven: the last part is one short
+            (5000, 500, 1, 5000), // one stream (SQLite, or configured): never split
+            (5000, 500, 4, 1250), // more streams, more parts
+            (1500, 500, 4, 500),  // no part below batch_size
+            (7, 1, 2, 4),         // the test setting: any round of two or more is split
+            (1, 1, 2, 1),
+        ];
+        for (records, batch_size, streams, expected) in cases {
+            assert_eq!(
+                part_size(records, batch_size, streams),
+                expected,
+                "{records} records, batch_size {batch_size}, {streams} streams"
+            );
+        }
+    }
 }

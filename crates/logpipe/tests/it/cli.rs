@@ -1,9 +1,10 @@
 //! The `logpipe` binary as users run it: help texts, `config check` (validation and redaction),
 //! and `logpipe run` serving on the embedded broker and stopping cleanly on SIGTERM.
 
-use crate::support::logpipe;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::logpipe;
 
 fn output(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = logpipe()

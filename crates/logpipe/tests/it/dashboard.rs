@@ -279,8 +279,6 @@ fn chromium() -> PathBuf {
     })
 }
 
-/// Runs headless Chromium on `url` with `extra` arguments (a profile of its own, so tests can run
-/// side by side) and returns its stdout.
 /// Headless Chromium in a test: no GPU, no sandbox (root in CI), nothing from the user profile.
 const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
@@ -292,6 +290,8 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--hide-scrollbars",
 ];
 
+/// Runs headless Chromium on `url` with `extra` arguments (a profile of its own, so tests can run
+/// side by side) and returns its stdout.
 async fn headless(url: &str, extra: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut command = tokio::process::Command::new(chromium());
