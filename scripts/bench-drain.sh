@@ -35,6 +35,7 @@ ensure_postgres
 ensure_redis
 ensure_tansu_binary
 command -v bc >/dev/null || apt_install bc
+if [[ "${PERF:-0}" == 1 ]]; then command -v perf >/dev/null || apt_install linux-perf; fi
 
 PIDS=()
 cleanup() {
@@ -73,12 +74,8 @@ echo "backlog: $ACCEPTED events"
 
 # A checkpoint before each measured phase (drain, raw COPY): otherwise the WAL of the previous
 # phase or run forces one at a random moment of the next (max_wal_size), which made the same
-# binary's drain vary from 83k to 110k events/s. Needs a superuser; without one, say so.
-checkpoint() {
-    psql "$PG_URL" -qc "CHECKPOINT" >/dev/null 2>&1 \
-        || echo "note: CHECKPOINT refused (not a superuser?): figures may vary more between runs"
-}
-checkpoint
+# binary's drain vary from 83k to 110k events/s.
+pg_checkpoint "$PG_URL"
 echo "==> draining with one consumer instance (PostgreSQL schema $RUN, Redis prefix $RUN)"
 CP=$(free_port 18582)
 "$BIN" consumer "${COMMON[@]}" --listen "127.0.0.1:$CP" --postgres-url "$PG_URL" --redis-url "$REDIS_URL" \
@@ -88,29 +85,32 @@ CONSUMER_PID=$!; PIDS+=("$CONSUMER_PID")
 # CPU seconds (user+system) used so far by processes matching a name.
 cpu_of() { ps -C "$1" -o times= 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 cpu_pid() { ps -p "$1" -o times= 2>/dev/null | awk '{print $1 + 0}'; }
-success() { { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '/^log_consumer_success_total/ {print $2}'; }
-# Offsets the broker skipped (Tansu 0.6 after a fetch that starts inside a batch): never stored.
-skipped() { { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '/^log_consumer_skipped_offsets_total/ {print $2}'; }
+# "stored skipped" from one scrape of the consumer's metrics: records stored and counted, and
+# offsets the broker skipped (Tansu 0.6 after a fetch that starts inside a batch: never stored).
+progress() {
+    { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '
+        /^log_consumer_success_total/ {n = $2} /^log_consumer_skipped_offsets_total/ {s = $2}
+        END {printf "%d %d\n", n, s}'
+}
 start_t=""; done_n=0
 deadline=$((SECONDS + 900))
 while ((SECONDS < deadline)); do
-    n=$(success); n=${n:-0}; n=${n%.*}
+    read -r n s < <(progress)
     if [[ -z "$start_t" && "$n" -gt 0 ]]; then
         start_t=$(date +%s.%N); start_n=$n
         cpu0_consumer=$(cpu_pid "$CONSUMER_PID"); cpu0_pg=$(cpu_of postgres); cpu0_tansu=$(cpu_pid "$TANSU_PID"); cpu0_redis=$(cpu_of redis-server)
     fi
     if ((n >= ACCEPTED)); then done_n=$n; break; fi
-    s=$(skipped); s=${s:-0}; s=${s%.*}
     if ((s > 0 && n + s >= ACCEPTED)); then
         done_n=$n
         echo; echo "WARNING: the broker skipped $s offsets (see the consumer log); they cannot be stored"
         break
     fi
     if [[ "${PERF:-0}" == 1 && -z "${PERF_PID:-}" && -n "$start_t" ]] && ((n > ACCEPTED / 5)); then
-        command -v perf >/dev/null || apt_install linux-perf
         perf record -F 499 --call-graph "${PERF_CALLGRAPH:-fp}" -o "$ARTIFACTS/perf.data" -p "$CONSUMER_PID" -- sleep 10 >/dev/null 2>&1 &
         PERF_PID=$!
         perf record -F 199 -a -o "$ARTIFACTS/perf-all.data" -- sleep 10 >/dev/null 2>&1 &
+        PERF_ALL_PID=$!
     fi
     printf '\r  stored and counted: %9d / %d' "$n" "$ACCEPTED"
     sleep 0.2
@@ -122,8 +122,7 @@ cpu_tansu=$(( $(cpu_pid "$TANSU_PID") - cpu0_tansu ))
 cpu_redis=$(( $(cpu_of redis-server) - cpu0_redis ))
 echo
 if [[ -n "${PERF_PID:-}" ]]; then
-    wait "$PERF_PID" || true
-    sleep 1
+    wait "$PERF_PID" "$PERF_ALL_PID" || true
     perf report -i "$ARTIFACTS/perf-all.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12 >"$ARTIFACTS/perf-by-process.txt" || true
     perf report -i "$ARTIFACTS/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -40 >"$ARTIFACTS/perf-consumer.txt" || true
     echo "==> CPU by process during 10 s of the drain (perf, whole machine)"; cat "$ARTIFACTS/perf-by-process.txt"
@@ -151,7 +150,7 @@ echo "==> raw binary COPY of the same rows into an identical table"
 ROWS=$(psql "$PG_URL" -Atc "SELECT count(*) FROM $RUN.logs")
 psql "$PG_URL" -qc "COPY (SELECT * FROM $RUN.logs) TO '/tmp/$RUN.bin' (FORMAT binary)"
 psql "$PG_URL" -qc "CREATE TABLE $RUN.copy_target (LIKE $RUN.logs INCLUDING ALL)"
-checkpoint
+pg_checkpoint "$PG_URL"
 COPY_MS=$(psql "$PG_URL" -qAt -c '\timing on' -c "COPY $RUN.copy_target FROM '/tmp/$RUN.bin' (FORMAT binary)" | awk '/^Time:/ {print $2}')
 rm -f "/tmp/$RUN.bin"
 COPY_RATE=$(echo "$ROWS / ($COPY_MS / 1000)" | bc -l)
@@ -162,7 +161,7 @@ echo
 printf '%-44s %s\n' "machine" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 printf '%-44s %s\n' "events in the backlog (accepted)" "$ACCEPTED"
 printf '%-44s %s\n' "rows stored / duplicate rows" "$ROWS / $DUPES"
-printf '%-44s %s\n' "offsets the broker skipped" "${s:-0}"
+printf '%-44s %s\n' "offsets the broker skipped" "$(awk '/^log_consumer_skipped_offsets_total/ {printf "%d", $2}' "$ARTIFACTS/consumer-metrics.txt")"
 printf '%-44s %s\n' "events counted in Redis" "${COUNTED:-0}"
 printf '%-44s %.1f s\n' "drain time (first to last record)" "$DRAIN_S"
 printf '%-44s %.0f events/s\n' "drain rate, one consumer instance" "$DRAIN_RATE"

@@ -313,9 +313,9 @@ e2e_step() {
     STEP_N=$((STEP_N + 1))
     name="${RUN}_${STEP_N}"
     say "$broker $rate events/s for $duration ($label, batch $batch): starting processes"
-    # Each step starts from a flushed PostgreSQL, so the previous step's (or the drain's) dirty
-    # pages are not written out during this one (needs a superuser; skipped quietly otherwise).
-    psql "$PG_URL" -qc "CHECKPOINT" >/dev/null 2>&1 || true
+    # Each step starts from a flushed PostgreSQL: the previous step's (or the drain's) dirty
+    # pages are not written out during this one.
+    pg_checkpoint "$PG_URL"
     local busy
     busy=$(others)
     start_stack "$broker" "$name"

@@ -335,3 +335,11 @@ start_tansu() {
     svc_log "tansu broker pid $pid ready on 127.0.0.1:$port (log: $logfile)"
     echo "$pid"
 }
+
+# pg_checkpoint URL: flushes PostgreSQL's dirty pages now, so a benchmark phase does not pay for
+# the previous one's writes (max_wal_size forces a checkpoint at a random moment otherwise).
+# Needs a superuser; without one it says so and returns 0 (the figures just vary more).
+pg_checkpoint() {
+    psql "$1" -qc "CHECKPOINT" >/dev/null 2>&1 ||
+        svc_log "CHECKPOINT refused (not a superuser?): benchmark figures may vary more between runs"
+}

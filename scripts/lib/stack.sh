@@ -70,6 +70,10 @@ stack_init() {
     REPO_ROOT=$(logpipe_repo_root)
     ARTIFACTS="$REPO_ROOT/artifacts/$ST_NAME"
     mkdir -p "$ARTIFACTS"
+    local tool
+    for tool in curl python3 flock; do
+        command -v "$tool" >/dev/null || die "missing tool: $tool (apt-get install curl python3 util-linux)"
+    done
     # One run of a script at a time on a machine (they would share artifacts/NAME/).
     exec 8>"$REPO_ROOT/artifacts/.$ST_NAME.lock"
     if ! flock -n 8; then
@@ -96,10 +100,6 @@ stack_init() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
-    local tool
-    for tool in curl python3 flock; do
-        command -v "$tool" >/dev/null || die "missing tool: $tool (apt-get install curl python3 util-linux)"
-    done
     ensure_postgres >/dev/null 2>"$ARTIFACTS/services.log" || die "PostgreSQL is not available" "$ARTIFACTS/services.log"
     ensure_redis >/dev/null 2>>"$ARTIFACTS/services.log" || die "Redis is not available" "$ARTIFACTS/services.log"
     ensure_tansu_binary 2>>"$ARTIFACTS/services.log" || die "the tansu binary is not available" "$ARTIFACTS/services.log"
@@ -648,4 +648,15 @@ if a.details:
 for k, v in res.items():
     print(f"{k}={v}")
 PY
+}
+
+# stack_finish PASS_TEXT: fails the run listing FAILURES (with the tails of FAIL_LOGS), or prints
+# PASS_TEXT. Call it after the summary (not in a pipeline: `die` must end the script).
+stack_finish() {
+    if ((${#FAILURES[@]})); then
+        local f
+        for f in "${FAILURES[@]}"; do echo "FAIL: $f" >&2; done
+        die "$ST_NAME failed (${#FAILURES[@]} problem(s) above). A lost or duplicated 2xx event, aggregates that differ from the rows, or a non-zero exit on SIGTERM is a logpipe bug: report it with artifacts/$ST_NAME/ (per-process logs, *-mismatches.txt, *-load-results.txt)" "${FAIL_LOGS[@]}"
+    fi
+    echo "PASS: $1"
 }
