@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Drain benchmark: EVENTS events already in the topic (on an external Tansu broker) are stored in
-# PostgreSQL and aggregated in Redis by ONE consumer instance; then the same rows are copied with
-# a raw binary COPY into an identical table (same columns, indexes and unique key) in the same
-# PostgreSQL, and the two rates are printed side by side. Figures are printed, never asserted.
+# Drain benchmark: EVENTS events already in the topic (on Apache Kafka: a 3-node KRaft cluster,
+# replication factor 3, min.insync.replicas 2, from scripts/lib/kafka.sh) are stored in PostgreSQL
+# and aggregated in Redis by ONE consumer instance; then the same rows are copied with a raw binary
+# COPY into an identical table (same columns, indexes and unique key) in the same PostgreSQL, and
+# the two rates are printed side by side. Figures are printed, never asserted. The three broker
+# JVMs share the machine with everything else: their CPU time during the drain is printed beside
+# the consumer's, PostgreSQL's and Redis's.
 #
 #   scripts/bench-drain.sh                 # 1,000,000 events
 #   EVENTS=50000 scripts/bench-drain.sh    # smoke size
@@ -11,11 +14,16 @@
 #   LOGPIPE=target/debug/logpipe scripts/bench-drain.sh   # use this binary, build nothing
 #   PERF=1 [PERF_CALLGRAPH=dwarf] scripts/bench-drain.sh   # also profile the consumer 10 s mid-drain (perf,
 #                                          # Debian linux-perf): artifacts/bench-drain/perf-*.txt
+#   BENCH_KAFKA_DIR=DIR scripts/bench-drain.sh   # use the cluster already running in DIR (a
+#                                          # kafka_cluster_start folder; scripts/bench.sh passes its
+#                                          # own); its topics are deleted afterwards, the cluster
+#                                          # left running. Without it: a fresh 3-node cluster in
+#                                          # artifacts/bench-drain/kafka, stopped on exit.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
-# shellcheck source=scripts/lib/services.sh
-source scripts/lib/services.sh
+# shellcheck source=scripts/lib/kafka.sh
+source scripts/lib/kafka.sh
 
 EVENTS=${EVENTS:-1000000}
 ARTIFACTS="$REPO_ROOT/artifacts/bench-drain"
@@ -33,23 +41,47 @@ else
 fi
 ensure_postgres
 ensure_redis
-ensure_tansu_binary
 command -v bc >/dev/null || apt_install bc
 if [[ "${PERF:-0}" == 1 ]]; then command -v perf >/dev/null || apt_install linux-perf; fi
 
 PIDS=()
+OWN_CLUSTER=""
 cleanup() {
     for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
     psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $RUN CASCADE" >/dev/null 2>&1 || true
     redis-cli --scan --pattern "$RUN:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+    if [[ -n "$OWN_CLUSTER" ]]; then
+        kafka_cluster_stop "$OWN_CLUSTER" 2>>"$ARTIFACTS/kafka.log" || true
+        rm -rf "$OWN_CLUSTER"/data-*
+    elif [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
+        # A shared cluster: free its disk of this run's topics.
+        kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete \
+            --topic "$RUN-.*" >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 
-TANSU_PORT=$(free_port 19292)
-TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30)
-PIDS+=("$TANSU_PID")
-export LOGPIPE_KAFKA_BROKERS="127.0.0.1:$TANSU_PORT"
-COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq")
+if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
+    KAFKA_DIR=$BENCH_KAFKA_DIR
+    [[ -f "$KAFKA_DIR/bootstrap" ]] || { echo "BENCH_KAFKA_DIR=$KAFKA_DIR holds no cluster (no bootstrap file)"; exit 1; }
+    KAFKA_BOOTSTRAP=$(cat "$KAFKA_DIR/bootstrap")
+else
+    echo "==> starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
+    kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
+    KAFKA_DIR="$ARTIFACTS/kafka"
+    OWN_CLUSTER=$KAFKA_DIR
+    base=$(kafka_free_base 19392 3) || exit 1
+    kafka_cluster_start "$KAFKA_DIR" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
+fi
+# The broker JVMs, for their CPU time.
+NODE_PIDS=()
+for ((n = 1; n <= $(cat "$KAFKA_DIR/nodes"); n++)); do
+    pid=$(kafka_node_pid "$KAFKA_DIR" "$n")
+    [[ -n "$pid" ]] || { echo "Kafka node $n of $KAFKA_DIR is not running"; exit 1; }
+    NODE_PIDS+=("$pid")
+done
+export LOGPIPE_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
+COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
 
 wait_ready() {
     local url=$1 deadline=$((SECONDS + 60))
@@ -85,8 +117,10 @@ CONSUMER_PID=$!; PIDS+=("$CONSUMER_PID")
 # CPU seconds (user+system) used so far by processes matching a name.
 cpu_of() { ps -C "$1" -o times= 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 cpu_pid() { ps -p "$1" -o times= 2>/dev/null | awk '{print $1 + 0}'; }
+# CPU seconds of the broker JVMs, one figure per node.
+cpu_nodes() { local p; for p in "${NODE_PIDS[@]}"; do cpu_pid "$p"; done; }
 # "stored skipped" from one scrape of the consumer's metrics: records stored and counted, and
-# offsets the broker skipped (Tansu 0.6 after a fetch that starts inside a batch: never stored).
+# offsets the consumer saw skipped by the broker (never stored; none expected on Apache Kafka).
 progress() {
     { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '
         /^log_consumer_success_total/ {n = $2} /^log_consumer_skipped_offsets_total/ {s = $2}
@@ -98,7 +132,7 @@ while ((SECONDS < deadline)); do
     read -r n s < <(progress)
     if [[ -z "$start_t" && "$n" -gt 0 ]]; then
         start_t=$(date +%s.%N); start_n=$n
-        cpu0_consumer=$(cpu_pid "$CONSUMER_PID"); cpu0_pg=$(cpu_of postgres); cpu0_tansu=$(cpu_pid "$TANSU_PID"); cpu0_redis=$(cpu_of redis-server)
+        cpu0_consumer=$(cpu_pid "$CONSUMER_PID"); cpu0_pg=$(cpu_of postgres); mapfile -t cpu0_kafka < <(cpu_nodes); cpu0_redis=$(cpu_of redis-server)
     fi
     if ((n >= ACCEPTED)); then done_n=$n; break; fi
     if ((s > 0 && n + s >= ACCEPTED)); then
@@ -118,7 +152,12 @@ done
 end_t=$(date +%s.%N)
 cpu_consumer=$(( $(cpu_pid "$CONSUMER_PID") - cpu0_consumer ))
 cpu_pg=$(( $(cpu_of postgres) - cpu0_pg ))
-cpu_tansu=$(( $(cpu_pid "$TANSU_PID") - cpu0_tansu ))
+mapfile -t cpu1_kafka < <(cpu_nodes)
+cpu_kafka=0; cpu_kafka_nodes=""
+for i in "${!NODE_PIDS[@]}"; do
+    d=$(( ${cpu1_kafka[i]:-0} - ${cpu0_kafka[i]:-0} ))
+    cpu_kafka=$((cpu_kafka + d)); cpu_kafka_nodes+="${cpu_kafka_nodes:++}${d}s"
+done
 cpu_redis=$(( $(cpu_of redis-server) - cpu0_redis ))
 echo
 if [[ -n "${PERF_PID:-}" ]]; then
@@ -169,8 +208,9 @@ printf '%-44s %.0f rows/s (%s ms)\n' "raw binary COPY, identical table" "$COPY_R
 printf '%-44s %.2f\n' "drain / raw COPY" "$(echo "$DRAIN_RATE / $COPY_RATE" | bc -l)"
 printf '%-44s %s MiB\n' "consumer peak RSS" "$((RSS / 1024))"
 printf '%-44s %s\n' "write stage (whole run, from /metrics)" "$WRITER"
-printf '%-44s consumer %ss, postgres %ss, tansu %ss, redis %ss (of %.0f core-seconds available)\n' \
-    "CPU time during the drain" "$cpu_consumer" "$cpu_pg" "$cpu_tansu" "$cpu_redis" "$(echo "$DRAIN_S * $(nproc)" | bc -l)"
+printf '%-44s consumer %ss, postgres %ss, kafka %ss (%s, %s nodes), redis %ss (of %.0f core-seconds available)\n' \
+    "CPU time during the drain" "$cpu_consumer" "$cpu_pg" "$cpu_kafka" "$cpu_kafka_nodes" "${#NODE_PIDS[@]}" "$cpu_redis" \
+    "$(echo "$DRAIN_S * $(nproc)" | bc -l)"
 
 if [[ -n "${RESULT_FILE:-}" ]]; then
     {
@@ -183,5 +223,9 @@ if [[ -n "${RESULT_FILE:-}" ]]; then
         printf 'copy_rate=%.0f\n' "$COPY_RATE"
         printf 'ratio=%.2f\n' "$(echo "$DRAIN_RATE / $COPY_RATE" | bc -l)"
         echo "consumer_rss_mib=$((RSS / 1024))"
+        echo "cpu_consumer=$cpu_consumer"
+        echo "cpu_postgres=$cpu_pg"
+        echo "cpu_kafka=$cpu_kafka"
+        echo "cpu_redis=$cpu_redis"
     } >"$RESULT_FILE"
 fi

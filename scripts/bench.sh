@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# The whole-pipeline benchmark, on one machine, against real PostgreSQL and Redis. Prints one
-# summary (also written to artifacts/bench/summary.txt). Figures are printed, never asserted.
+# The whole-pipeline benchmark, on one machine, against Apache Kafka (the reference broker: a
+# 3-node KRaft cluster, replication factor 3, min.insync.replicas 2, from scripts/lib/kafka.sh)
+# and real PostgreSQL and Redis. Prints one summary (also written to artifacts/bench/summary.txt).
+# Figures are printed, never asserted.
 #
-# 1. drain: DRAIN_EVENTS events already in a topic on Tansu, stored and aggregated by one
-#    consumer instance, next to a raw binary COPY of the same rows into an identical table in the
-#    same run (scripts/bench-drain.sh).
-# 2. end to end, external broker: a fresh Tansu broker and three logpipe processes (`producer`,
-#    `gateway`, `consumer`) per step; `logpipe loadgen` posts at each rate in RATES for DURATION,
-#    then (SEARCH=1) probes higher rates to find the highest sustainable one and confirms it for
-#    DURATION.
-# 3. the same against the embedded broker: one `logpipe run` process per step (mock cluster
+# One Kafka cluster serves the whole run (started at the beginning in artifacts/bench/<run>/kafka,
+# stopped and its data deleted at the end); every step uses its own topics and consumer group, and
+# a step's topics are deleted after it. The three broker JVMs share the machine's cores with
+# everything else.
+#
+# 1. drain: DRAIN_EVENTS events already in a topic, stored and aggregated by one consumer
+#    instance, next to a raw binary COPY of the same rows into an identical table in the same run
+#    (scripts/bench-drain.sh, on this run's cluster).
+# 2. ingest: `logpipe producer` + `logpipe gateway` (no consumer); `logpipe loadgen` posts
+#    INGEST_EVENTS events in batches of 500 over the JSON API as fast as INGEST_CONCURRENCY
+#    requests in flight allow (acks=all, the producer's only mode). Every accepted event must be
+#    in the topic afterwards (sum of its end offsets).
+# 3. reference: Apache Kafka's own clients on the same cluster, in the same run:
+#    ProducerPerformance (acks=all, the compression of logpipe's producer default, records of the
+#    average value size measured in the ingest step's topic, --throughput -1, INGEST_EVENTS
+#    records, into a topic with as many partitions as logpipe's) and ConsumerPerformance (the same
+#    records, a fresh group). The summary gives logpipe's ingest and drain rates as ratios of
+#    these, beside the drain's ratio to the raw COPY.
+# 4. end to end, on Kafka: three logpipe processes (`producer`, `gateway`, `consumer`) per step;
+#    `logpipe loadgen` posts at each rate in RATES for DURATION, then (SEARCH=1) probes higher rates
+#    to find the highest sustainable one and confirms it for DURATION.
+# 5. the same against the embedded broker: one `logpipe run` process per step (mock cluster
 #    inside it, PostgreSQL and Redis still real).
 #
-# Each step starts its own processes (and its own Tansu), with its own topic, group, PostgreSQL
-# schema and Redis prefix, so the peak RSS reported is that step's own. Columns:
+# Each logpipe step starts its own processes, with its own topic, group, PostgreSQL schema and
+# Redis prefix, so the peak RSS reported is that step's own. Columns:
 #   achieved      events accepted by the gateway (2xx) per second of sending;
 #   e2e           gateway receipt -> committed in PostgreSQL, p50/p95/p99 estimated from the
 #                 buckets of log_consumer_end_to_end_latency_seconds (bounds 10, 12.5, 15, 20, 25,
@@ -31,27 +47,34 @@
 # through the passing probes until one is confirmed.
 #
 #   scripts/bench.sh                                  # the full run (about 15 minutes)
-#   SMOKE=1 scripts/bench.sh                          # CI size: about a minute after the build, debug binary
-#   RATES="5000" SEARCH=0 DURATION=10s DRAIN_EVENTS=0 scripts/bench.sh   # e2e at 5k only
+#   SMOKE=1 scripts/bench.sh                          # CI size: a few minutes after the build, debug binary
+#   RATES="5000" SEARCH=0 DURATION=10s DRAIN_EVENTS=0 INGEST_EVENTS=0 scripts/bench.sh   # e2e at 5k only
 #
 # Knobs: DURATION (30s), RATES ("5000 20000"), SEARCH (1), SEARCH_RATES ("30000 40000 ...
-# 120000"), SEARCH_DURATION (15s), DRAIN_EVENTS (1000000; 0 skips the drain), BROKERS ("tansu
-# embedded"), SETTLE (30s), CONCURRENCY (32), BATCH (default 100 up to 5,000 events/s, else 500),
-# PROFILE (release; SMOKE=1 uses the debug binary the tests built), CONSUMER_ARGS (extra flags for
-# `logpipe consumer` and `logpipe run`, e.g. "--set consumer.batch_linger=20ms"), SMOKE (0).
+# 120000"), SEARCH_DURATION (15s), DRAIN_EVENTS (1000000; 0 skips the drain), INGEST_EVENTS
+# (2000000, also the records of Kafka's tools; 0 skips the ingest step and the reference),
+# INGEST_CONCURRENCY (16), BROKERS ("kafka embedded"), SETTLE (30s), CONCURRENCY (32), BATCH
+# (default 100 up to 5,000 events/s, else 500), PROFILE (release; SMOKE=1 uses the debug binary
+# the tests built), LOGPIPE (a logpipe binary to use as it is, building nothing), CONSUMER_ARGS
+# (extra flags for `logpipe consumer` and `logpipe run`, e.g. "--set consumer.batch_linger=20ms"),
+# KAFKA_BASE_PORT (preferred first port of the cluster, 19392; 6 ports), SMOKE (0).
+# SMOKE=1: 50,000-event drain, 50,000-event ingest and reference, 10 s at 2,000 events/s on each
+# broker, still on a 3-node cluster.
 # Rows marked * were measured while a build or CI run was active on the machine. A full run waits
 # for another full run on the same machine to finish (flock /tmp/logpipe-bench.lock).
-# Exits non-zero when a process does not start or dies, a step accepts nothing, or the rows stored
-# differ from the events accepted once the consumer has stopped catching up (a loss).
+# Exits non-zero when a process (a broker node, a logpipe process, one of Kafka's tools) does not
+# start or dies, a step accepts nothing, or the rows stored (or records in the topic) differ from
+# the events accepted once the consumer has stopped catching up (a loss). Never on a figure.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
-# shellcheck source=scripts/lib/services.sh
-source scripts/lib/services.sh
+# shellcheck source=scripts/lib/kafka.sh
+source scripts/lib/kafka.sh
 
 SMOKE=${SMOKE:-0}
 if [[ "$SMOKE" == 1 ]]; then
     : "${DURATION:=10s}" "${RATES:=2000}" "${SEARCH:=0}" "${DRAIN_EVENTS:=50000}" "${PROFILE:=debug}"
+    : "${INGEST_EVENTS:=50000}"
     : "${SETTLE:=20s}"
 fi
 DURATION=${DURATION:-30s}
@@ -60,7 +83,15 @@ SEARCH=${SEARCH:-1}
 SEARCH_RATES=${SEARCH_RATES:-30000 40000 50000 60000 70000 80000 90000 100000 120000}
 SEARCH_DURATION=${SEARCH_DURATION:-15s}
 DRAIN_EVENTS=${DRAIN_EVENTS:-1000000}
-BROKERS=${BROKERS:-tansu embedded}
+INGEST_EVENTS=${INGEST_EVENTS:-2000000}
+INGEST_CONCURRENCY=${INGEST_CONCURRENCY:-16}
+BROKERS=${BROKERS:-kafka embedded}
+for broker in $BROKERS; do
+    [[ $broker == kafka || $broker == embedded ]] || {
+        echo "[bench] ERROR: BROKERS may hold kafka and embedded, not $broker" >&2
+        exit 1
+    }
+done
 SETTLE=${SETTLE:-30s}
 CONCURRENCY=${CONCURRENCY:-32}
 PROFILE=${PROFILE:-release}
@@ -92,26 +123,40 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 command -v bc >/dev/null || apt_install bc
 ensure_postgres
 ensure_redis
-[[ " $BROKERS " == *" tansu "* || "$DRAIN_EVENTS" != 0 ]] && ensure_tansu_binary
+NEED_KAFKA=0
+if [[ " $BROKERS " == *" kafka "* || "$DRAIN_EVENTS" != 0 || "$INGEST_EVENTS" != 0 ]]; then
+    NEED_KAFKA=1
+    kafka_install 2>>"$ARTIFACTS/kafka.log" || {
+        tail -n 20 "$ARTIFACTS/kafka.log" >&2
+        die "Apache Kafka could not be installed (see $ARTIFACTS/kafka.log)"
+    }
+fi
 
-case $PROFILE in
-release)
-    say "building the release binary"
-    cargo build --release -q -p logpipe
-    BIN="$REPO_ROOT/target/release/logpipe"
-    ;;
-debug | dev)
-    say "building the debug binary"
-    cargo build -q -p logpipe
-    BIN="$REPO_ROOT/target/debug/logpipe"
-    ;;
-*) die "PROFILE must be release or debug, not $PROFILE" ;;
-esac
+if [[ -n "${LOGPIPE:-}" ]]; then
+    BIN=$LOGPIPE
+    [[ -x "$BIN" ]] || die "LOGPIPE=$BIN is not an executable"
+    PROFILE="$PROFILE (LOGPIPE=$BIN)"
+else
+    case $PROFILE in
+    release)
+        say "building the release binary"
+        cargo build --release -q -p logpipe
+        BIN="$REPO_ROOT/target/release/logpipe"
+        ;;
+    debug | dev)
+        say "building the debug binary"
+        cargo build -q -p logpipe
+        BIN="$REPO_ROOT/target/debug/logpipe"
+        ;;
+    *) die "PROFILE must be release or debug, not $PROFILE" ;;
+    esac
+fi
 
 # Processes this script started, stopped on exit; schemas and Redis prefixes to drop.
 PIDS=()
 NAMES=()
 SAMPLER_PID=""
+KAFKA_DIR=""
 drop_name() {
     psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $1 CASCADE" >/dev/null 2>&1 || true
     redis-cli -u "$REDIS_URL" --scan --pattern "$1:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
@@ -121,6 +166,10 @@ cleanup() {
     [[ -n "$SAMPLER_PID" ]] && kill "$SAMPLER_PID" 2>/dev/null
     for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
     for name in "${NAMES[@]}"; do drop_name "$name"; done
+    if [[ -n "$KAFKA_DIR" ]]; then
+        kafka_cluster_stop "$KAFKA_DIR" 2>>"$ARTIFACTS/kafka.log" || true
+        rm -rf "$KAFKA_DIR"/data-*
+    fi
     return "$rc"
 }
 trap cleanup EXIT
@@ -149,19 +198,63 @@ if [[ "$SMOKE" != 1 ]]; then
 fi
 
 # -------------------------------------------------------------------------------------------------
+# The Apache Kafka cluster of this run: 3 nodes, replication factor 3, min.insync.replicas 2.
+KAFKA_NODES=3
+KAFKA_PIDS=()
+# kafka_alive WHEN: dies if a node of the cluster is not running any more.
+kafka_alive() {
+    local n pid
+    ((NEED_KAFKA)) || return 0
+    for ((n = 1; n <= KAFKA_NODES; n++)); do
+        pid=${KAFKA_PIDS[n - 1]}
+        pid_alive "$pid" || {
+            tail -n 20 "$KAFKA_DIR/node-$n.log" >&2
+            die "Kafka node $n (pid $pid) is not running $1 (log: $KAFKA_DIR/node-$n.log)"
+        }
+    done
+}
+topic_tool() { kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"; }
+# delete_topics PREFIX: a step's topics, so the run's disk use stays bounded.
+delete_topics() {
+    ((NEED_KAFKA)) || return 0
+    topic_tool --delete --topic "$1.*" >>"$ARTIFACTS/kafka.log" 2>&1 || say "could not delete the topics $1* (see $ARTIFACTS/kafka.log)"
+}
+# topic_records TOPIC: records in TOPIC (sum of its partitions' end offsets: the idempotent
+# producer writes no control records, so an offset is a record).
+topic_records() {
+    kafka_tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$1" --time -1 \
+        2>>"$ARTIFACTS/kafka.log" | awk -F: 'NF == 3 {s += $3; n++} END {if (n) print s; else exit 1}'
+}
+if ((NEED_KAFKA)); then
+    KAFKA_DIR="$ARTIFACTS/kafka"
+    kafka_base=$(kafka_free_base "${KAFKA_BASE_PORT:-19392}" "$KAFKA_NODES" 2>>"$ARTIFACTS/kafka.log") ||
+        die "no free ports for the Kafka cluster (see $ARTIFACTS/kafka.log)"
+    say "starting Apache Kafka $KAFKA_VERSION: $KAFKA_NODES nodes from port $kafka_base (dir $KAFKA_DIR)"
+    kafka_cluster_start "$KAFKA_DIR" "$KAFKA_NODES" "$kafka_base" 2>>"$ARTIFACTS/kafka.log" || {
+        tail -n 30 "$ARTIFACTS/kafka.log" >&2
+        die "the Kafka cluster did not start (see $ARTIFACTS/kafka.log and $KAFKA_DIR/node-*.log)"
+    }
+    for ((n = 1; n <= KAFKA_NODES; n++)); do KAFKA_PIDS+=("$(kafka_node_pid "$KAFKA_DIR" "$n")"); done
+    kafka_alive "after the start"
+    say "Kafka ready at $KAFKA_BOOTSTRAP (node pids ${KAFKA_PIDS[*]})"
+fi
+
+# -------------------------------------------------------------------------------------------------
 # 1. Drain
 DRAIN_LINE=""
+declare -A D=()
 if [[ "$DRAIN_EVENTS" != 0 ]]; then
     say "drain: $DRAIN_EVENTS events (scripts/bench-drain.sh, log: $ARTIFACTS/drain.txt)"
     drain_busy=$(others)
-    EVENTS=$DRAIN_EVENTS LOGPIPE=$BIN RESULT_FILE="$ARTIFACTS/drain.env" scripts/bench-drain.sh \
+    EVENTS=$DRAIN_EVENTS LOGPIPE=$BIN RESULT_FILE="$ARTIFACTS/drain.env" BENCH_KAFKA_DIR=$KAFKA_DIR scripts/bench-drain.sh \
         >"$ARTIFACTS/drain.txt" 2>&1 || {
         tail -n 30 "$ARTIFACTS/drain.txt" >&2
         die "bench-drain.sh failed"
     }
-    declare -A D
     while IFS='=' read -r k v; do D[$k]=$v; done <"$ARTIFACTS/drain.env"
-    say "drain: ${D[drain_rate]} events/s, raw COPY ${D[copy_rate]} rows/s, ratio ${D[ratio]}, stored ${D[stored]}/${D[events]}"
+    say "drain: ${D[drain_rate]} events/s, raw COPY ${D[copy_rate]} rows/s, ratio ${D[ratio]}, stored ${D[stored]}/${D[events]};" \
+        "CPU s: consumer ${D[cpu_consumer]}, postgres ${D[cpu_postgres]}, kafka ${D[cpu_kafka]}, redis ${D[cpu_redis]}"
+    kafka_alive "after the drain"
     if [[ "${D[stored]}" != "${D[events]}" || "${D[counted]}" != "${D[events]}" || "${D[duplicates]}" != 0 ]]; then
         die "drain: ${D[events]} events accepted but ${D[stored]} rows stored, ${D[duplicates]} duplicates, ${D[counted]} counted in Redis"
     fi
@@ -170,8 +263,9 @@ if [[ "$DRAIN_EVENTS" != 0 ]]; then
         drain_label="drain*"
         BUSY_STEPS=$((BUSY_STEPS + 1))
     fi
-    DRAIN_LINE=$(printf '%-10s %-9s %9s %12s %12s %6s %26s %10s' "$drain_label" "tansu" "${D[events]}" \
-        "${D[drain_rate]}" "${D[copy_rate]}" "${D[ratio]}" "${D[stored]}/${D[duplicates]}/${D[counted]}" "${D[consumer_rss_mib]}")
+    DRAIN_LINE=$(printf '%-10s %-9s %9s %12s %12s %6s %26s %10s %s' "$drain_label" "kafka" "${D[events]}" \
+        "${D[drain_rate]}" "${D[copy_rate]}" "${D[ratio]}" "${D[stored]}/${D[duplicates]}/${D[counted]}" "${D[consumer_rss_mib]}" \
+        "${D[cpu_consumer]}/${D[cpu_postgres]}/${D[cpu_kafka]}/${D[cpu_redis]} of $(printf '%.0f' "$(echo "${D[drain_s]} * $(nproc)" | bc -l)")")
 fi
 
 # -------------------------------------------------------------------------------------------------
@@ -237,13 +331,10 @@ start_stack() {
         "LOGPIPE_REDIS_URL=$REDIS_URL" "LOGPIPE_REDIS_KEY_PREFIX=$name"
     )
     NAMES+=("$name")
-    if [[ $broker == tansu ]]; then
-        local tport pport gport cport pid
-        tport=$(free_port 19392)
-        pid=$(start_tansu "$tport" "$log-tansu.log" 30 2>>"$log-tansu.log") || die "tansu did not start; see $log-tansu.log"
-        PIDS+=("$pid")
-        STEP_PROCS+=("tansu $pid")
-        local kafka="LOGPIPE_KAFKA_BROKERS=127.0.0.1:$tport"
+    if [[ $broker == kafka ]]; then
+        local pport gport cport pid
+        # The run's cluster; this step's topics and group are its own.
+        local kafka="LOGPIPE_KAFKA_BROKERS=$KAFKA_BOOTSTRAP"
         pport=$(free_port 18681)
         env "$kafka" "${names[@]}" "$BIN" producer --listen "127.0.0.1:$pport" >"$log-producer.log" 2>&1 &
         pid=$!
@@ -292,7 +383,7 @@ start_stack() {
 
 stop_stack() {
     local i
-    # Consumer first (it commits), Tansu last.
+    # Consumer first (it commits).
     for ((i = ${#STEP_PROCS[@]} - 1; i >= 0; i--)); do stop_pid "${STEP_PROCS[i]#* }" 20; done
     STEP_PROCS=()
 }
@@ -396,7 +487,6 @@ PY
     for entry in "${STEP_PROCS[@]}"; do
         role=${entry% *}
         pid=${entry#* }
-        [[ $role == tansu ]] && continue
         kill -0 "$pid" 2>/dev/null || die "$broker: logpipe $role (pid $pid) died during the step; see $ARTIFACTS/$name-$role.log"
         rss[$role]=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
     done
@@ -409,6 +499,10 @@ PY
     done
     stop_stack
     drop_name "$name"
+    if [[ $broker == kafka ]]; then
+        kafka_alive "after the step at $rate events/s"
+        delete_topics "${name}_"
+    fi
 
     busy=$((busy + $(others)))
     STEP_BUSY=""
@@ -440,6 +534,160 @@ PY
     STEP_REASONS=$reasons
     [[ $reasons == sustained && -z "$STEP_LOSS" ]]
 }
+
+# -------------------------------------------------------------------------------------------------
+# 2. Ingest over the HTTP API, and 3. Apache Kafka's own clients on the same cluster (reference)
+
+# kafka_perf CLASS ARGS...: one of Kafka's performance tools, with the JVM options Kafka's own
+# kafka-producer-perf-test.sh / kafka-consumer-perf-test.sh use (kafka-run-class.sh's
+# KAFKA_JVM_PERFORMANCE_OPTS, 512 MiB heap). kafka_tool's flags (C1 only, serial GC) suit short
+# admin commands, not a throughput measurement.
+kafka_perf() {
+    local class=$1
+    shift
+    java -Xmx512m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_CACHE/log4j2.properties" -Dkafka.root.level=WARN \
+        -cp "$(kafka_libs)/*" "$class" "$@"
+}
+
+INGEST_ROW=""
+INGEST_NOTES=()
+REF_ROWS=()
+if [[ "$INGEST_EVENTS" != 0 ]]; then
+    STEP_N=$((STEP_N + 1))
+    name="${RUN}_${STEP_N}"
+    log="$ARTIFACTS/$name"
+    ingest_busy=$(others)
+    pg_checkpoint "$PG_URL"
+    say "ingest: $INGEST_EVENTS events in batches of 500 over the HTTP API, $INGEST_CONCURRENCY requests in flight, no rate limit (producer + gateway on Kafka)"
+    topics=("LOGPIPE_KAFKA_TOPIC=${name}_logs" "LOGPIPE_KAFKA_DLQ_TOPIC=${name}_dlq" "LOGPIPE_KAFKA_PARKED_TOPIC=${name}_parked")
+    pport=$(free_port 18681)
+    env "LOGPIPE_KAFKA_BROKERS=$KAFKA_BOOTSTRAP" "${topics[@]}" "$BIN" producer --listen "127.0.0.1:$pport" \
+        >"$log-producer.log" 2>&1 &
+    ingest_ppid=$!
+    PIDS+=("$ingest_ppid")
+    wait_ready "http://127.0.0.1:$pport" "$ingest_ppid" "logpipe producer" "$log-producer.log"
+    gport=$(free_port 18680)
+    env "LOGPIPE_KAFKA_BROKERS=$KAFKA_BOOTSTRAP" "${topics[@]}" "$BIN" gateway --listen "127.0.0.1:$gport" \
+        --producer-url "http://127.0.0.1:$pport" >"$log-gateway.log" 2>&1 &
+    ingest_gpid=$!
+    PIDS+=("$ingest_gpid")
+    wait_ready "http://127.0.0.1:$gport" "$ingest_gpid" "logpipe gateway" "$log-gateway.log"
+    # Warm-up (connections, metadata), not measured; then as fast as the requests in flight allow.
+    "$BIN" loadgen --target "http://127.0.0.1:$gport" --metrics-url none --rate 1000 --total 500 --batch 50 \
+        --duration 10s --json >"$log-warmup.json" 2>>"$log-loadgen.err" || die "ingest: warm-up load failed; see $log-*"
+    "$BIN" loadgen --target "http://127.0.0.1:$gport" --metrics-url none --rate 0 --total "$INGEST_EVENTS" \
+        --duration 10m --batch 500 --concurrency "$INGEST_CONCURRENCY" --json \
+        >"$log-report.json" 2>>"$log-loadgen.err" || die "ingest: loadgen failed; see $log-loadgen.err"
+    read -r ingest_acc ingest_rate ingest_s ingest_p50 ingest_p99 ingest_failed warm_acc < <(python3 - "$log-report.json" "$log-warmup.json" <<'PY'
+import json, sys
+r, w = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+l = r["latency_ms"]
+print(r["events_accepted"], f"{r['accepted_per_s']:.0f}", f"{r['elapsed_s']:.1f}", f"{l['p50']:.1f}", f"{l['p99']:.1f}",
+      r["requests_failed"] + r["requests_refused"], w["events_accepted"])
+PY
+    ) || die "cannot read $log-report.json"
+    ((ingest_acc > 0)) || die "ingest: the gateway accepted nothing; see $log-*"
+    for p in "$ingest_gpid" "$ingest_ppid"; do
+        pid_alive "$p" || die "ingest: a logpipe process (pid $p) died during the step; see $log-*.log"
+    done
+    ingest_rss="$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$ingest_gpid/status")/$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$ingest_ppid/status")"
+    stop_pid "$ingest_gpid" 20
+    stop_pid "$ingest_ppid" 20
+    kafka_alive "after the ingest step"
+    # Every accepted event must be in the topic (acks=all: accepted means written to 2+ replicas).
+    in_topic=$(topic_records "${name}_logs") || die "cannot read the end offsets of ${name}_logs (see $ARTIFACTS/kafka.log)"
+    expected=$((ingest_acc + warm_acc))
+    ingest_check="$in_topic/$expected"
+    if ((in_topic < expected)); then
+        die "ingest: $expected events accepted (with the warm-up's $warm_acc) but $in_topic records in ${name}_logs (a loss)"
+    elif ((in_topic > expected)); then
+        ingest_check+=" (+ records of failed requests)"
+    fi
+    # The records logpipe's producer wrote: average value size over a sample, and the topic's
+    # partitions, so Kafka's tools write the same sizes into the same layout.
+    kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$KAFKA_BOOTSTRAP" \
+        --topic "${name}_logs" --from-beginning --max-messages 5000 --timeout-ms 60000 \
+        >"$log-sample.txt" 2>>"$ARTIFACTS/kafka.log" || true
+    # Bytes per value (LC_ALL=C: length() counts bytes), the newline the console consumer adds not
+    # counted.
+    read -r sample_n record_size < <(LC_ALL=C awk '{n++; b += length($0)} END {printf "%d %.0f\n", n, n ? b / n : 0}' "$log-sample.txt")
+    ((sample_n > 0)) || die "could not read a sample of ${name}_logs with Kafka's console consumer (see $ARTIFACTS/kafka.log)"
+    partitions=$(topic_tool --describe --topic "${name}_logs" 2>>"$ARTIFACTS/kafka.log" |
+        sed -n 's/.*PartitionCount: *\([0-9]*\).*/\1/p' | head -n 1)
+    [[ -n "$partitions" ]] || die "cannot describe ${name}_logs (see $ARTIFACTS/kafka.log)"
+    compression=$("$BIN" config check --json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["producer"]["compression"])') ||
+        die "cannot read producer.compression from \`logpipe config check --json\`"
+    label=ingest
+    if ((ingest_busy + $(others) > 0)); then
+        label="ingest*"
+        BUSY_STEPS=$((BUSY_STEPS + 1))
+    fi
+    say "ingest: $ingest_acc events accepted in $ingest_s s = $ingest_rate events/s, request p50/p99 $ingest_p50/$ingest_p99 ms," \
+        "failed requests $ingest_failed, peak RSS g/p $ingest_rss MiB, in the topic $ingest_check;" \
+        "average record value $record_size bytes ($sample_n sampled), $partitions partitions, compression $compression"
+    INGEST_NOTES+=("ingest: $ingest_acc events accepted in $ingest_s s, request p50/p99 $ingest_p50/$ingest_p99 ms, failed requests $ingest_failed, peak RSS gateway/producer $ingest_rss MiB, records in the topic / accepted (with a 500-event warm-up) $ingest_check.")
+
+    # The reference: the same cluster, record size, partitions, compression and acks.
+    ref="${name}_kafka_ref"
+    topic_tool --create --topic "$ref" --partitions "$partitions" --replication-factor "$KAFKA_NODES" \
+        >>"$ARTIFACTS/kafka.log" 2>&1 || die "cannot create the topic $ref (see $ARTIFACTS/kafka.log)"
+    ref_busy=$(others)
+    say "reference: Kafka's ProducerPerformance, $INGEST_EVENTS records of $record_size bytes, acks=all, compression $compression, no throttle"
+    kafka_perf org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$ref" \
+        --num-records "$INGEST_EVENTS" --record-size "$record_size" --throughput -1 \
+        --command-property acks=all "compression.type=$compression" >"$log-producer-perf.txt" 2>&1 || {
+        tail -n 20 "$log-producer-perf.txt" >&2
+        die "Kafka's ProducerPerformance failed (see $log-producer-perf.txt)"
+    }
+    read -r pp_rate pp_mb pp_avg pp_p99 < <(python3 - "$log-producer-perf.txt" <<'PY'
+import re, sys
+last = [l for l in open(sys.argv[1]) if "records sent" in l][-1]
+m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.* ([\d.]+) ms 99th", last)
+print(f"{float(m[1]):.0f}", m[2], m[3], m[4])
+PY
+    ) || die "cannot read ProducerPerformance's result in $log-producer-perf.txt"
+    ref_written=$(topic_records "$ref") || die "cannot read the end offsets of $ref"
+    ((ref_written >= INGEST_EVENTS)) || die "Kafka's ProducerPerformance wrote $ref_written of $INGEST_EVENTS records (see $log-producer-perf.txt)"
+    say "reference: Kafka's ConsumerPerformance, the same $INGEST_EVENTS records, a fresh group"
+    kafka_perf org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$ref" \
+        --num-records "$INGEST_EVENTS" --group "${name}_kafka_ref_group" --timeout 60000 >"$log-consumer-perf.txt" 2>&1 || {
+        tail -n 20 "$log-consumer-perf.txt" >&2
+        die "Kafka's ConsumerPerformance failed (see $log-consumer-perf.txt)"
+    }
+    read -r cp_n cp_rate cp_mb cp_rebalance < <(python3 - "$log-consumer-perf.txt" <<'PY'
+import sys
+lines = [l.strip() for l in open(sys.argv[1]) if l.strip()]
+head = next(i for i, l in enumerate(lines) if l.startswith("start.time"))
+keys = [k.strip() for k in lines[head].split(",")]
+vals = dict(zip(keys, (v.strip() for v in lines[head + 1].split(","))))
+print(vals["data.consumed.in.nMsg"], f"{float(vals['fetch.nMsg.sec']):.0f}", vals["fetch.MB.sec"], vals["rebalance.time.ms"])
+PY
+    ) || die "cannot read ConsumerPerformance's result in $log-consumer-perf.txt"
+    ((cp_n >= INGEST_EVENTS)) || die "Kafka's ConsumerPerformance read $cp_n of $INGEST_EVENTS records (see $log-consumer-perf.txt)"
+    kafka_alive "after Kafka's performance tools"
+    delete_topics "${name}_"
+    ref_mark=""
+    if ((ref_busy + $(others) > 0)); then
+        ref_mark="*"
+        BUSY_STEPS=$((BUSY_STEPS + 1))
+    fi
+    say "reference: producer $pp_rate records/s ($pp_mb MB/s, latency avg $pp_avg ms, p99 $pp_p99 ms);" \
+        "consumer $cp_rate records/s ($cp_mb MB/s, group join $cp_rebalance ms not counted)"
+    ratio() { if [[ -n "$1" && -n "$2" && "$2" != 0 ]]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo -; fi; }
+    REF_ROWS+=("$(printf '%-10s %-38s %10s   %-44s %10s %6s' "$label" "HTTP API, 500 events/request" "$ingest_rate" \
+        "ProducerPerformance$ref_mark (records)" "$pp_rate" "$(ratio "$ingest_rate" "$pp_rate")")")
+    drain_lbl=${drain_label:-drain}
+    REF_ROWS+=("$(printf '%-10s %-38s %10s   %-44s %10s %6s' "$drain_lbl" "topic -> PostgreSQL + Redis" "${D[drain_rate]:--}" \
+        "ConsumerPerformance$ref_mark (records)" "$cp_rate" "$(ratio "${D[drain_rate]:-}" "$cp_rate")")")
+    if [[ -n "${D[copy_rate]:-}" ]]; then
+        REF_ROWS+=("$(printf '%-10s %-38s %10s   %-44s %10s %6s' "$drain_lbl" "topic -> PostgreSQL + Redis" "${D[drain_rate]}" \
+            "raw COPY into an identical table (rows)" "${D[copy_rate]}" "${D[ratio]}")")
+    fi
+    REF_HEAD="logpipe against Apache Kafka's own clients on the same cluster in the same run: acks=all, compression $compression, $INGEST_EVENTS records of $record_size bytes (the average value size of $sample_n records logpipe's producer wrote), $partitions partitions"
+    INGEST_NOTES+=("ProducerPerformance: $pp_mb MB/s, latency avg $pp_avg ms, p99 $pp_p99 ms (Kafka's producer defaults otherwise: batch.size 16 KiB, linger.ms 5, no keys; its payload is random letters, which compress less than logpipe's JSON). ConsumerPerformance: $cp_mb MB/s, over the fetch time (the group join, $cp_rebalance ms, not counted, as the drain's rate runs from its first record).")
+fi
 
 SEARCH_NOTES=()
 LOSSES=()
@@ -503,12 +751,23 @@ done
     echo "logpipe benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT"
     echo "machine: $MACHINE; load average before the build: $LOAD_BEFORE; binary: $PROFILE"
     echo "everything on this one machine: logpipe processes, load generator, broker, PostgreSQL, Redis"
+    if ((NEED_KAFKA)); then
+        echo "broker 'kafka': Apache Kafka $KAFKA_VERSION, one $KAFKA_NODES-node KRaft cluster for the whole run (replication factor 3,"
+        echo "  min.insync.replicas 2, all nodes on this machine); each step has its own topics and consumer group"
+    fi
     echo
     if [[ -n "$DRAIN_LINE" ]]; then
         echo "drain: events already in the topic -> one consumer -> PostgreSQL + Redis; raw COPY of the same rows into an identical table"
-        printf '%-10s %-9s %9s %12s %12s %6s %26s %10s\n' "scenario" "broker" "events" "drain ev/s" "COPY rows/s" \
-            "ratio" "stored/duplicates/counted" "RSS MiB"
+        printf '%-10s %-9s %9s %12s %12s %6s %26s %10s %s\n' "scenario" "broker" "events" "drain ev/s" "COPY rows/s" \
+            "ratio" "stored/duplicates/counted" "RSS MiB" "CPU s consumer/postgres/kafka/redis"
         echo "$DRAIN_LINE"
+        echo
+    fi
+    if ((${#REF_ROWS[@]})); then
+        echo "$REF_HEAD"
+        printf '%-10s %-38s %10s   %-44s %10s %6s\n' "scenario" "logpipe" "events/s" "reference" "per second" "ratio"
+        for row in "${REF_ROWS[@]}"; do echo "$row"; done
+        for n in "${INGEST_NOTES[@]}"; do echo "$n"; done
         echo
     fi
     echo "end to end: loadgen -> gateway -> producer -> broker -> consumer -> PostgreSQL + Redis (rates in events/s)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scale test (issue 7, item 1): several `logpipe consumer` processes in one consumer group on a
-# private Tansu broker, under load, with PostgreSQL and Redis:
+# private Apache Kafka cluster (3 nodes, replication factor 3), under load, with PostgreSQL and Redis:
 #   1. three instances start and must share the 12 partitions 4/4/4;
 #   2. a fourth joins: 3/3/3/3;
 #   3. one leaves by SIGTERM, which must exit 0: 4/4/4;
@@ -15,7 +15,7 @@
 # The assignment is read from each instance's /metrics: log_consumer_assigned_partitions (count)
 # and the log_consumer_partition_lag{partition} series (which partitions; a series appears at the
 # member's next statistics report, at most 5 s after the assignment, and is removed on revoke).
-# `logpipe lag` cannot tell: Tansu 0.6's DescribeGroups returns empty member assignments. A
+# That view is the members' own, so it also shows that each instance acts on what it was given. A
 # phase's balance is reached when every instance's count is as expected and the partition sets
 # are disjoint and cover 0..11.
 #
@@ -24,22 +24,16 @@
 #
 # Knobs: PHASE_SECONDS (8: load kept running after each phase's balance is reached), RATE (500
 # events/s), BATCH (10 events/request), ASSIGN_TIMEOUT (90 s per phase), DRAIN_TIMEOUT (180 s),
-# SESSION_TIMEOUT (15 s), LOGPIPE (binary; default target/debug/logpipe, built if missing),
+# SESSION_TIMEOUT (10 s), GROUP_PROTOCOL (classic; consumer for KIP-848), LOGPIPE (binary; default target/debug/logpipe, built if missing),
 # BUILD=1, KEEP_DATA=1, RDKAFKA_DEBUG (e.g. "cgrp": librdkafka debug contexts in the consumers' logs).
-# Logs: artifacts/scale-test/ (one log per instance: c1..c4, gateway, producer, tansu, the load
+# Logs: artifacts/scale-test/ (one log per instance: c1..c4, gateway, producer, kafka/, the load
 # client's per-request outcomes); the summary also in artifacts/scale-test/summary.txt.
 #
 # Test settings (in the generated config):
-#   - producer.batch_max_messages = 1 and producer.properties."batch.num.messages" = "1": one
-#     record per Kafka batch, working around a Tansu 0.6 bug: a fetch starting at an offset inside
-#     a multi-record batch is answered with the next batch, silently skipping the rest of that
-#     batch, so a consumer taking over a partition from a committed offset in mid-batch would lose
-#     records because of the broker, not logpipe.
-#   - consumer.session_timeout = 15s (SESSION_TIMEOUT; drain_timeout 5s, heartbeat.interval.ms
+#   - consumer.session_timeout = 10s (SESSION_TIMEOUT; drain_timeout 5s, heartbeat.interval.ms
 #     1000), so the SIGKILLed instance is expired, and its partitions reassigned, sooner than
-#     with the default 30 s. Not shorter: Tansu 0.6 expires live members that wait in a long
-#     rebalance (no heartbeats meanwhile); with 6 s that cascaded into dozens of rebalances and a
-#     join took over a minute to settle.
+#     with the default 30 s. With GROUP_PROTOCOL=consumer (KIP-848) the session timeout and the
+#     heartbeat interval are the broker's (group.consumer.*: 10 s and 1 s in the test cluster).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -48,18 +42,19 @@ source scripts/lib/stack.sh
 
 PHASE_SECONDS=${PHASE_SECONDS:-8}
 ASSIGN_TIMEOUT=${ASSIGN_TIMEOUT:-90}
-SESSION_TIMEOUT=${SESSION_TIMEOUT:-15}
+SESSION_TIMEOUT=${SESSION_TIMEOUT:-10}
 for v in PHASE_SECONDS ASSIGN_TIMEOUT SESSION_TIMEOUT RATE BATCH DRAIN_TIMEOUT; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -gt 0 ]] || { echo "$v must be a positive integer, not '${!v}'" >&2; exit 2; }
 done
 
 ((SESSION_TIMEOUT > 5)) || { echo "SESSION_TIMEOUT must be above the 5 s drain timeout" >&2; exit 2; }
-TANSU_PORT_PREFERRED=29292
+KAFKA_BASE_PORT=29292
 stack_init scale-test
 
 PH_CONSUMER_TOML="session_timeout = \"${SESSION_TIMEOUT}s\"
 drain_timeout = \"5s\""
-PH_CONSUMER_PROPS='"heartbeat.interval.ms" = "1000"'
+# heartbeat.interval.ms is a classic-protocol client setting (KIP-848 groups take the broker's).
+[[ "${GROUP_PROTOCOL:-classic}" == classic ]] && PH_CONSUMER_PROPS='"heartbeat.interval.ms" = "1000"'
 
 stack_phase scale
 declare -A CURL CPID CLOG CEND REB_LINES REB_ASSIGN REB_REVOKE REB_ERROR STORED
@@ -110,7 +105,7 @@ wait_balance() {
         if ((SECONDS - t0 >= ASSIGN_TIMEOUT)); then
             local logs=() s
             for s in "$@"; do logs+=("${CLOG[${s%=*}]}"); done
-            die "the group did not reach ${*} within ${ASSIGN_TIMEOUT}s; last seen: $desc" "${logs[@]}" "$ARTIFACTS/tansu.log"
+            die "the group did not reach ${*} within ${ASSIGN_TIMEOUT}s; last seen: $desc" "${logs[@]}" "$KAFKA_DIR"/node-*.log
         fi
         sleep 0.5
     done
@@ -236,8 +231,8 @@ fi
 
 {
     echo
-    echo "scale-test: consumer instances joining, leaving and dying under load ($RATE events/s, $BATCH events/request), Tansu + PostgreSQL + Redis,"
-    echo "one record per Kafka batch (Tansu workaround), 12 partitions"
+    echo "scale-test: consumer instances joining, leaving and dying under load ($RATE events/s, $BATCH events/request),"
+    echo "Apache Kafka ($KAFKA_NODES nodes) + PostgreSQL + Redis, group protocol ${GROUP_PROTOCOL:-classic}, 12 partitions"
     printf '%-32s %9s %9s %9s %7s  %s\n' "phase" "instances" "2xx" "stored" "time" "assignment when balanced: partitions per instance [which]"
     for r in "${PHASE_ROWS[@]}"; do echo "$r"; done
     echo

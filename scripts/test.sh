@@ -5,14 +5,17 @@
 #   scripts/test.sh -E 'test(foo)'         # extra args go to `cargo nextest run`
 #   SKIP_LINT=1 scripts/test.sh            # skip cargo fmt --check and clippy
 #   SKIP_BENCH=1 scripts/test.sh           # skip the benchmark smoke run (scripts/bench.sh)
-#   SKIP_KILL=1 scripts/test.sh            # skip the kill and scale tests (~6 minutes)
+#   SKIP_KILL=1 scripts/test.sh            # skip the kill, scale and broker fault tests
+#   KAFKA_NODES=1 scripts/test.sh          # a single-node Kafka for the suite (quicker locally)
 #
-# It provisions what the tests need (PostgreSQL, Redis, a Tansu Kafka broker, cargo-nextest,
-# rustfmt, clippy), then runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run,
-# the doc tests, the benchmark at smoke size, and the kill and scale tests. All stages run even if an earlier one fails;
-# the exit status is non-zero if any failed. Logs go to artifacts/ (git-ignored). Tests find the
-# services through:
-#   LOGPIPE_TEST_KAFKA_BROKERS   e.g. 127.0.0.1:19092 (a fresh in-memory Tansu broker)
+# It provisions what the tests need (PostgreSQL, Redis, Java 17, Maven, Apache Kafka from Maven
+# Central as a 3-node KRaft cluster, Prometheus, Chromium, cargo-nextest, rustfmt, clippy), then
+# runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run, the doc tests, the
+# benchmark at smoke size, and the kill, scale and broker fault tests. All stages run even if an
+# earlier one fails; the exit status is non-zero if any failed. Logs go to artifacts/
+# (git-ignored). Tests find the services through:
+#   LOGPIPE_TEST_KAFKA_BROKERS   127.0.0.1:19192,127.0.0.1:19194,127.0.0.1:19196 (a fresh cluster)
+#   LOGPIPE_TEST_KAFKA_LIBS      Apache Kafka's jars, for tests that run Kafka's own tools
 #   LOGPIPE_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
 #   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
 set -euo pipefail
@@ -23,6 +26,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
+# shellcheck source=scripts/lib/kafka.sh
+source scripts/lib/kafka.sh
 
 START_SECONDS=$SECONDS
 ARTIFACTS="$REPO_ROOT/artifacts"
@@ -34,12 +39,12 @@ elapsed() {
     printf '%dm%02ds' $((s / 60)) $((s % 60))
 }
 
-TANSU_PID=""
+KAFKA_DIR=""
 cleanup() {
     local rc=$?
-    if [[ -n "$TANSU_PID" ]]; then
-        stop_pid "$TANSU_PID" 10
-        TANSU_PID=""
+    if [[ -n "$KAFKA_DIR" ]]; then
+        kafka_cluster_stop "$KAFKA_DIR"
+        KAFKA_DIR=""
     fi
     return "$rc"
 }
@@ -98,11 +103,15 @@ step "Prometheus (monitoring tests)"
 source scripts/lib/prometheus.sh
 ensure_prometheus
 
-step "Tansu (Kafka broker)"
-ensure_tansu_binary
-TANSU_PORT=$(free_port "${TANSU_PORT:-19092}")
-TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30)
-export LOGPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$TANSU_PORT"
+KAFKA_NODES=${KAFKA_NODES:-3}
+step "Apache Kafka $KAFKA_VERSION ($KAFKA_NODES-node KRaft cluster)"
+kafka_install
+KAFKA_DIR="$ARTIFACTS/kafka"
+KAFKA_BASE=$(kafka_free_base 19192 "$KAFKA_NODES")
+kafka_cluster_start "$KAFKA_DIR" "$KAFKA_NODES" "$KAFKA_BASE"
+export LOGPIPE_TEST_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
+LOGPIPE_TEST_KAFKA_LIBS=$(kafka_libs)
+export LOGPIPE_TEST_KAFKA_LIBS
 
 step "Test environment"
 env | grep '^LOGPIPE_TEST_' | sort
@@ -127,18 +136,25 @@ fi
 
 run_stage "doctests" doctests.log cargo test --workspace --doc
 
+# The scripts below start Kafka clusters of their own (the fault tests kill their nodes): the
+# suite's cluster stops here, so no more than one cluster's JVMs share the 2 cores.
+kafka_cluster_stop "$KAFKA_DIR"
+KAFKA_DIR=""
+
 # The benchmark at smoke size (debug binary, ~1 minute), so it cannot rot. It fails on errors
 # (a process not starting, an accepted event not stored), never on its figures.
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     run_stage "bench-smoke" bench-smoke.log env SMOKE=1 scripts/bench.sh
 fi
 
-# Kill and scale tests (issue 7): separate gateway, producer and consumer processes on a private
-# Tansu, PostgreSQL and Redis, about 6 minutes. They fail on a lost or duplicated accepted event,
-# aggregates that differ from the rows, or a SIGTERM exit status other than 0.
+# Kill, scale and broker fault tests: separate gateway, producer and consumer processes on a
+# private Apache Kafka cluster, PostgreSQL and Redis. They fail on a lost or duplicated accepted
+# event, aggregates that differ from the rows, or a SIGTERM exit status other than 0.
 if [[ "${SKIP_KILL:-0}" != 1 ]]; then
     run_stage "kill-test" kill-test.log scripts/kill-test.sh
     run_stage "scale-test" scale-test.log scripts/scale-test.sh
+    run_stage "scale-test (KIP-848)" scale-test-kip848.log env GROUP_PROTOCOL=consumer scripts/scale-test.sh
+    run_stage "broker-fault-test" broker-fault-test.log scripts/broker-fault-test.sh
 fi
 
 # -------------------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ kafka_node_start() {
     local dir=$1 n=$2 pid
     local port
     port=$(kafka_broker_port "$n" "$(cat "$dir/base")")
-    if [[ -f "$dir/node-$n.pid" ]] && kill -0 "$(cat "$dir/node-$n.pid")" 2>/dev/null; then
+    if [[ -f "$dir/node-$n.pid" ]] && pid_alive "$(cat "$dir/node-$n.pid")"; then
         kafka_err "node $n is already running (pid $(cat "$dir/node-$n.pid"))"
         return 1
     fi
@@ -268,7 +268,7 @@ kafka_node_wait() {
 # kafka_node_pid DIR N: the pid of node N (empty when it is not running).
 kafka_node_pid() {
     local f="$1/node-$2.pid"
-    [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+    [[ -f "$f" ]] && pid_alive "$(cat "$f")" && cat "$f"
     return 0
 }
 
@@ -290,7 +290,7 @@ kafka_node_kill() {
     [[ -n "$pid" ]] || return 0
     kafka_log "node $2: kill -9 (pid $pid)"
     kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    while pid_alive "$pid"; do sleep 0.05; done
     wait "$pid" 2>/dev/null || true
     rm -f "$1/node-$2.pid"
 }
@@ -321,6 +321,28 @@ kafka_cluster_ready() {
     for ((n = 1; n <= nodes; n++)); do
         tail -n 15 "$dir/node-$n.log" >&2
     done
+    return 1
+}
+
+# kafka_free_base PREFERRED NODES: echo a base port whose 2 x NODES ports are all free,
+# PREFERRED when it is, otherwise one from 20000-59999.
+kafka_free_base() {
+    local preferred=$1 nodes=$2 base i n busy
+    for ((i = 0; i < 100; i++)); do
+        if ((i == 0)); then base=$preferred; else base=$((20000 + (RANDOM % 4000) * 10)); fi
+        busy=0
+        for ((n = 0; n < 2 * nodes; n++)); do
+            if port_in_use $((base + n)); then
+                busy=1
+                break
+            fi
+        done
+        if ((busy == 0)); then
+            echo "$base"
+            return 0
+        fi
+    done
+    kafka_err "no block of $((2 * nodes)) free ports found"
     return 1
 }
 
@@ -376,7 +398,7 @@ kafka_cluster_stop() {
     for ((n = 1; n <= nodes; n++)); do
         local pid
         pid=$(kafka_node_pid "$dir" "$n")
-        [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+        if [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null; then pids+=("$pid"); fi
     done
     for pid in "${pids[@]}"; do
         stop_pid "$pid" 30

@@ -86,7 +86,7 @@ wait_for_port() {
         if port_accepts "$host" "$port"; then
             return 0
         fi
-        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+        if [[ -n "$pid" ]] && ! pid_alive "$pid"; then
             svc_err "process $pid exited before $host:$port accepted connections"
             return 1
         fi
@@ -96,17 +96,24 @@ wait_for_port() {
     return 1
 }
 
+# pid_alive PID: true while PID runs (an exited child not yet reaped, a zombie, counts as gone).
+pid_alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
 # stop_pid PID [TIMEOUT_SECS]: SIGTERM, wait, then SIGKILL. Works for non-children too.
 stop_pid() {
     local pid=$1 timeout_s=${2:-10}
     [[ -n "$pid" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
+    pid_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + timeout_s))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+    while pid_alive "$pid" && ((SECONDS < deadline)); do
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if pid_alive "$pid"; then
         svc_log "pid $pid ignored SIGTERM for ${timeout_s}s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi

@@ -1,20 +1,23 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # globals set here (CONSUMER_PID, TERM_RC, DRAIN_SECS, V_OK, ...) are read by the scripts
-# Shared helpers of scripts/kill-test.sh and scripts/scale-test.sh: a private Tansu broker, logpipe
-# processes started in the background and tracked, a bounded-rate load client that records the
-# outcome of every event it sends, and the exactly-once check (PostgreSQL rows by marker, Redis
-# aggregates against the rows). Source it from bash after setting nothing; call `stack_init NAME`.
+# Shared helpers of scripts/kill-test.sh, scripts/scale-test.sh and scripts/broker-fault-test.sh:
+# a private Apache Kafka cluster, logpipe processes started in the background and tracked, a
+# bounded-rate load client that records the outcome of every event it sends, and the
+# exactly-once check (PostgreSQL rows by marker, Redis aggregates against the rows). Source it
+# from bash after setting nothing; call `stack_init NAME`.
 #
 # What a run owns, so it can share the machine with other runs and engineers:
-#   - a Tansu broker on a free port (never the shared 127.0.0.1:19092);
+#   - an Apache Kafka KRaft cluster of KAFKA_NODES nodes (3: replication factor 3,
+#     min.insync.replicas 2) on free ports, its data in artifacts/NAME/kafka/ (never the suite's);
 #   - per phase: topic, DLQ topic, consumer group, PostgreSQL schema (database `test`, URL from
 #     LOGPIPE_TEST_POSTGRES_URL like the test suite) and Redis key prefix (on the shared Redis,
 #     LOGPIPE_TEST_REDIS_URL), all named after the run; dropped on exit unless KEEP_DATA=1;
 #   - logs in artifacts/NAME/ (emptied at the start of a run; one run of a script at a time).
 #
-# Knobs shared by both scripts: LOGPIPE (binary; default target/debug/logpipe, built when
+# Knobs shared by the scripts: LOGPIPE (binary; default target/debug/logpipe, built when
 # missing), BUILD=1 (run `cargo build --bin logpipe` first), RATE (events/s, default 500), BATCH
-# (events per request, 10), DRAIN_TIMEOUT (s, 180), KEEP_DATA (0).
+# (events per request, 10), DRAIN_TIMEOUT (s, 180), KEEP_DATA (0), KAFKA_NODES (3),
+# GROUP_PROTOCOL (classic or consumer: `consumer.group_protocol` of every consumer).
 
 if [[ -n "${LOGPIPE_STACK_SH_LOADED:-}" ]]; then
     return 0
@@ -23,6 +26,8 @@ LOGPIPE_STACK_SH_LOADED=1
 
 # shellcheck source=scripts/lib/services.sh
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
+# shellcheck source=scripts/lib/kafka.sh
+source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
 
 RATE=${RATE:-500}
 BATCH=${BATCH:-10}
@@ -35,8 +40,8 @@ ST_PROCS=()     # "name pid" of every process started, in start order
 ST_SCHEMAS=()   # PostgreSQL schemas to drop on exit
 ST_PREFIXES=()  # Redis key prefixes to delete on exit
 ST_LOADS=()     # load client pids
-TANSU_PID=""
-TANSU_PORT=""
+KAFKA_NODES=${KAFKA_NODES:-3}
+KAFKA_DIR=""
 
 say() { printf '[%s %4ds] %s\n' "$ST_NAME" $((SECONDS - ST_START)) "$*"; }
 warn() { printf '[%s %4ds] WARNING: %s\n' "$ST_NAME" $((SECONDS - ST_START)) "$*" >&2; }
@@ -62,7 +67,7 @@ die() {
     exit 1
 }
 
-# stack_init NAME: checks tools and services, picks the binary, starts a private Tansu broker,
+# stack_init NAME: checks tools and services, picks the binary, starts a private Kafka cluster,
 # installs the cleanup trap. Sets REPO_ROOT, ARTIFACTS, RUN, BIN, PG_URL, REDIS_URL, BROKERS.
 stack_init() {
     ST_NAME=$1
@@ -102,7 +107,7 @@ stack_init() {
 
     ensure_postgres >/dev/null 2>"$ARTIFACTS/services.log" || die "PostgreSQL is not available" "$ARTIFACTS/services.log"
     ensure_redis >/dev/null 2>>"$ARTIFACTS/services.log" || die "Redis is not available" "$ARTIFACTS/services.log"
-    ensure_tansu_binary 2>>"$ARTIFACTS/services.log" || die "the tansu binary is not available" "$ARTIFACTS/services.log"
+    kafka_install 2>>"$ARTIFACTS/services.log" || die "Apache Kafka could not be installed" "$ARTIFACTS/services.log"
     if ! command -v psql >/dev/null || ! command -v redis-cli >/dev/null; then
         die "psql and redis-cli are needed (apt-get install postgresql-client redis-tools)"
     fi
@@ -123,11 +128,13 @@ stack_init() {
 
     stack_write_python
 
-    TANSU_PORT=$(free_port "${TANSU_PORT_PREFERRED:-29192}") || die "no free port for Tansu"
-    TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30 2>>"$ARTIFACTS/services.log") ||
-        die "Tansu did not start on 127.0.0.1:$TANSU_PORT" "$ARTIFACTS/services.log" "$ARTIFACTS/tansu.log"
-    BROKERS="127.0.0.1:$TANSU_PORT"
-    say "Tansu broker pid $TANSU_PID on $BROKERS; PostgreSQL $PG_URL; Redis $REDIS_URL; run id $RUN"
+    local base
+    base=$(kafka_free_base "${KAFKA_BASE_PORT:-29192}" "$KAFKA_NODES") || die "no free ports for Kafka"
+    KAFKA_DIR="$ARTIFACTS/kafka"
+    kafka_cluster_start "$KAFKA_DIR" "$KAFKA_NODES" "$base" 2>>"$ARTIFACTS/services.log" ||
+        die "Apache Kafka did not start ($KAFKA_NODES nodes from port $base)" "$ARTIFACTS/services.log" "$KAFKA_DIR"/node-*.log
+    BROKERS=$KAFKA_BOOTSTRAP
+    say "Apache Kafka $KAFKA_VERSION, $KAFKA_NODES node(s) at $BROKERS; PostgreSQL $PG_URL; Redis $REDIS_URL; run id $RUN"
 }
 
 stack_cleanup() {
@@ -140,7 +147,7 @@ stack_cleanup() {
         pid=${ST_PROCS[i]#* }
         stop_pid "$pid" 15 2>/dev/null || true
     done
-    [[ -n "$TANSU_PID" ]] && { stop_pid "$TANSU_PID" 10 2>/dev/null || true; }
+    [[ -n "$KAFKA_DIR" ]] && { kafka_cluster_stop "$KAFKA_DIR" 2>/dev/null || true; }
     if [[ "$KEEP_DATA" == 1 ]]; then
         ((${#ST_SCHEMAS[@]})) && echo "[$ST_NAME] KEEP_DATA=1: kept PostgreSQL schemas ${ST_SCHEMAS[*]} and Redis prefixes ${ST_PREFIXES[*]} (drop them by hand)" >&2
     else
@@ -177,20 +184,9 @@ topic = "$PH_TOPIC"
 dlq_topic = "${RUN}_${PH_NAME}_dlq"
 parked_topic = "${RUN}_${PH_NAME}_parked"
 
-# Tansu 0.6 workaround, NOT a logpipe setting anyone needs on Kafka: Tansu answers a fetch that
-# starts at an offset inside a multi-record batch with the NEXT batch, silently skipping the rest
-# of that batch (verified: 10 records produced in one batch, a consumer assigned at offset 5
-# receives nothing until the next batch). A consumer restarting from a committed offset that falls
-# mid-batch would then lose records because of the broker, not logpipe. One record per produce
-# batch makes every committed offset a batch boundary (and Tansu's log-end offsets exact).
-[producer]
-batch_max_messages = 1
-
-[producer.properties]
-"batch.num.messages" = "1"
-
 [consumer]
 group_id = "$PH_GROUP"
+${GROUP_PROTOCOL:+group_protocol = \"$GROUP_PROTOCOL\"}
 ${PH_CONSUMER_TOML:-}
 
 [consumer.properties]
@@ -334,7 +330,7 @@ load_stop() {
 }
 
 # group_lag: total lag of the phase's group over the topic, from the broker (OffsetFetch and
-# ListOffsets; exact on Tansu with one record per batch). A partition with records and no commit
+# ListOffsets). A partition with records and no commit
 # counts all its records. Empty on error.
 group_lag() {
     "$BIN" --config "$PH_CONFIG" lag --json --samples 2 --interval 100ms 2>/dev/null | python3 -c '

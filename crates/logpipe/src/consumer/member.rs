@@ -184,10 +184,13 @@ impl MemberContext {
         }
     }
 
-    /// Checks that a fetched record follows the previous one of its partition. Offsets can be
-    /// missing only where a topic has transaction markers or was compacted; logpipe's topics
-    /// have neither, so a gap means the broker skipped records (for example a broker that
-    /// answers a fetch starting inside a record batch with the next batch): counted and logged.
+    /// Checks that a fetched record follows the previous one of its partition (the first one
+    /// follows the committed offset). Offsets are missing where a topic has transaction markers
+    /// or was compacted, which logpipe's topics have not, and where records were deleted before
+    /// the group read them (retention or DeleteRecords moved the log start past the committed
+    /// offset, and the client reset to the earliest offset left): records that can never be
+    /// stored, so the gap is counted and logged, never silent. A broker that served a fetch
+    /// wrongly would show up here too.
     fn check_sequence(&self, tp: &Tp, offset: i64) {
         let mut expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
         let Some(slot) = expected.get_mut(tp) else {
@@ -198,7 +201,7 @@ impl MemberContext {
         let skipped = sequence_gap(next, offset);
         if skipped > 0 {
             self.metrics.skipped_offsets.inc_by(skipped);
-            tracing::warn!(member = %self.member, topic = %tp.0, partition = tp.1, expected = next, fetched = offset, skipped, "the broker skipped offsets: records in between were never delivered (normal only for transactional or compacted topics)");
+            tracing::warn!(member = %self.member, topic = %tp.0, partition = tp.1, expected = next, fetched = offset, skipped, "offsets skipped: records in between were never delivered (deleted by retention or DeleteRecords before this group read them; check the topic's retention against the group's lag)");
         }
     }
 

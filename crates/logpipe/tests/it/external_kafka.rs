@@ -1,4 +1,4 @@
-//! Against an external Kafka-protocol broker (Tansu, started by `scripts/test.sh`, address in
+//! Against an external Apache Kafka cluster (started by `scripts/test.sh`, address in
 //! LOGPIPE_TEST_KAFKA_BROKERS): topic creation through the admin API, `topics describe`, and the
 //! ingest path end to end with records read back.
 

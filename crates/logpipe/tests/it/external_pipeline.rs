@@ -1,4 +1,4 @@
-//! The consumer against Tansu, PostgreSQL and Redis (started by `scripts/test.sh`): exactly-once
+//! The consumer against Apache Kafka, PostgreSQL and Redis (started by `scripts/test.sh`): exactly-once
 //! effects, reprocessing, and three consumers sharing the partitions while one leaves and one
 //! joins mid-stream.
 

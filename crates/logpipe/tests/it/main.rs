@@ -1,6 +1,6 @@
 //! Component and integration tests: one test binary (one link of librdkafka) with a module per
 //! area. Component tests run against the in-process embedded broker; `external_*` tests need the
-//! services `scripts/test.sh` starts (Tansu, PostgreSQL, Redis) and fail, saying what is missing,
+//! services `scripts/test.sh` starts (Apache Kafka, PostgreSQL, Redis) and fail, saying what is missing,
 //! when their environment variables are absent.
 
 mod support;

@@ -42,8 +42,6 @@ fn start_stack() -> Stack {
         ("LOGPIPE_POSTGRES_SCHEMA", id.clone()),
         ("LOGPIPE_REDIS_KEY_PREFIX", id.clone()),
         ("LOGPIPE_CONSUMER_GROUP_ID", format!("{id}_group")),
-        // One record per produce batch: Tansu serves fetches inside a batch wrongly.
-        ("LOGPIPE_PRODUCER_BATCH_MAX_MESSAGES", "1".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

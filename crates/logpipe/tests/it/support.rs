@@ -39,18 +39,10 @@ pub fn test_config(brokers: &str) -> Config {
     config
 }
 
-/// A config against the external services `scripts/test.sh` starts: Tansu, PostgreSQL (a schema
-/// of its own) and Redis (a key prefix of its own).
-///
-/// Tansu 0.6 serves a fetch that starts inside a multi-record batch wrongly (records skipped or
-/// repeated), which breaks any consumer resuming from a committed offset mid-batch; with one
-/// record per produce batch every offset is a batch start. Real Kafka needs no such setting.
+/// A config against the external services `scripts/test.sh` starts: Apache Kafka, PostgreSQL (a
+/// schema of its own) and Redis (a key prefix of its own).
 pub async fn external_config() -> Config {
     let mut config = test_config(&kafka_brokers());
-    config
-        .producer
-        .properties
-        .insert("batch.num.messages".into(), "1".into());
     config.postgres.url = required_env("LOGPIPE_TEST_POSTGRES_URL");
     config.postgres.schema = unique("it_schema").replace('-', "_");
     config.redis.url = required_env("LOGPIPE_TEST_REDIS_URL");
@@ -213,7 +205,7 @@ pub fn on_path(names: &[&str]) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The external Kafka broker (Tansu) `scripts/test.sh` starts, or a failure that says how.
+/// The external Apache Kafka cluster `scripts/test.sh` starts, or a failure that says how.
 pub fn kafka_brokers() -> String {
     required_env("LOGPIPE_TEST_KAFKA_BROKERS")
 }
@@ -223,7 +215,7 @@ pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set: this test needs an external service. Run the suite with `scripts/test.sh`, \
-             which installs and starts Tansu, PostgreSQL and Redis and sets {name}"
+             which installs and starts Apache Kafka, PostgreSQL and Redis and sets {name}"
         )
     })
 }
