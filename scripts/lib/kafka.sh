@@ -215,9 +215,6 @@ group.consumer.min.session.timeout.ms=3000
 group.consumer.session.timeout.ms=10000
 group.consumer.min.heartbeat.interval.ms=500
 group.consumer.heartbeat.interval.ms=1000
-# A restarted node rejoins the ISR quickly; a killed one leaves it after 10 s (default 30 s).
-replica.lag.time.max.ms=10000
-controlled.shutdown.enable=true
 
 # Fewer threads than the defaults: three nodes share 2 cores with everything else.
 num.network.threads=2

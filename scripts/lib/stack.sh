@@ -468,6 +468,12 @@ def worker():
             status = str(r.status)
             if 200 <= r.status < 300 and json.loads(data).get("accepted") != a.batch:
                 status = "partial"
+            elif r.status >= 300:
+                # The error code says why (503 saturated / timeout / kafka_unavailable / ...).
+                try:
+                    status += ":" + json.loads(data)["error"]["code"]
+                except Exception:
+                    pass
             if (r.getheader("connection") or "").lower() == "close":
                 conn.close()
                 conn = None

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KeyStrategy};
 use crate::kafka::health::{metadata_probe, KafkaHealth};
-use crate::kafka::{headers, producer_config};
+use crate::kafka::{client_config, headers, producer_config};
 use crate::telemetry::metrics::{latency_histogram, size_histogram, ReasonLabels};
 
 /// Events of one request, with what the producer writes into each record's headers.
@@ -145,6 +145,11 @@ pub struct Producer {
     permits: Arc<Semaphore>,
     enqueue_timeout: Duration,
     health: KafkaHealth,
+    /// The health probe's own client. A broker answers the requests of one connection in order,
+    /// so a metadata request sent on the producer's connections would wait behind produce
+    /// requests that wait for acks=all (for as long as a dead follower stays in the ISR) and
+    /// report a slow cluster as unreachable.
+    probe: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
     metrics: ProducerMetrics,
     /// Set on the embedded broker only: refuses events before its retention would drop them.
     backlog: Option<Arc<backlog::BacklogGuard>>,
@@ -173,6 +178,9 @@ impl Producer {
         let inner: FutureProducer = client
             .create()
             .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let probe = client_config(&config.kafka, bootstrap, "health", &Default::default())
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka health client: {e}"))?;
         Ok(Self {
             inner,
             topic: config.kafka.topic.clone(),
@@ -180,6 +188,7 @@ impl Producer {
             permits: Arc::new(Semaphore::new(p.max_in_flight)),
             enqueue_timeout: p.enqueue_timeout,
             health: KafkaHealth::default(),
+            probe,
             metrics,
             backlog: None,
         })
@@ -205,7 +214,7 @@ impl Producer {
         let me = self.clone();
         let timeout = interval.max(Duration::from_secs(1));
         self.health.spawn_monitor(
-            move || metadata_probe(me.inner.client(), &me.topic, timeout),
+            move || metadata_probe(me.probe.inner(), &me.topic, timeout),
             interval,
             stop,
         )
