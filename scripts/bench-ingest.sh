@@ -1,31 +1,54 @@
 #!/usr/bin/env bash
 # Ingest benchmark: gateway + producer as two processes (the spec's :8080 and :8081) on this
-# machine, against the embedded broker (inside the producer process) and against an external Tansu
-# broker. For each, `logpipe loadgen` posts batches of 500 events
-# for DURATION at an unlimited rate (the ceiling) and at a fixed rate (latency at a steady load),
-# and prints its report. Figures are printed, never asserted.
+# machine, against the embedded broker (inside the producer process) and against Apache Kafka (a
+# 3-node KRaft cluster, replication factor 3, min.insync.replicas 2, from scripts/lib/kafka.sh).
+# For each, `logpipe loadgen` posts batches of 500 events for DURATION at an unlimited rate (the
+# ceiling) and at a fixed rate (latency at a steady load), and prints its report. Figures are
+# printed, never asserted. (scripts/bench.sh has the same unlimited-rate step, next to Kafka's own
+# ProducerPerformance on the same cluster.)
 #
 #   scripts/bench-ingest.sh                  # 30 s per run
 #   DURATION=10s FIXED_RATE=50000 scripts/bench-ingest.sh
+#   BROKERS=kafka scripts/bench-ingest.sh    # only one of "embedded kafka" (the default: both)
+#   LOGPIPE=target/debug/logpipe scripts/bench-ingest.sh   # use this binary, build nothing
+#   BENCH_KAFKA_DIR=DIR scripts/bench-ingest.sh   # a cluster already running in DIR (from
+#                                            # kafka_cluster_start), left running; without it a
+#                                            # fresh one in artifacts/bench-ingest/kafka, stopped on exit
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
-# shellcheck source=scripts/lib/services.sh
-source scripts/lib/services.sh
+# shellcheck source=scripts/lib/kafka.sh
+source scripts/lib/kafka.sh
 
 DURATION=${DURATION:-30s}
 BATCH=${BATCH:-500}
 FIXED_RATE=${FIXED_RATE:-50000}
 CONCURRENCY=${CONCURRENCY:-16}
+BROKERS=${BROKERS:-embedded kafka}
 ARTIFACTS="$REPO_ROOT/artifacts/bench-ingest"
 mkdir -p "$ARTIFACTS"
 
-echo "==> building release binary"
-cargo build --release -q -p logpipe
-BIN="$REPO_ROOT/target/release/logpipe"
+if [[ -n "${LOGPIPE:-}" ]]; then
+    BIN=$LOGPIPE
+else
+    echo "==> building release binary"
+    cargo build --release -q -p logpipe
+    BIN="$REPO_ROOT/target/release/logpipe"
+fi
+RUN="bench_ingest_$(date +%s)"
 
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done; }
+OWN_CLUSTER=""
+cleanup() {
+    for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
+    if [[ -n "$OWN_CLUSTER" ]]; then
+        kafka_cluster_stop "$OWN_CLUSTER" 2>>"$ARTIFACTS/kafka.log" || true
+        rm -rf "$OWN_CLUSTER"/data-*
+    elif [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
+        kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete \
+            --topic "$RUN-.*" >/dev/null 2>&1 || true
+    fi
+}
 trap cleanup EXIT
 
 # run_case NAME BROKERS: start `logpipe producer` and `logpipe gateway`, drive them twice, print
@@ -36,7 +59,9 @@ run_case() {
     pport=$(free_port 18481)
     echo
     echo "==> $name: producer on :$pport (brokers: ${brokers:-embedded}), gateway on :$gport"
-    LOGPIPE_KAFKA_BROKERS="$brokers" "$BIN" producer --listen "127.0.0.1:$pport" >"$ARTIFACTS/$name-producer.log" 2>&1 &
+    LOGPIPE_KAFKA_BROKERS="$brokers" LOGPIPE_KAFKA_TOPIC="$RUN-$name-logs" LOGPIPE_KAFKA_DLQ_TOPIC="$RUN-$name-dlq" \
+        LOGPIPE_KAFKA_PARKED_TOPIC="$RUN-$name-parked" "$BIN" producer --listen "127.0.0.1:$pport" \
+        >"$ARTIFACTS/$name-producer.log" 2>&1 &
     local producer_pid=$!
     "$BIN" gateway --listen "127.0.0.1:$gport" --producer-url "http://127.0.0.1:$pport" >"$ARTIFACTS/$name-gateway.log" 2>&1 &
     local gateway_pid=$!
@@ -58,10 +83,28 @@ run_case() {
 }
 
 echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-run_case embedded ""
-
-ensure_tansu_binary
-TANSU_PORT=$(free_port 19192)
-TANSU_PID=$(start_tansu "$TANSU_PORT" "$ARTIFACTS/tansu.log" 30)
-PIDS+=("$TANSU_PID")
-run_case tansu "127.0.0.1:$TANSU_PORT"
+for broker in $BROKERS; do
+    case $broker in
+    embedded) run_case embedded "" ;;
+    kafka)
+        if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
+            KAFKA_BOOTSTRAP=$(cat "$BENCH_KAFKA_DIR/bootstrap")
+        else
+            echo "==> starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
+            kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
+            OWN_CLUSTER="$ARTIFACTS/kafka"
+            base=$(kafka_free_base 19392 3) || exit 1
+            kafka_cluster_start "$OWN_CLUSTER" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
+            # Until one idempotent acks=all write goes through: a cluster that just registered its nodes
+            # answers producer-id requests with "coordinator load in progress" for a while.
+            kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --create --topic "$RUN-ready" \
+                --partitions 1 --replication-factor 3 >>"$ARTIFACTS/kafka.log" 2>&1 &&
+                kafka_tool org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$RUN-ready" \
+                    --num-records 1 --record-size 100 --throughput -1 --command-property acks=all >>"$ARTIFACTS/kafka.log" 2>&1 ||
+                { echo "the Kafka cluster does not take a write (see $ARTIFACTS/kafka.log)"; exit 1; }
+        fi
+        run_case kafka "$KAFKA_BOOTSTRAP"
+        ;;
+    *) echo "BROKERS may hold embedded and kafka, not $broker"; exit 1 ;;
+    esac
+done

@@ -236,6 +236,14 @@ if ((NEED_KAFKA)); then
     }
     for ((n = 1; n <= KAFKA_NODES; n++)); do KAFKA_PIDS+=("$(kafka_node_pid "$KAFKA_DIR" "$n")"); done
     kafka_alive "after the start"
+    # A cluster that just registered its nodes still answers producer-id requests with "coordinator
+    # load in progress" for a while, and logpipe's producer answers 503 meanwhile: wait until one
+    # idempotent acks=all write goes through (Kafka's producer retries until then).
+    topic_tool --create --topic "${RUN}_ready" --partitions 1 --replication-factor "$KAFKA_NODES" >>"$ARTIFACTS/kafka.log" 2>&1 &&
+        kafka_tool org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "${RUN}_ready" \
+            --num-records 1 --record-size 100 --throughput -1 --command-property acks=all >>"$ARTIFACTS/kafka.log" 2>&1 ||
+        die "the Kafka cluster does not take a write (see $ARTIFACTS/kafka.log)"
+    delete_topics "${RUN}_ready"
     say "Kafka ready at $KAFKA_BOOTSTRAP (node pids ${KAFKA_PIDS[*]})"
 fi
 
@@ -645,7 +653,7 @@ PY
 import re, sys
 last = [l for l in open(sys.argv[1]) if "records sent" in l][-1]
 m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.* ([\d.]+) ms 99th", last)
-print(f"{float(m[1]):.0f}", m[2], m[3], m[4])
+print(f"{float(m[1]):.0f}", f"{float(m[2]):.1f}", f"{float(m[3]):.1f}", m[4])
 PY
     ) || die "cannot read ProducerPerformance's result in $log-producer-perf.txt"
     ref_written=$(topic_records "$ref") || die "cannot read the end offsets of $ref"
@@ -662,7 +670,7 @@ lines = [l.strip() for l in open(sys.argv[1]) if l.strip()]
 head = next(i for i, l in enumerate(lines) if l.startswith("start.time"))
 keys = [k.strip() for k in lines[head].split(",")]
 vals = dict(zip(keys, (v.strip() for v in lines[head + 1].split(","))))
-print(vals["data.consumed.in.nMsg"], f"{float(vals['fetch.nMsg.sec']):.0f}", vals["fetch.MB.sec"], vals["rebalance.time.ms"])
+print(vals["data.consumed.in.nMsg"], f"{float(vals['fetch.nMsg.sec']):.0f}", f"{float(vals['fetch.MB.sec']):.1f}", vals["rebalance.time.ms"])
 PY
     ) || die "cannot read ConsumerPerformance's result in $log-consumer-perf.txt"
     ((cp_n >= INGEST_EVENTS)) || die "Kafka's ConsumerPerformance read $cp_n of $INGEST_EVENTS records (see $log-consumer-perf.txt)"
