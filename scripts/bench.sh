@@ -236,14 +236,6 @@ if ((NEED_KAFKA)); then
     }
     for ((n = 1; n <= KAFKA_NODES; n++)); do KAFKA_PIDS+=("$(kafka_node_pid "$KAFKA_DIR" "$n")"); done
     kafka_alive "after the start"
-    # A cluster that just registered its nodes still answers producer-id requests with "coordinator
-    # load in progress" for a while, and logpipe's producer answers 503 meanwhile: wait until one
-    # idempotent acks=all write goes through (Kafka's producer retries until then).
-    topic_tool --create --topic "${RUN}_ready" --partitions 1 --replication-factor "$KAFKA_NODES" >>"$ARTIFACTS/kafka.log" 2>&1 &&
-        kafka_tool org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "${RUN}_ready" \
-            --num-records 1 --record-size 100 --throughput -1 --command-property acks=all >>"$ARTIFACTS/kafka.log" 2>&1 ||
-        die "the Kafka cluster does not take a write (see $ARTIFACTS/kafka.log)"
-    delete_topics "${RUN}_ready"
     say "Kafka ready at $KAFKA_BOOTSTRAP (node pids ${KAFKA_PIDS[*]})"
 fi
 
@@ -546,18 +538,6 @@ PY
 # -------------------------------------------------------------------------------------------------
 # 2. Ingest over the HTTP API, and 3. Apache Kafka's own clients on the same cluster (reference)
 
-# kafka_perf CLASS ARGS...: one of Kafka's performance tools, with the JVM options Kafka's own
-# kafka-producer-perf-test.sh / kafka-consumer-perf-test.sh use (kafka-run-class.sh's
-# KAFKA_JVM_PERFORMANCE_OPTS, 512 MiB heap). kafka_tool's flags (C1 only, serial GC) suit short
-# admin commands, not a throughput measurement.
-kafka_perf() {
-    local class=$1
-    shift
-    java -Xmx512m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$KAFKA_CACHE/log4j2.properties" -Dkafka.root.level=WARN \
-        -cp "$(kafka_libs)/*" "$class" "$@"
-}
 
 INGEST_ROW=""
 INGEST_NOTES=()

@@ -158,6 +158,19 @@ kafka_tool() {
         -cp "$(kafka_libs)/*" "$class" "$@"
 }
 
+# kafka_perf CLASS ARGS...: one of Kafka's performance tools (ProducerPerformance,
+# ConsumerPerformance), with the JVM options Kafka's own kafka-producer-perf-test.sh uses
+# (kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS, 512 MiB heap). kafka_tool's flags (C1 only,
+# serial GC) suit short admin commands, not a throughput measurement.
+kafka_perf() {
+    local class=$1
+    shift
+    java -Xmx512m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_CACHE/log4j2.properties" -Dkafka.root.level=WARN \
+        -cp "$(kafka_libs)/*" "$class" "$@"
+}
+
 # ---------------------------------------------------------------------------------------------
 # A KRaft cluster on loopback
 # ---------------------------------------------------------------------------------------------
@@ -297,9 +310,8 @@ kafka_node_restart() {
     kafka_node_stop "$1" "$2" && kafka_node_start "$1" "$2" && kafka_node_wait "$1" "$2"
 }
 
-# kafka_cluster_ready DIR [TIMEOUT]: until the cluster answers metadata requests with every
-# node registered (TopicCommand --list needs a controller and a broker; the broker count comes
-# from the kafka-broker-api-versions tool).
+# kafka_cluster_ready DIR [TIMEOUT]: until every node is registered (the broker count comes
+# from the kafka-broker-api-versions tool) and the cluster takes an idempotent acks=all write.
 kafka_cluster_ready() {
     local dir=$1 timeout_s=${2:-120} nodes deadline
     nodes=$(cat "$dir/nodes")
@@ -309,11 +321,39 @@ kafka_cluster_ready() {
         seen=$(kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
             --bootstrap-server "$(cat "$dir/bootstrap")" 2>/dev/null | grep -c '^127.0.0.1:[0-9]* (id: ' || true)
         if ((seen >= nodes)); then
+            break
+        fi
+        sleep 1
+    done
+    if ((seen < nodes)); then
+        kafka_err "the cluster in $dir did not register its $nodes node(s) within ${timeout_s}s (saw $seen)"
+        local n
+        for ((n = 1; n <= nodes; n++)); do
+            tail -n 15 "$dir/node-$n.log" >&2
+        done
+        return 1
+    fi
+    # Registered nodes still answer producer-id requests with "coordinator load in progress" for
+    # a while (and a client's first writes wait or fail meanwhile): ready means one idempotent
+    # acks=all write went through, to a topic replicated like the others.
+    local rf=$((nodes >= 3 ? 3 : nodes)) bootstrap
+    bootstrap=$(cat "$dir/bootstrap")
+    kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --if-not-exists \
+        --topic logpipe-cluster-ready --partitions 1 --replication-factor "$rf" >>"$dir/ready.log" 2>&1 || true
+    while ((SECONDS < deadline)); do
+        local out
+        out=$(kafka_tool org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bootstrap" \
+            --topic logpipe-cluster-ready --num-records 1 --record-size 100 --throughput -1 \
+            --command-property acks=all --command-property enable.idempotence=true \
+            --command-property delivery.timeout.ms=60000 2>&1) || true
+        echo "$out" >>"$dir/ready.log"
+        # The tool exits 0 even when the send failed; its summary line says what was sent.
+        if grep -q '^1 records sent' <<<"$out" && ! grep -qi 'exception' <<<"$out"; then
             return 0
         fi
         sleep 1
     done
-    kafka_err "the cluster in $dir did not register its $nodes node(s) within ${timeout_s}s (saw $seen)"
+    kafka_err "the cluster in $dir registered its nodes but took no acks=all write within ${timeout_s}s; see $dir/ready.log"
     local n
     for ((n = 1; n <= nodes; n++)); do
         tail -n 15 "$dir/node-$n.log" >&2
