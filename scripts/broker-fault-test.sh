@@ -209,7 +209,8 @@ run_scenario() {
     coordinator)
         local coord port2
         coord=$(kafka_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$(live_bootstrap)" \
-            --describe --group "$PH_GROUP" --state 2>/dev/null | awk 'NR > 1 && $2 ~ /\(/ {gsub(/[()]/, "", $2); print $2; exit}')
+            --describe --group "$PH_GROUP" --state 2>/dev/null |
+            awk '$1 == g { for (i = 2; i <= NF; i++) if ($i ~ /^\([0-9]+\)$/) { gsub(/[()]/, "", $i); print $i; exit } }' g="$PH_GROUP")
         [[ "$coord" =~ ^[123]$ ]] || die "could not find the coordinator of group $PH_GROUP (got '$coord')"
         port2=$(free_port 28783)
         c2_url="http://127.0.0.1:$port2"
