@@ -5,8 +5,10 @@
 //! cached statistics, so nothing is stale after a rebalance:
 //! - committed offsets: OffsetFetch, through a consumer with the group's `group.id` that never
 //!   subscribes (so never joins the group) and never commits;
-//! - log-end offsets: ListOffsets(latest) per partition (`fetch_watermarks`), read *after* the
-//!   committed offsets so a lag is never negative because of the order of the reads;
+//! - log-end offsets: ListOffsets(latest) per partition (`fetch_watermarks`) at isolation level
+//!   read_uncommitted, i.e. the high watermark, as `kafka-consumer-groups` reports it (at
+//!   read_committed an open transaction would hold the end back at the last stable offset), read
+//!   *after* the committed offsets so a lag is never negative because of the order of the reads;
 //! - members: DescribeGroups (`fetch_group_list`), whose member assignments are the consumer
 //!   protocol's `MemberAssignment` bytes, parsed by [`parse_assignment`].
 //!
@@ -36,16 +38,19 @@
 //! `kafka-consumer-groups --describe`. Severity, worst last (Burrow's order): OK, WARN, STOP,
 //! STALL, REWIND; `--fail-on` compares against it.
 //!
-//! What Tansu 0.6 (the test broker) does differently, and how `lag` degrades:
-//! - DescribeGroups returns the group state and protocol type and each member's id, but an empty
-//!   assignment, client id, host and protocol (assignor) name. Members are listed by id, the
-//!   CONSUMER-ID, HOST and CLIENT-ID columns show `-` with a note, and a partition whose offset
-//!   does not move in a group with members is STALL (STOP is still reported for an empty group).
-//! - ListOffsets(latest) reports the last batch's base offset + 1, below the real log end when
-//!   producers put several records in a batch (exact with one record per batch; Apache Kafka is
-//!   exact). A committed offset above that end counts as lag 0.
-//! - A fetch starting inside a multi-record batch may skip records there, so lag in seconds can
-//!   be under-estimated on Tansu.
+//! Apache Kafka is the reference: the integration tests compare every column with
+//! `kafka-consumer-groups --describe`. Where a broker tells less, `lag` says so and degrades:
+//! - DescribeGroups describes classic groups only. Apache Kafka answers it for any other group (a
+//!   KIP-848 `group.protocol=consumer` group, a share or streams group) as it does for a group
+//!   that does not exist: state `Dead`, no members, no error. A `Dead` group therefore has
+//!   unknown members: the owner columns show `-` with a note, and a partition whose offset does
+//!   not move is STALL, never STOP.
+//! - A broker may list members without their assignment, client id or host (Tansu 0.6 does: an
+//!   empty MemberAssignment for every member of a Stable group). Members are then listed by id,
+//!   the owner columns show `-` with a note, and an idle partition in a group with members is
+//!   STALL. STOP is still reported for an Empty group.
+//! - A committed offset above the reported log end (a broker whose ListOffsets under-reports it)
+//!   counts as lag 0.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -73,7 +78,8 @@ pub const LAG_SECONDS_BUDGET: Duration = Duration::from_secs(5);
 /// never committed to.
 const PROBE_GROUP: &str = "logpipe-lag-probe";
 /// `assignment_error` of a member whose MemberAssignment came back empty: normal while a group
-/// rebalances; in a Stable group it means the broker does not report assignments (Tansu 0.6).
+/// rebalances; in a Stable group it means the broker does not report assignments (Apache Kafka
+/// always does; Tansu 0.6 never does).
 pub const ASSIGNMENT_NOT_REPORTED: &str = "not reported by the broker (empty MemberAssignment)";
 /// Watermark requests in flight at once.
 const WATERMARK_PARALLELISM: usize = 8;
@@ -304,10 +310,11 @@ pub struct GroupView {
 
 impl GroupView {
     /// Who owns `topic`/`partition`: `Some(Some(member))`, `Some(None)` (nobody, known for
-    /// sure), or `None` (unknown: mid-rebalance, or an assignment that does not parse).
+    /// sure), or `None` (unknown: mid-rebalance, an assignment that does not parse, or a `Dead`
+    /// group: DescribeGroups answers so for a group it does not describe, see the module docs).
     pub fn owner(&self, topic: &str, partition: i32) -> Option<Option<&Member>> {
         match self.state.as_str() {
-            "Empty" | "Dead" => return Some(None),
+            "Empty" => return Some(None),
             "Stable" => {}
             _ => return None,
         }
@@ -391,6 +398,10 @@ impl LagReader {
         apply_properties(&mut client, &config.kafka, &Default::default());
         // Never let a pass-through property turn on commits for the group being inspected.
         client.set("enable.auto.commit", "false");
+        // The log end is the high watermark, as `kafka-consumer-groups` shows it: librdkafka's
+        // default (read_committed) answers ListOffsets with the last stable offset, which an
+        // open transaction holds back.
+        client.set("isolation.level", "read_uncommitted");
         let consumer: BaseConsumer = client
             .create()
             .context("creating the Kafka client for the lag reader")?;
@@ -646,6 +657,9 @@ impl Inner {
             .set("fetch.wait.max.ms", "100");
         apply_properties(&mut client, &self.kafka, &Default::default());
         client.set("enable.auto.commit", "false");
+        // The lag counts records of open transactions (the end is the high watermark), so the
+        // record at the committed offset may be one of them.
+        client.set("isolation.level", "read_uncommitted");
         let Ok(probe) = client.create::<BaseConsumer>() else {
             return out;
         };
@@ -777,6 +791,15 @@ pub fn build_report(
     }
     if let Some(view) = view {
         let settled = matches!(view.state.as_str(), "Stable" | "Empty" | "Dead");
+        if view.state == "Dead" {
+            notes.push(format!(
+                "DescribeGroups does not describe group `{group}` (state Dead, no members) although it has committed \
+                 offsets: Apache Kafka answers so for a group that is not a classic group (a KIP-848 \
+                 group.protocol=consumer group, a share or streams group). Members unknown: CONSUMER-ID, HOST and \
+                 CLIENT-ID show `-`, and a partition whose offset does not move is STALL, never STOP. \
+                 `kafka-consumer-groups --describe --group {group}` lists its members"
+            ));
+        }
         if !settled {
             notes.push(format!(
                 "the group is rebalancing ({}): owners show `-` until it is Stable",
@@ -792,7 +815,7 @@ pub fn build_report(
         if settled && !unreported.is_empty() {
             notes.push(format!(
                 "the broker did not report the assignment of {} of {} member(s) (an empty MemberAssignment in \
-                 DescribeGroups; Tansu 0.6 reports member ids only, no assignment, client id or host): CONSUMER-ID, \
+                 DescribeGroups; Apache Kafka reports it, Tansu 0.6 reports member ids only, no assignment, client id or host): CONSUMER-ID, \
                  HOST and CLIENT-ID show `-`, and a partition whose offset does not move is STALL, never STOP. \
                  Members: {}",
                 unreported.len(),
@@ -1510,7 +1533,8 @@ mod tests {
         assert_eq!(stable.owner("t", 3), Some(None));
         assert_eq!(stable.owner("other", 0), Some(None));
         assert_eq!(view("Empty", vec![]).owner("t", 0), Some(None));
-        assert_eq!(view("Dead", vec![]).owner("t", 0), Some(None));
+        // Not described (a KIP-848 group on Apache Kafka): nobody can be said to own anything.
+        assert_eq!(view("Dead", vec![]).owner("t", 0), None);
         let rebalancing = view("PreparingRebalance", vec![member("a", Some(vec![]))]);
         assert_eq!(rebalancing.owner("t", 0), None);
         let unreadable = view("Stable", vec![member("a", None)]);
@@ -1668,8 +1692,24 @@ mod tests {
         assert!(report.notes[0].contains("members unknown: DescribeGroups failed"));
         assert!(render(&report).contains("members unknown"));
 
-        // A Stable group whose members come with empty assignments (Tansu 0.6): owners unknown,
-        // STALL rather than STOP, and the member ids in a note.
+        // A Dead group with commits (Apache Kafka's DescribeGroups on a KIP-848 group): owners
+        // unknown, STALL rather than STOP, and a note saying why.
+        let dead = || Ok(view("Dead", vec![]));
+        let window = vec![
+            snapshot(0, dead(), &[("t", 0, Some(1), 4)]),
+            snapshot(1000, dead(), &[("t", 0, Some(1), 4)]),
+        ];
+        let report = build_report("grp", &window, &BTreeMap::new());
+        assert_eq!(report.partitions[0].status, Some(Status::Stall));
+        assert!(
+            report.notes.iter().any(|n| n.contains("not a classic group")
+                && n.contains("kafka-consumer-groups --describe --group grp")),
+            "{:?}",
+            report.notes
+        );
+
+        // A Stable group whose members come with empty assignments (a broker that does not report
+        // them, like Tansu 0.6): owners unknown, STALL rather than STOP, member ids in a note.
         let tansu = || {
             let mut m = member("logpipe-consumer-x-1", None);
             m.client_id = None;
