@@ -764,7 +764,12 @@ async fn external_dlq_scan_reads_batched_partitions_to_their_end() {
     assert_eq!(s.total, 300, "{:?}", s.partitions);
     for p in &s.partitions {
         assert_eq!(
-            (p.start_offset, p.high_watermark_at_start, p.end_offset, p.records),
+            (
+                p.start_offset,
+                p.high_watermark_at_start,
+                p.end_offset,
+                p.records
+            ),
             (0, 100, 100, 100),
             "{p:?}"
         );

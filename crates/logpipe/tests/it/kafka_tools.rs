@@ -40,7 +40,9 @@ async fn produce(brokers: &str, topic: &str, partition: i32, n: usize) {
         .set("linger.ms", "20")
         .create()
         .unwrap();
-    let values: Vec<String> = (0..n).map(|i| format!("record {i} of {partition}")).collect();
+    let values: Vec<String> = (0..n)
+        .map(|i| format!("record {i} of {partition}"))
+        .collect();
     let sends = values.iter().map(|v| {
         producer.send(
             FutureRecord::<str, str>::to(topic)
@@ -85,7 +87,9 @@ fn produce_open_transaction(
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    producer.flush(Duration::from_secs(30)).expect("records written");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("records written");
     producer
 }
 
@@ -172,7 +176,13 @@ fn kafka_describe(group: &str, topic: &str) -> (BTreeMap<i32, Row>, bool) {
     let brokers = kafka_brokers();
     let out = kafka_tool(
         GROUP_COMMAND,
-        &["--bootstrap-server", &brokers, "--describe", "--group", group],
+        &[
+            "--bootstrap-server",
+            &brokers,
+            "--describe",
+            "--group",
+            group,
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -199,7 +209,8 @@ fn kafka_describe(group: &str, topic: &str) -> (BTreeMap<i32, Row>, bool) {
             },
         );
     }
-    let empty = stdout.contains("has no active members");
+    // Printed on stderr, before the table of committed offsets.
+    let empty = stderr.contains("has no active members");
     (rows, empty)
 }
 
@@ -321,7 +332,10 @@ fn lag_matches_kafka_consumer_groups(protocol: &str) {
     assert_same_rows(&kafka, &report);
     assert_eq!(kafka[&0].client_id.as_deref(), Some(client_id.as_str()));
     assert_eq!(kafka[&0].lag, Some(4));
-    assert_eq!(kafka[&3].end, 3, "the log end counts the open transaction's records");
+    assert_eq!(
+        kafka[&3].end, 3,
+        "the log end counts the open transaction's records"
+    );
     assert_eq!(report["state"], "Stable", "{report:#}");
     assert_eq!(report["members"].as_array().unwrap().len(), 1, "{report:#}");
     assert_eq!(
@@ -438,7 +452,11 @@ fn console_consumer(topic: &str, expected: usize) -> Vec<Printed> {
             assert_eq!(fields.len(), 5, "{}", String::from_utf8_lossy(record));
             let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
             let number = |b: &[u8], prefix: &str| {
-                text(b).strip_prefix(prefix).unwrap().parse::<i64>().unwrap()
+                text(b)
+                    .strip_prefix(prefix)
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
             };
             let header_text = text(fields[2]);
             let headers = if header_text == "NO_HEADERS" {
@@ -651,10 +669,16 @@ async fn external_kafka_tools_dlq_show_matches_console_consumer() {
         .collect();
     assert_eq!(readable.len(), total - 1);
     let ours: Vec<&Printed> = shown.iter().map(|(p, _)| p).collect();
-    assert_eq!(ours, readable, "logpipe dlq show (left) vs the console consumer (right)");
+    assert_eq!(
+        ours, readable,
+        "logpipe dlq show (left) vs the console consumer (right)"
+    );
     assert!(
-        stderr.contains(&format!("{} of {} matching records shown", total - 1, total - 1))
-            && stderr.contains(&format!("{total} records in"))
+        stderr.contains(&format!(
+            "{} of {} matching records shown",
+            total - 1,
+            total - 1
+        )) && stderr.contains(&format!("{total} records in"))
             && stderr.contains("1 unreadable records left out"),
         "{stderr}"
     );
@@ -666,8 +690,14 @@ async fn external_kafka_tools_dlq_show_matches_console_consumer() {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
-        assert_eq!(json["class"].as_str(), header(headers::ERROR_CLASS).as_deref());
-        assert_eq!(json["error_type"].as_str(), header(headers::ERROR_TYPE).as_deref());
+        assert_eq!(
+            json["class"].as_str(),
+            header(headers::ERROR_CLASS).as_deref()
+        );
+        assert_eq!(
+            json["error_type"].as_str(),
+            header(headers::ERROR_TYPE).as_deref()
+        );
         assert_eq!(
             json["error_message"].as_str(),
             header(headers::ERROR_MESSAGE).as_deref()
