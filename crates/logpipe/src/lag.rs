@@ -5,10 +5,13 @@
 //! cached statistics, so nothing is stale after a rebalance:
 //! - committed offsets: OffsetFetch, through a consumer with the group's `group.id` that never
 //!   subscribes (so never joins the group) and never commits;
-//! - log-end offsets: ListOffsets(latest) per partition (`fetch_watermarks`), read *after* the
-//!   committed offsets so a lag is never negative because of the order of the reads;
+//! - log-end offsets: ListOffsets(latest) per partition (`fetch_watermarks`) at isolation level
+//!   read_uncommitted, i.e. the high watermark, as `kafka-consumer-groups` reports it (at
+//!   read_committed an open transaction would hold the end back at the last stable offset), read
+//!   *after* the committed offsets so a lag is never negative because of the order of the reads;
 //! - members: DescribeGroups (`fetch_group_list`), whose member assignments are the consumer
-//!   protocol's `MemberAssignment` bytes, parsed by [`parse_assignment`].
+//!   protocol's `MemberAssignment` bytes, parsed by [`parse_assignment`]; for a KIP-848 group,
+//!   ConsumerGroupDescribe (see below).
 //!
 //! Lag in seconds ([`LagReader::lag_seconds`]) is the age of the oldest record the group has not
 //! consumed: `now - timestamp` of the record at the committed offset (0 when the lag is 0). Those
@@ -36,16 +39,22 @@
 //! `kafka-consumer-groups --describe`. Severity, worst last (Burrow's order): OK, WARN, STOP,
 //! STALL, REWIND; `--fail-on` compares against it.
 //!
-//! What Tansu 0.6 (the test broker) does differently, and how `lag` degrades:
-//! - DescribeGroups returns the group state and protocol type and each member's id, but an empty
-//!   assignment, client id, host and protocol (assignor) name. Members are listed by id, the
-//!   CONSUMER-ID, HOST and CLIENT-ID columns show `-` with a note, and a partition whose offset
-//!   does not move in a group with members is STALL (STOP is still reported for an empty group).
-//! - ListOffsets(latest) reports the last batch's base offset + 1, below the real log end when
-//!   producers put several records in a batch (exact with one record per batch; Apache Kafka is
-//!   exact). A committed offset above that end counts as lag 0.
-//! - A fetch starting inside a multi-record batch may skip records there, so lag in seconds can
-//!   be under-estimated on Tansu.
+//! Apache Kafka is the reference: the integration tests compare every column with
+//! `kafka-consumer-groups --describe`. Where a broker tells less, `lag` says so and degrades:
+//! - DescribeGroups describes classic groups only. Apache Kafka answers it for any other group (a
+//!   KIP-848 `group.protocol=consumer` group, a share or streams group) as it does for a group
+//!   that does not exist: state `Dead`, no members, no error. Such a group is described again
+//!   with ConsumerGroupDescribe (librdkafka's `rd_kafka_DescribeConsumerGroups`), whose members
+//!   come with their current assignment, client id and host. A group neither describes (share
+//!   and streams groups, brokers without KIP-848) stays `Dead` with unknown members: the owner
+//!   columns show `-` with a note, and a partition whose offset does not move is STALL, never
+//!   STOP.
+//! - A broker may list members without their assignment, client id or host (Tansu 0.6 does: an
+//!   empty MemberAssignment for every member of a Stable group). Members are then listed by id,
+//!   the owner columns show `-` with a note, and an idle partition in a group with members is
+//!   STALL. STOP is still reported for an Empty group.
+//! - A committed offset above the reported log end (a broker whose ListOffsets under-reports it)
+//!   counts as lag 0.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -73,7 +82,8 @@ pub const LAG_SECONDS_BUDGET: Duration = Duration::from_secs(5);
 /// never committed to.
 const PROBE_GROUP: &str = "logpipe-lag-probe";
 /// `assignment_error` of a member whose MemberAssignment came back empty: normal while a group
-/// rebalances; in a Stable group it means the broker does not report assignments (Tansu 0.6).
+/// rebalances; in a Stable group it means the broker does not report assignments (Apache Kafka
+/// always does; Tansu 0.6 never does).
 pub const ASSIGNMENT_NOT_REPORTED: &str = "not reported by the broker (empty MemberAssignment)";
 /// Watermark requests in flight at once.
 const WATERMARK_PARALLELISM: usize = 8;
@@ -304,10 +314,11 @@ pub struct GroupView {
 
 impl GroupView {
     /// Who owns `topic`/`partition`: `Some(Some(member))`, `Some(None)` (nobody, known for
-    /// sure), or `None` (unknown: mid-rebalance, or an assignment that does not parse).
+    /// sure), or `None` (unknown: mid-rebalance, an assignment that does not parse, or a `Dead`
+    /// group: DescribeGroups answers so for a group it does not describe, see the module docs).
     pub fn owner(&self, topic: &str, partition: i32) -> Option<Option<&Member>> {
         match self.state.as_str() {
-            "Empty" | "Dead" => return Some(None),
+            "Empty" => return Some(None),
             "Stable" => {}
             _ => return None,
         }
@@ -391,6 +402,10 @@ impl LagReader {
         apply_properties(&mut client, &config.kafka, &Default::default());
         // Never let a pass-through property turn on commits for the group being inspected.
         client.set("enable.auto.commit", "false");
+        // The log end is the high watermark, as `kafka-consumer-groups` shows it: librdkafka's
+        // default (read_committed) answers ListOffsets with the last stable offset, which an
+        // open transaction holds back.
+        client.set("isolation.level", "read_uncommitted");
         let consumer: BaseConsumer = client
             .create()
             .context("creating the Kafka client for the lag reader")?;
@@ -554,13 +569,20 @@ impl Inner {
             .consumer
             .fetch_group_list(Some(&self.group), self.timeout)
             .map_err(|e| format!("DescribeGroups failed: {e}"))?;
-        let Some(info) = list.groups().iter().find(|g| g.name() == self.group) else {
-            return Ok(GroupView {
+        let info = list
+            .groups()
+            .iter()
+            .find(|g| g.name() == self.group && g.state() != "Dead");
+        let Some(info) = info else {
+            // Not a classic group, or no group at all: ask ConsumerGroupDescribe (KIP-848).
+            let described =
+                consumer_group_describe::describe(&self.consumer, &self.group, self.timeout)?;
+            return Ok(described.unwrap_or_else(|| GroupView {
                 state: "Dead".into(),
                 protocol_type: String::new(),
                 protocol: String::new(),
                 members: Vec::new(),
-            });
+            }));
         };
         let consumer_protocol =
             info.protocol_type() == "consumer" || info.protocol_type().is_empty();
@@ -646,6 +668,9 @@ impl Inner {
             .set("fetch.wait.max.ms", "100");
         apply_properties(&mut client, &self.kafka, &Default::default());
         client.set("enable.auto.commit", "false");
+        // The lag counts records of open transactions (the end is the high watermark), so the
+        // record at the committed offset may be one of them.
+        client.set("isolation.level", "read_uncommitted");
         let Ok(probe) = client.create::<BaseConsumer>() else {
             return out;
         };
@@ -694,6 +719,156 @@ fn require_brokers(config: &Config) -> anyhow::Result<String> {
         "`logpipe lag` reads a consumer group on a cluster",
         " (the embedded broker lives inside `logpipe run`; its lag is on the consumer's /metrics)",
     )
+}
+
+// ------------------------------------------------------------------------------------------
+// KIP-848 groups: ConsumerGroupDescribe through librdkafka
+// ------------------------------------------------------------------------------------------
+
+/// Describes a group with librdkafka's admin call `rd_kafka_DescribeConsumerGroups`, which sends
+/// ConsumerGroupDescribe (the KIP-848 describe) and falls back to DescribeGroups for classic
+/// groups. rust-rdkafka has no safe wrapper for it, hence the one `unsafe` module of the crate:
+/// every pointer read here belongs to the result event, which lives until the end of
+/// [`consumer_group_describe::describe`], and every string is copied before it is destroyed.
+#[allow(unsafe_code)]
+mod consumer_group_describe {
+    use std::collections::BTreeMap;
+    use std::ffi::{c_char, CStr, CString};
+    use std::time::Duration;
+
+    use rdkafka::bindings as rd;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    use super::{GroupView, Member, TopicAssignment};
+
+    /// The group as ConsumerGroupDescribe sees it; `Ok(None)` when it is not a consumer-protocol
+    /// group (classic, or unknown to the broker), which DescribeGroups describes instead.
+    pub(super) fn describe(
+        consumer: &BaseConsumer,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<Option<GroupView>, String> {
+        let name =
+            CString::new(group).map_err(|_| "the group id contains a NUL byte".to_string())?;
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let rk = consumer.client().native_ptr();
+        // SAFETY: `rk` is a live client for the whole call; the queue, options and event are
+        // created and destroyed here; `names` outlives the call that reads it.
+        unsafe {
+            let queue = rd::rd_kafka_queue_new(rk);
+            let options = rd::rd_kafka_AdminOptions_new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
+            );
+            let mut errstr = [0 as c_char; 256];
+            rd::rd_kafka_AdminOptions_set_request_timeout(
+                options,
+                timeout_ms,
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            );
+            let mut names = [name.as_ptr()];
+            rd::rd_kafka_DescribeConsumerGroups(rk, names.as_mut_ptr(), 1, options, queue);
+            rd::rd_kafka_AdminOptions_destroy(options);
+            let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
+            let result = if event.is_null() {
+                Err(format!(
+                    "DescribeConsumerGroups did not answer within {}ms",
+                    timeout_ms
+                ))
+            } else {
+                let read = read_event(event);
+                rd::rd_kafka_event_destroy(event);
+                read
+            };
+            rd::rd_kafka_queue_destroy(queue);
+            result
+        }
+    }
+
+    /// Copies a C string (`None` for NULL).
+    unsafe fn text(ptr: *const c_char) -> Option<String> {
+        (!ptr.is_null()).then(|| CStr::from_ptr(ptr).to_string_lossy().into_owned())
+    }
+
+    unsafe fn read_event(event: *mut rd::rd_kafka_event_t) -> Result<Option<GroupView>, String> {
+        if rd::rd_kafka_event_error(event) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            let why = text(rd::rd_kafka_event_error_string(event)).unwrap_or_default();
+            return Err(format!("DescribeConsumerGroups failed: {why}"));
+        }
+        let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
+        if result.is_null() {
+            return Err("DescribeConsumerGroups returned no result".into());
+        }
+        let mut count = 0usize;
+        let groups = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut count);
+        if groups.is_null() || count == 0 {
+            return Err("DescribeConsumerGroups returned no group".into());
+        }
+        let desc = *groups;
+        let error = rd::rd_kafka_ConsumerGroupDescription_error(desc);
+        if !error.is_null() {
+            let why = text(rd::rd_kafka_error_string(error)).unwrap_or_default();
+            return Err(format!("DescribeConsumerGroups failed: {why}"));
+        }
+        if rd::rd_kafka_ConsumerGroupDescription_type(desc)
+            != rd::rd_kafka_consumer_group_type_t::RD_KAFKA_CONSUMER_GROUP_TYPE_CONSUMER
+        {
+            return Ok(None);
+        }
+        let state = text(rd::rd_kafka_consumer_group_state_name(
+            rd::rd_kafka_ConsumerGroupDescription_state(desc),
+        ))
+        .unwrap_or_default();
+        let mut members = Vec::new();
+        for i in 0..rd::rd_kafka_ConsumerGroupDescription_member_count(desc) {
+            let m = rd::rd_kafka_ConsumerGroupDescription_member(desc, i);
+            if m.is_null() {
+                continue;
+            }
+            let assignment = rd::rd_kafka_MemberDescription_assignment(m);
+            let partitions = if assignment.is_null() {
+                std::ptr::null()
+            } else {
+                rd::rd_kafka_MemberAssignment_partitions(assignment)
+            };
+            let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            if !partitions.is_null() && !(*partitions).elems.is_null() {
+                let list = &*partitions;
+                for e in std::slice::from_raw_parts(list.elems, list.cnt.max(0) as usize) {
+                    if let Some(topic) = text(e.topic) {
+                        topics.entry(topic).or_default().push(e.partition);
+                    }
+                }
+            }
+            let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
+            members.push(Member {
+                consumer_id: text(rd::rd_kafka_MemberDescription_consumer_id(m))
+                    .unwrap_or_default(),
+                client_id: nonempty(text(rd::rd_kafka_MemberDescription_client_id(m))),
+                host: nonempty(text(rd::rd_kafka_MemberDescription_host(m))),
+                assignment: Some(
+                    topics
+                        .into_iter()
+                        .map(|(topic, mut partitions)| {
+                            partitions.sort_unstable();
+                            TopicAssignment { topic, partitions }
+                        })
+                        .collect(),
+                ),
+                assignment_error: None,
+            });
+        }
+        Ok(Some(GroupView {
+            state,
+            protocol_type: "consumer".into(),
+            protocol: text(rd::rd_kafka_ConsumerGroupDescription_partition_assignor(
+                desc,
+            ))
+            .unwrap_or_default(),
+            members,
+        }))
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -777,6 +952,15 @@ pub fn build_report(
     }
     if let Some(view) = view {
         let settled = matches!(view.state.as_str(), "Stable" | "Empty" | "Dead");
+        if view.state == "Dead" {
+            notes.push(format!(
+                "neither DescribeGroups nor ConsumerGroupDescribe describes group `{group}` (state Dead, no members) \
+                 although it has committed offsets: it is neither a classic nor a KIP-848 consumer group (a share or \
+                 streams group, or a broker without KIP-848). Members unknown: CONSUMER-ID, HOST and \
+                 CLIENT-ID show `-`, and a partition whose offset does not move is STALL, never STOP. \
+                 `kafka-consumer-groups --describe --group {group}` lists its members"
+            ));
+        }
         if !settled {
             notes.push(format!(
                 "the group is rebalancing ({}): owners show `-` until it is Stable",
@@ -792,7 +976,7 @@ pub fn build_report(
         if settled && !unreported.is_empty() {
             notes.push(format!(
                 "the broker did not report the assignment of {} of {} member(s) (an empty MemberAssignment in \
-                 DescribeGroups; Tansu 0.6 reports member ids only, no assignment, client id or host): CONSUMER-ID, \
+                 DescribeGroups; Apache Kafka reports it, Tansu 0.6 reports member ids only, no assignment, client id or host): CONSUMER-ID, \
                  HOST and CLIENT-ID show `-`, and a partition whose offset does not move is STALL, never STOP. \
                  Members: {}",
                 unreported.len(),
@@ -1510,7 +1694,8 @@ mod tests {
         assert_eq!(stable.owner("t", 3), Some(None));
         assert_eq!(stable.owner("other", 0), Some(None));
         assert_eq!(view("Empty", vec![]).owner("t", 0), Some(None));
-        assert_eq!(view("Dead", vec![]).owner("t", 0), Some(None));
+        // Not described (a KIP-848 group on Apache Kafka): nobody can be said to own anything.
+        assert_eq!(view("Dead", vec![]).owner("t", 0), None);
         let rebalancing = view("PreparingRebalance", vec![member("a", Some(vec![]))]);
         assert_eq!(rebalancing.owner("t", 0), None);
         let unreadable = view("Stable", vec![member("a", None)]);
@@ -1668,8 +1853,27 @@ mod tests {
         assert!(report.notes[0].contains("members unknown: DescribeGroups failed"));
         assert!(render(&report).contains("members unknown"));
 
-        // A Stable group whose members come with empty assignments (Tansu 0.6): owners unknown,
-        // STALL rather than STOP, and the member ids in a note.
+        // A Dead group with commits (described by neither DescribeGroups nor
+        // ConsumerGroupDescribe): owners unknown, STALL rather than STOP, and a note saying why.
+        let dead = || Ok(view("Dead", vec![]));
+        let window = vec![
+            snapshot(0, dead(), &[("t", 0, Some(1), 4)]),
+            snapshot(1000, dead(), &[("t", 0, Some(1), 4)]),
+        ];
+        let report = build_report("grp", &window, &BTreeMap::new());
+        assert_eq!(report.partitions[0].status, Some(Status::Stall));
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("neither a classic nor a KIP-848")
+                    && n.contains("kafka-consumer-groups --describe --group grp")),
+            "{:?}",
+            report.notes
+        );
+
+        // A Stable group whose members come with empty assignments (a broker that does not report
+        // them, like Tansu 0.6): owners unknown, STALL rather than STOP, member ids in a note.
         let tansu = || {
             let mut m = member("logpipe-consumer-x-1", None);
             m.client_id = None;

@@ -52,8 +52,8 @@ use crate::kafka::{apply_properties, base_config, client_config, producer_config
 
 /// A scan ends once every partition reached its start-time high watermark *and* no record has
 /// arrived for this long. On Apache Kafka the watermark alone is exact and this only adds a short
-/// wait; on Tansu 0.6 ListOffsets(latest) sometimes reports a watermark below the real end, and
-/// this wait is what lets the records past it arrive.
+/// wait; it is kept for brokers whose ListOffsets(latest) reports a watermark below the real end
+/// (Tansu 0.6 reports the last batch's base offset + 1): the wait lets the records past it arrive.
 pub const SCAN_IDLE_END: Duration = Duration::from_millis(1500);
 /// A scan that has not reached the start-time high watermark of every partition and has received
 /// nothing (no record, no end-of-partition event) for this long fails, naming the partitions: the
@@ -427,9 +427,11 @@ struct PartitionScan {
 /// Reads every partition of the DLQ topic from a start offset to its end as of the start.
 ///
 /// The end, per partition, is the high watermark captured when the scan starts. Records beyond it
-/// are left alone (the next run sees them). Because Tansu 0.6 sometimes under-reports the high
-/// watermark and may serve a record twice (or skip one) when a fetch starts inside a batch, the
-/// scan also:
+/// are left alone (the next run sees them). On Apache Kafka that watermark is exact and a fetch
+/// may start at any offset, so the result is exactly the records present at the start, as
+/// Kafka's console consumer prints them (the integration tests compare the two). For brokers that
+/// under-report the high watermark or serve a fetch that starts inside a batch wrongly (Tansu 0.6
+/// does both), the scan also:
 /// - drops any record whose offset is not above the highest offset already read on its partition;
 /// - keeps reading past the watermark until no record arrived for [`SCAN_IDLE_END`] of waiting, taking a
 ///   record past the watermark as part of the scan when its timestamp is not after the scan's start
@@ -440,12 +442,11 @@ struct PartitionScan {
 ///   start (a committed offset) is past that start: Tansu answers a fetch that starts inside a
 ///   multi-record batch with the *next* batch, skipping the rest of that one.
 ///
-/// On Apache Kafka the watermark is exact, so the result is exactly the records present at start;
-/// the extra rules only cost the idle wait at the end (and, rarely, one re-read when a transaction
-/// marker sits at the start offset). On Tansu they make a low watermark and a mid-batch start
-/// harmless, except in one case: Tansu serves nothing at all from inside the *last* batch of a
-/// partition, so such records are left for a later run (nothing is committed past them). The wait
-/// for data is bounded by [`SCAN_STALL_LIMIT`].
+/// On Apache Kafka these rules only cost the idle wait at the end (and, rarely, one re-read when
+/// a transaction marker sits at the start offset). On Tansu they make a low watermark and a
+/// mid-batch start harmless, except in one case: Tansu serves nothing at all from inside the
+/// *last* batch of a partition, so such records are left for a later run (nothing is committed
+/// past them). The wait for data is bounded by [`SCAN_STALL_LIMIT`].
 pub struct DlqScan {
     consumer: Arc<StreamConsumer<ScanContext>>,
     topic: String,
@@ -568,7 +569,8 @@ impl DlqScan {
         })
     }
 
-    /// Records the scan expects to read, from the watermarks (a lower bound on Tansu).
+    /// Records the scan expects to read, from the watermarks (exact on Apache Kafka; a lower bound
+    /// on a broker that under-reports the high watermark).
     pub fn expected(&self) -> u64 {
         self.parts
             .values()
@@ -690,8 +692,8 @@ impl DlqScan {
                 && part.start > part.low_watermark
                 && offset > part.start
             {
-                // The first record after a resumed start is past the start: Tansu skipped the rest
-                // of the batch the start offset is in. Read the partition again from its low
+                // The first record after a resumed start is past the start: a broker like Tansu 0.6
+                // skipped the rest of the batch the start offset is in. Read the partition again from its low
                 // watermark (fetches from there are batch-aligned) and drop what comes before the
                 // start. On Kafka a gap here is rare (a transaction marker), and costs one re-read.
                 tracing::debug!(

@@ -1,10 +1,7 @@
-//! `logpipe dlq stats | show | replay` against an external Kafka-protocol broker (Tansu, started by
-//! `scripts/test.sh`, address in LOGPIPE_TEST_KAFKA_BROKERS). Each test has topics and a replay
-//! group of its own and writes synthetic DLQ records with [`DlqContext::to_headers`].
-//!
-//! Records are produced one per batch (`batch.num.messages=1`, for the test producer and, through
-//! `producer.properties`, for the replay producer): Tansu 0.6 serves a fetch that starts inside a
-//! multi-record batch wrongly, and replay resumes from committed offsets.
+//! `logpipe dlq stats | show | replay` against the Apache Kafka cluster `scripts/test.sh` starts
+//! (address in LOGPIPE_TEST_KAFKA_BROKERS). Each test has topics and a replay group of its own
+//! and writes synthetic DLQ records with [`DlqContext::to_headers`], in batches as producers do.
+//! `kafka_tools` compares `dlq show` with Kafka's console consumer.
 
 use std::time::{Duration, Instant};
 
@@ -27,10 +24,6 @@ use crate::support::{kafka_brokers, logpipe, test_config, unique};
 async fn setup() -> Config {
     let mut config = test_config(&kafka_brokers());
     config.dlq.replay_group = unique("it-replay");
-    config
-        .producer
-        .properties
-        .insert("batch.num.messages".into(), "1".into());
     crate::support::create_topics(&config).await;
     config
 }
@@ -72,7 +65,6 @@ impl Writer {
     fn new(config: &Config) -> Writer {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &config.kafka.brokers)
-            .set("batch.num.messages", "1")
             .set("linger.ms", "0")
             .create()
             .expect("test producer");
@@ -145,7 +137,6 @@ async fn read_raw(config: &Config, topic: &str, expected: usize, settle: Duratio
                 .unwrap();
         }
         consumer.assign(&tpl).unwrap();
-        let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut until: Option<Instant> = None;
@@ -155,20 +146,17 @@ async fn read_raw(config: &Config, topic: &str, expected: usize, settle: Duratio
                 break;
             }
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                // Tansu may serve a record twice; count each offset once.
-                if seen.insert((m.partition(), m.offset())) {
-                    let owned = m.headers().map(|h| h.detach()).unwrap_or_default();
-                    out.push(Raw {
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers: owned
-                            .iter()
-                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                            .collect(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                        owned_headers: owned,
-                    });
-                }
+                let owned = m.headers().map(|h| h.detach()).unwrap_or_default();
+                out.push(Raw {
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: owned
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    owned_headers: owned,
+                });
             }
             if out.len() >= expected && until.is_none() {
                 until = Some(Instant::now() + settle);
@@ -763,10 +751,10 @@ async fn write_batched(config: &Config, partition: i32, n: usize, context: &DlqC
     }
 }
 
-/// Tansu 0.6 reports the high watermark of a partition as the last batch's base offset + 1, far
-/// below the real end when producers batch. The scan keeps reading until the partition is idle.
+/// Partitions written in multi-record batches are read to their end: the high watermark at the
+/// start of the scan is the exact end, and every record below it is read once.
 #[tokio::test]
-async fn external_dlq_scan_reads_past_a_low_high_watermark() {
+async fn external_dlq_scan_reads_batched_partitions_to_their_end() {
     let config = setup().await;
     let c = context("orders", ErrorClass::Poison, "invalid_json", 0);
     for partition in 0..3 {
@@ -775,12 +763,21 @@ async fn external_dlq_scan_reads_past_a_low_high_watermark() {
     let s = stats(&config).await.unwrap();
     assert_eq!(s.total, 300, "{:?}", s.partitions);
     for p in &s.partitions {
-        assert_eq!((p.end_offset, p.records), (100, 100), "{p:?}");
+        assert_eq!(
+            (
+                p.start_offset,
+                p.high_watermark_at_start,
+                p.end_offset,
+                p.records
+            ),
+            (0, 100, 100, 100),
+            "{p:?}"
+        );
     }
 }
 
-/// A replay that resumes from a committed offset inside a multi-record batch replays the rest of
-/// that batch (Tansu answers such a fetch with the next batch; the scan re-reads the partition).
+/// A replay that resumes from a committed offset inside a multi-record batch replays exactly the
+/// rest of the partition, once.
 #[tokio::test]
 async fn external_dlq_replay_resuming_inside_a_batch_skips_nothing() {
     let config = setup().await;
@@ -798,20 +795,16 @@ async fn external_dlq_replay_resuming_inside_a_batch_skips_nothing() {
     assert_eq!(first.replayed, 10);
     assert!(first.limit_reached);
     assert_eq!(first.committed.get(&0), Some(&10), "{first:#?}");
-    // One more record, in a batch of its own (Tansu serves nothing from inside a partition's last
-    // batch, so without it the rest would wait for the next run).
-    let mut w = Writer::new(&config);
-    w.dlq(&c, None, b"0-late").await;
     let second = run_replay(&config, &ReplayOptions::default()).await;
     let offsets: Vec<i64> = second.actions.iter().map(|a| a.dlq_offset).collect();
-    assert_eq!(offsets, (10..=30).collect::<Vec<_>>(), "{second:#?}");
-    assert_eq!(second.committed.get(&0), Some(&31));
-    let back = read_raw(&config, &topic, 31, Duration::from_millis(500)).await;
+    assert_eq!(offsets, (10..30).collect::<Vec<_>>(), "{second:#?}");
+    assert_eq!(second.committed.get(&0), Some(&30));
+    let back = read_raw(&config, &topic, 30, Duration::from_millis(500)).await;
     let mut values: Vec<String> = back
         .iter()
         .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
         .collect();
     values.sort();
     values.dedup();
-    assert_eq!((back.len(), values.len()), (31, 31), "{values:?}");
+    assert_eq!((back.len(), values.len()), (30, 30), "{values:?}");
 }

@@ -356,3 +356,17 @@ pub async fn metric(base: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Runs one of Apache Kafka's command-line classes (`ConsumerGroupCommand`, `ConsoleConsumer`...)
+/// with the jars in LOGPIPE_TEST_KAFKA_LIBS (`scripts/test.sh` sets it), and returns its output.
+pub fn kafka_tool(class: &str, args: &[&str]) -> std::process::Output {
+    let libs = required_env("LOGPIPE_TEST_KAFKA_LIBS");
+    Command::new("java")
+        .args(["-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+        .arg("-cp")
+        .arg(format!("{libs}/*"))
+        .arg(class)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running java {class} ({e}): is a JDK on PATH?"))
+}
