@@ -61,6 +61,19 @@ PH_CONSUMER_TOML="session_timeout = \"${SESSION_TIMEOUT}s\"
 drain_timeout = \"5s\""
 PH_CONSUMER_PROPS='"heartbeat.interval.ms" = "1000"'
 
+# GROUP_PROTOCOL=consumer: every instance uses consumer.group_protocol = "consumer" (KIP-848; needs
+# a Kafka 4.0+ broker). The broker then owns the session timeout and heartbeat interval, so
+# SESSION_TIMEOUT does not apply and the classic-only heartbeat.interval.ms is not set.
+GROUP_PROTOCOL=${GROUP_PROTOCOL:-classic}
+case $GROUP_PROTOCOL in
+classic) ;;
+consumer)
+    PH_CONSUMER_TOML+=$'\ngroup_protocol = "consumer"'
+    PH_CONSUMER_PROPS=''
+    ;;
+*) echo "GROUP_PROTOCOL must be classic or consumer, not '$GROUP_PROTOCOL'" >&2; exit 2 ;;
+esac
+
 stack_phase scale
 declare -A CURL CPID CLOG CEND REB_LINES REB_ASSIGN REB_REVOKE REB_ERROR STORED
 PHASE_ROWS=()
