@@ -35,8 +35,8 @@
 #   - consumer.session_timeout = 4s (drain_timeout 2s, heartbeat.interval.ms 1000), so that the
 #     partitions of a SIGKILLed member move to its successor after 4 s rather than 30 s: the
 #     successor joins at once and the rebalance completes when the dead member's session expires.
-#     With GROUP_PROTOCOL=consumer (KIP-848) the session is the broker's
-#     group.consumer.session.timeout.ms (10 s in scripts/lib/kafka.sh's test clusters).
+#     With GROUP_PROTOCOL=consumer (KIP-848) the session timeout is set on the group itself
+#     (consumer.session.timeout.ms = 4 s, a dynamic group config).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -82,6 +82,7 @@ run_phase() {
     local kind=$1 cycles=$2
     local t_phase=$SECONDS c delay mode n stored replays replays_seen=0 kills_assigned=0 stored_by_killed=0
     stack_phase "$kind"
+    group_session_timeout 4
     PRODUCER_PORT="" GATEWAY_PORT=""
     local cport curl_c plog="$ARTIFACTS/$kind-producer.log" glog="$ARTIFACTS/$kind-gateway.log"
     local cycles_log="$ARTIFACTS/$kind-cycles.log"

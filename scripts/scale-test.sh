@@ -32,8 +32,9 @@
 # Test settings (in the generated config):
 #   - consumer.session_timeout = 10s (SESSION_TIMEOUT; drain_timeout 5s, heartbeat.interval.ms
 #     1000), so the SIGKILLed instance is expired, and its partitions reassigned, sooner than
-#     with the default 30 s. With GROUP_PROTOCOL=consumer (KIP-848) the session timeout and the
-#     heartbeat interval are the broker's (group.consumer.*: 10 s and 1 s in the test cluster).
+#     with the default 30 s. With GROUP_PROTOCOL=consumer (KIP-848) the session timeout is set on
+#     the group itself (consumer.session.timeout.ms, a dynamic group config) and the heartbeat
+#     interval is the broker's (1 s in the test cluster).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -56,7 +57,15 @@ drain_timeout = \"5s\""
 # heartbeat.interval.ms is a classic-protocol client setting (KIP-848 groups take the broker's).
 [[ "${GROUP_PROTOCOL:-classic}" == classic ]] && PH_CONSUMER_PROPS='"heartbeat.interval.ms" = "1000"'
 
+case ${GROUP_PROTOCOL:-classic} in
+classic | consumer) ;;
+*) echo "GROUP_PROTOCOL must be classic or consumer, not '$GROUP_PROTOCOL'" >&2; exit 2 ;;
+esac
+
 stack_phase scale
+# KIP-848 groups take their session timeout from the broker: the same SESSION_TIMEOUT, as the
+# group's own config.
+group_session_timeout "$SESSION_TIMEOUT"
 declare -A CURL CPID CLOG CEND REB_LINES REB_ASSIGN REB_REVOKE REB_ERROR STORED
 PHASE_ROWS=()
 FAILURES=()

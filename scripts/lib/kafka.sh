@@ -225,7 +225,9 @@ offsets.topic.num.partitions=3
 share.coordinator.state.topic.num.partitions=1
 group.min.session.timeout.ms=1000
 group.consumer.min.session.timeout.ms=3000
-group.consumer.session.timeout.ms=10000
+# KIP-848 sessions as long as logpipe's classic default (Kafka's is 45 s); a test that wants a
+# shorter one sets it on its group (consumer.session.timeout.ms, a dynamic group config).
+group.consumer.session.timeout.ms=30000
 group.consumer.min.heartbeat.interval.ms=500
 group.consumer.heartbeat.interval.ms=1000
 

@@ -201,6 +201,17 @@ EOF
     fi
 }
 
+# group_session_timeout SECONDS: with GROUP_PROTOCOL=consumer (KIP-848), where the session
+# timeout is the broker's, sets the phase group's own consumer.session.timeout.ms (a dynamic group
+# config, as an operator sets it with kafka-configs); nothing for classic groups, whose members
+# send consumer.session_timeout themselves.
+group_session_timeout() {
+    [[ "${GROUP_PROTOCOL:-classic}" == consumer ]] || return 0
+    kafka_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BROKERS" --alter --entity-type groups \
+        --entity-name "$PH_GROUP" --add-config "consumer.session.timeout.ms=$(($1 * 1000))" \
+        >>"$ARTIFACTS/services.log" 2>&1 || die "setting the session timeout of group $PH_GROUP failed" "$ARTIFACTS/services.log"
+}
+
 # spawn NAME LOG CMD...: start CMD in the background, output appended to LOG. Sets SPAWNED_PID.
 spawn() {
     local name=$1 log=$2

@@ -208,6 +208,54 @@ impl AssignmentStrategy {
     }
 }
 
+/// The consumer group protocol (`group.protocol`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup: the group leader (a member) assigns with `assignment_strategy`; the
+    /// session timeout is the client's `session_timeout`.
+    #[default]
+    Classic,
+    /// KIP-848 (Kafka 4.0+): the broker assigns (`remote_assignor`), incrementally; session
+    /// timeout and heartbeat interval are broker settings (`group.consumer.session.timeout.ms`,
+    /// `group.consumer.heartbeat.interval.ms`).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The librdkafka `group.protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+/// Server-side assignors Kafka ships for the `consumer` protocol; "" lets the broker choose.
+pub const REMOTE_ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// librdkafka properties that only the classic protocol accepts: with `group.protocol=consumer`
+/// librdkafka refuses to create a consumer that sets any of them. Each with what replaces it.
+pub const CLASSIC_ONLY_PROPERTIES: &[(&str, &str)] = &[
+    (
+        "partition.assignment.strategy",
+        "set `consumer.remote_assignor` instead",
+    ),
+    (
+        "session.timeout.ms",
+        "the broker's `group.consumer.session.timeout.ms` applies",
+    ),
+    (
+        "heartbeat.interval.ms",
+        "the broker's `group.consumer.heartbeat.interval.ms` applies",
+    ),
+    (
+        "group.protocol.type",
+        "the consumer protocol has no such setting",
+    ),
+];
+
 /// The consumer group (`logpipe consumer`, :8082, and inside `logpipe run`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -218,8 +266,13 @@ pub struct ConsumerConfig {
     pub group_id: String,
     /// Topics to consume; empty means `[kafka.topic]`. Offsets are tracked per topic-partition.
     pub topics: Vec<String>,
-    /// `cooperative-sticky` (default), `range` or `roundrobin`.
+    /// `classic` (default) or `consumer` (KIP-848, Kafka 4.0+).
+    pub group_protocol: GroupProtocol,
+    /// `cooperative-sticky` (default), `range` or `roundrobin`. Classic protocol only.
     pub assignment_strategy: AssignmentStrategy,
+    /// Server-side assignor with `group_protocol = "consumer"`: `uniform`, `range`, or empty for
+    /// the broker's default (the first of its `group.consumer.assignors`, `uniform` out of the box).
+    pub remote_assignor: String,
     /// Group members in this process (the spec's 3 "consumer instances", like Spring's
     /// container concurrency). Each has its own Kafka consumer and pipeline.
     pub concurrency: usize,
@@ -242,15 +295,19 @@ pub struct ConsumerConfig {
     /// batch-mates then), so this only bounds the wait under load.
     #[serde(with = "humantime_serde")]
     pub batch_linger: Duration,
-    /// `session.timeout.ms`.
+    /// `session.timeout.ms`. Classic protocol only: with `consumer` the session timeout is the
+    /// broker's `group.consumer.session.timeout.ms` (45 s by default) and this is not used.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// `max.poll.interval.ms`.
+    /// `max.poll.interval.ms` (with the `consumer` protocol also the rebalance timeout: how long
+    /// the broker waits for a member to release revoked partitions).
     #[serde(with = "humantime_serde")]
     pub max_poll_interval: Duration,
     /// On revoke and shutdown, how long in-flight work may take to finish before the partitions
     /// are released anyway (uncommitted records are then re-read by the next owner). Must be
-    /// below `session_timeout`.
+    /// below the session timeout: `session_timeout` with the classic protocol (checked), the
+    /// broker's `group.consumer.session.timeout.ms` with `consumer` (read at start-up, a warning
+    /// if not).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
     /// Records a member holds between fetch and commit at most (waiting for a retry, behind a
@@ -269,7 +326,9 @@ impl Default for ConsumerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
             group_id: "log-processor-group".into(),
             topics: Vec::new(),
+            group_protocol: GroupProtocol::Classic,
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            remote_assignor: String::new(),
             // One member per process serves a 2-core machine best: the spec's 3 x 10 threads
             // would only add context switches. Set concurrency = 3, workers = 10 for the spec.
             concurrency: 1,
@@ -665,21 +724,79 @@ impl Config {
             c.store_streams,
             self.postgres.pool_size
         );
-        ensure!(
-            c.drain_timeout < c.session_timeout,
-            "config key `consumer.drain_timeout` ({}) must be below `consumer.session_timeout` ({}), or a revoke could outlive the session",
-            humantime::format_duration(c.drain_timeout),
-            humantime::format_duration(c.session_timeout)
-        );
+        match c.group_protocol {
+            GroupProtocol::Classic => {
+                ensure!(
+                    c.drain_timeout < c.session_timeout,
+                    "config key `consumer.drain_timeout` ({}) must be below `consumer.session_timeout` ({}), or a revoke could outlive the session",
+                    humantime::format_duration(c.drain_timeout),
+                    humantime::format_duration(c.session_timeout)
+                );
+                ensure!(
+                    c.session_timeout < c.max_poll_interval,
+                    "config key `consumer.session_timeout` must be below `consumer.max_poll_interval`"
+                );
+                ensure!(
+                    c.remote_assignor.is_empty(),
+                    "config key `consumer.remote_assignor` (`{}`) only applies with `consumer.group_protocol = \"consumer\"`; with the classic protocol set `consumer.assignment_strategy`, or leave it empty",
+                    c.remote_assignor
+                );
+            }
+            GroupProtocol::Consumer => {
+                // The session timeout is the broker's; the consumer checks drain_timeout against
+                // it at start-up. Here only what the client itself bounds.
+                ensure!(
+                    c.drain_timeout < c.max_poll_interval,
+                    "config key `consumer.drain_timeout` ({}) must be below `consumer.max_poll_interval` ({}), the rebalance timeout of the consumer protocol",
+                    humantime::format_duration(c.drain_timeout),
+                    humantime::format_duration(c.max_poll_interval)
+                );
+                ensure!(
+                    c.remote_assignor.is_empty()
+                        || REMOTE_ASSIGNORS.contains(&c.remote_assignor.as_str()),
+                    "config key `consumer.remote_assignor`: `{}` is not a server-side assignor Kafka ships; use {}, or leave it empty for the broker's default",
+                    c.remote_assignor,
+                    REMOTE_ASSIGNORS
+                        .iter()
+                        .map(|a| format!("\"{a}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                );
+                for (section, properties) in [
+                    ("kafka.properties", &k.properties),
+                    ("consumer.properties", &c.properties),
+                ] {
+                    for (key, instead) in CLASSIC_ONLY_PROPERTIES {
+                        ensure!(
+                            !properties.contains_key(*key),
+                            "config key `{section}.\"{key}\"`: not supported with `consumer.group_protocol = \"consumer\"` (librdkafka refuses it); remove it: {instead}"
+                        );
+                    }
+                }
+            }
+        }
+        for (section, properties) in [
+            ("kafka.properties", &k.properties),
+            ("consumer.properties", &c.properties),
+        ] {
+            for (key, instead) in [
+                ("group.protocol", "set `consumer.group_protocol` instead"),
+                (
+                    "group.remote.assignor",
+                    "set `consumer.remote_assignor` instead",
+                ),
+            ] {
+                ensure!(
+                    !properties.contains_key(key),
+                    "config key `{section}.\"{key}\"`: cannot be set here; {instead}"
+                );
+            }
+        }
         ensure!(
             c.max_uncommitted >= c.max_batch_size,
             "config key `consumer.max_uncommitted` ({}) must be at least `consumer.max_batch_size` ({})",
             c.max_uncommitted,
             c.max_batch_size
-        );
-        ensure!(
-            c.session_timeout < c.max_poll_interval,
-            "config key `consumer.session_timeout` must be below `consumer.max_poll_interval`"
         );
         ensure!(
             self.postgres.retention_days >= 1,

@@ -312,3 +312,139 @@ fn retry_schedule_defaults_to_the_spec_and_is_validated() {
         assert!(message.contains(key), "{file}: {message}");
     }
 }
+
+#[test]
+fn group_protocol_defaults_to_classic_and_is_set_by_file_env_or_flag() {
+    let c = load(None, &[], &[]).unwrap();
+    assert_eq!(c.consumer.group_protocol, GroupProtocol::Classic);
+    assert_eq!(c.consumer.remote_assignor, "");
+
+    let file = "[consumer]\ngroup_protocol = \"consumer\"\nremote_assignor = \"range\"\n";
+    let c = load(Some(file), &[], &[]).unwrap();
+    assert_eq!(c.consumer.group_protocol, GroupProtocol::Consumer);
+    assert_eq!(c.consumer.remote_assignor, "range");
+
+    let env = [
+        ("LOGPIPE_CONSUMER_GROUP_PROTOCOL", "consumer"),
+        ("LOGPIPE_CONSUMER_REMOTE_ASSIGNOR", "uniform"),
+    ];
+    let c = load(None, &env, &[]).unwrap();
+    assert_eq!(c.consumer.group_protocol, GroupProtocol::Consumer);
+    assert_eq!(c.consumer.remote_assignor, "uniform");
+
+    let c = load(
+        None,
+        &env,
+        &[
+            ("consumer.group_protocol", "classic"),
+            ("consumer.remote_assignor", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.consumer.group_protocol, GroupProtocol::Classic);
+
+    let message = err(load(
+        None,
+        &[("LOGPIPE_CONSUMER_GROUP_PROTOCOL", "kip848")],
+        &[],
+    ));
+    assert!(
+        message.contains("consumer.group_protocol") && message.contains("consumer"),
+        "{message}"
+    );
+}
+
+#[test]
+fn session_timeout_rules_follow_the_group_protocol() {
+    // Classic: the client's session timeout bounds the drain, as before.
+    let message = err(load(
+        Some("[consumer]\nsession_timeout = \"10s\"\ndrain_timeout = \"10s\"\n"),
+        &[],
+        &[],
+    ));
+    assert!(
+        message.contains("consumer.drain_timeout") && message.contains("consumer.session_timeout"),
+        "{message}"
+    );
+    let message = err(load(
+        Some("[consumer]\nsession_timeout = \"10m\"\ndrain_timeout = \"10s\"\n"),
+        &[],
+        &[],
+    ));
+    assert!(message.contains("consumer.max_poll_interval"), "{message}");
+
+    // Consumer: `session_timeout` is not used (the broker's applies), so it constrains nothing;
+    // the drain is still bounded by the rebalance timeout.
+    let c = load(
+        Some("[consumer]\ngroup_protocol = \"consumer\"\nsession_timeout = \"10s\"\ndrain_timeout = \"20s\"\n"),
+        &[],
+        &[],
+    )
+    .expect("session_timeout does not apply to the consumer protocol");
+    assert_eq!(c.consumer.drain_timeout, std::time::Duration::from_secs(20));
+    let message = err(load(
+        Some("[consumer]\ngroup_protocol = \"consumer\"\nmax_poll_interval = \"5s\"\ndrain_timeout = \"5s\"\n"),
+        &[],
+        &[],
+    ));
+    assert!(
+        message.contains("consumer.drain_timeout") && message.contains("rebalance timeout"),
+        "{message}"
+    );
+}
+
+#[test]
+fn protocol_specific_settings_are_refused_under_the_other_protocol() {
+    type Case<'a> = (&'a str, &'a [&'a str]);
+    let cases: &[Case] = &[
+        (
+            "[consumer]\nremote_assignor = \"uniform\"\n",
+            &["consumer.remote_assignor", "assignment_strategy"],
+        ),
+        (
+            "[consumer]\ngroup_protocol = \"consumer\"\nremote_assignor = \"sticky\"\n",
+            &["consumer.remote_assignor", "\"uniform\" or \"range\""],
+        ),
+        (
+            "[consumer]\ngroup_protocol = \"consumer\"\n[consumer.properties]\n\"session.timeout.ms\" = \"6000\"\n",
+            &["consumer.properties.\"session.timeout.ms\"", "group.consumer.session.timeout.ms"],
+        ),
+        (
+            "[consumer]\ngroup_protocol = \"consumer\"\n[kafka.properties]\n\"heartbeat.interval.ms\" = \"1000\"\n",
+            &["kafka.properties.\"heartbeat.interval.ms\"", "group.consumer.heartbeat.interval.ms"],
+        ),
+        (
+            "[consumer]\ngroup_protocol = \"consumer\"\n[consumer.properties]\n\"partition.assignment.strategy\" = \"range\"\n",
+            &["partition.assignment.strategy", "consumer.remote_assignor"],
+        ),
+        (
+            "[consumer]\ngroup_protocol = \"consumer\"\n[consumer.properties]\n\"group.protocol.type\" = \"consumer\"\n",
+            &["group.protocol.type"],
+        ),
+        (
+            "[consumer.properties]\n\"group.protocol\" = \"consumer\"\n",
+            &["group.protocol", "consumer.group_protocol"],
+        ),
+        (
+            "[kafka.properties]\n\"group.remote.assignor\" = \"range\"\n",
+            &["group.remote.assignor", "consumer.remote_assignor"],
+        ),
+    ];
+    for (file, needles) in cases {
+        let message = err(load(Some(file), &[], &[]));
+        for needle in *needles {
+            assert!(
+                message.contains(needle),
+                "{file}: should say `{needle}`: {message}"
+            );
+        }
+    }
+    // The classic-only properties stay available to the classic protocol.
+    let c = load(
+        Some("[consumer.properties]\n\"heartbeat.interval.ms\" = \"1000\"\n"),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.consumer.properties["heartbeat.interval.ms"], "1000");
+}

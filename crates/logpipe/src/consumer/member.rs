@@ -18,13 +18,24 @@
 //! `consumer.drain_timeout`; past it the partitions are released without that commit and the next
 //! owner re-reads those records (the stores are idempotent, so nothing is counted twice). On
 //! assign, the pipeline is told before any record of the new partitions arrives.
+//!
+//! Incremental or eager: the callbacks here only run before and after rdkafka's default
+//! `ConsumerContext::rebalance`, which calls `incremental_assign`/`incremental_unassign` when
+//! librdkafka reports the COOPERATIVE rebalance protocol and `assign` (the full list, or none)
+//! otherwise. librdkafka reports COOPERATIVE for `cooperative-sticky` and for every group of the
+//! KIP-848 `consumer` protocol (whose assign and revoke lists are always increments), EAGER for
+//! `range` and `roundrobin`. The bookkeeping works for both: an assign adds its partitions to
+//! `owned`, a revoke removes its own, and an eager revoke lists every owned partition. Either way a
+//! revoke commits the completed work of the partitions it lists before they are released.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
@@ -361,6 +372,7 @@ impl ConsumerContext for MemberContext {
             tracing::info!(
                 member = %self.member,
                 partitions = %Self::describe(&tps),
+                rebalance = rebalance_kind(consumer.rebalance_protocol()),
                 "rebalance: assigned partitions (starting from committed offsets)"
             );
             let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
@@ -399,6 +411,14 @@ impl ConsumerContext for MemberContext {
             self.metrics.commit("error");
             tracing::warn!(member = %self.member, error = %e, "offset commit failed; the next commit carries the same progress");
         }
+    }
+}
+
+/// How rdkafka's default rebalance handler applies an assignment under `protocol`.
+fn rebalance_kind(protocol: RebalanceProtocol) -> &'static str {
+    match protocol {
+        RebalanceProtocol::Cooperative => "incremental",
+        RebalanceProtocol::Eager | RebalanceProtocol::None => "eager",
     }
 }
 

@@ -26,7 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ConsumerConfig, GroupProtocol};
 use crate::kafka::base_config;
 use crate::telemetry::metrics::{e2e_histogram, latency_histogram, size_histogram, ReasonLabels};
 
@@ -401,6 +401,9 @@ impl ConsumerService {
             stats,
             dead_letters,
         };
+        if c.group_protocol == GroupProtocol::Consumer {
+            tokio::spawn(check_session_timeout(config.clone(), bootstrap.to_string()));
+        }
         let host = hostname();
         for index in 0..c.concurrency {
             let member = format!("{host}-{}-{index}", std::process::id());
@@ -415,14 +418,6 @@ impl ConsumerService {
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
                 .set(
-                    "partition.assignment.strategy",
-                    c.assignment_strategy.as_str(),
-                )
-                .set(
-                    "session.timeout.ms",
-                    c.session_timeout.as_millis().to_string(),
-                )
-                .set(
                     "max.poll.interval.ms",
                     c.max_poll_interval.as_millis().to_string(),
                 )
@@ -434,6 +429,7 @@ impl ConsumerService {
                 // 5,000 events/s was p50/p99 169/295 ms; with 5 ms it is about 14/29 ms.
                 // `consumer.properties."fetch.wait.max.ms"` overrides it.
                 .set("fetch.wait.max.ms", "5");
+            group_settings(&mut client, c);
             crate::kafka::apply_properties(&mut client, &config.kafka, &c.properties);
             // The channel holds about two batches: enough to keep the pipeline busy, small enough
             // that a stalled pipeline pauses fetching quickly.
@@ -456,7 +452,7 @@ impl ConsumerService {
             consumer
                 .subscribe(&names)
                 .with_context(|| format!("subscribing to {topics:?}"))?;
-            tracing::info!(%member, group = %c.group_id, ?topics, strategy = c.assignment_strategy.as_str(), "consumer member joining the group");
+            tracing::info!(%member, group = %c.group_id, ?topics, protocol = c.group_protocol.as_str(), assignment = %assignment(c), "consumer member joining the group");
             let link = pipeline::MemberLink {
                 member: member.clone(),
                 outages,
@@ -521,10 +517,199 @@ impl ConsumerService {
     }
 }
 
+/// The group-protocol settings of a member's client. The classic-only properties are set only
+/// with the classic protocol: with `group.protocol=consumer` librdkafka refuses to create a
+/// consumer that sets any of them (the broker assigns and owns the session timeout there).
+pub fn group_settings(client: &mut rdkafka::ClientConfig, c: &ConsumerConfig) {
+    client.set("group.protocol", c.group_protocol.as_str());
+    match c.group_protocol {
+        GroupProtocol::Classic => {
+            client
+                .set(
+                    "partition.assignment.strategy",
+                    c.assignment_strategy.as_str(),
+                )
+                .set(
+                    "session.timeout.ms",
+                    c.session_timeout.as_millis().to_string(),
+                );
+        }
+        GroupProtocol::Consumer => {
+            if !c.remote_assignor.is_empty() {
+                client.set("group.remote.assignor", &c.remote_assignor);
+            }
+        }
+    }
+}
+
+/// Who assigns partitions, for the start-up log.
+fn assignment(c: &ConsumerConfig) -> String {
+    match c.group_protocol {
+        GroupProtocol::Classic => format!("{} (client-side)", c.assignment_strategy.as_str()),
+        GroupProtocol::Consumer if c.remote_assignor.is_empty() => {
+            "the broker's default assignor (server-side)".into()
+        }
+        GroupProtocol::Consumer => format!("{} (server-side)", c.remote_assignor),
+    }
+}
+
+/// The config key that holds a consumer-protocol group's session timeout.
+const GROUP_SESSION_TIMEOUT: &str = "consumer.session.timeout.ms";
+
+/// With the consumer protocol the session timeout is the group's (its
+/// `consumer.session.timeout.ms`, by default the broker's `group.consumer.session.timeout.ms`),
+/// which the config cannot check: read it once at start-up and say whether `drain_timeout` is
+/// below it, as the classic protocol requires of `session_timeout`.
+async fn check_session_timeout(config: Config, bootstrap: String) {
+    let c = &config.consumer;
+    let drain = c.drain_timeout;
+    match group_session_timeout(&config, &bootstrap).await {
+        Ok(session) if drain < session => tracing::info!(
+            group = %c.group_id,
+            session_timeout = %humantime::format_duration(session),
+            drain_timeout = %humantime::format_duration(drain),
+            "consumer protocol: the group's session timeout is set by the broker"
+        ),
+        Ok(session) => tracing::warn!(
+            group = %c.group_id,
+            session_timeout = %humantime::format_duration(session),
+            drain_timeout = %humantime::format_duration(drain),
+            "consumer protocol: `consumer.drain_timeout` is not below the group's session timeout (the broker's `group.consumer.session.timeout.ms`, or the group's `{GROUP_SESSION_TIMEOUT}`); lower `consumer.drain_timeout`, or raise the group's session timeout with `kafka-configs --alter --entity-type groups --entity-name {} --add-config {GROUP_SESSION_TIMEOUT}=...`",
+            c.group_id
+        ),
+        Err(e) => tracing::warn!(
+            group = %c.group_id,
+            error = %format!("{e:#}"),
+            "consumer protocol: could not read the group's session timeout; make sure `consumer.drain_timeout` is below the broker's `group.consumer.session.timeout.ms`"
+        ),
+    }
+}
+
+/// The group's effective `consumer.session.timeout.ms`, from a DescribeConfigs of the group
+/// (Kafka 4.0+ answers it for any group id, with the broker's value when the group has none).
+pub async fn group_session_timeout(
+    config: &Config,
+    bootstrap: &str,
+) -> anyhow::Result<std::time::Duration> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let client = crate::kafka::client_config(
+        &config.kafka,
+        bootstrap,
+        "consumer-admin",
+        &Default::default(),
+    );
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().context("creating a Kafka admin client")?;
+    let options = AdminOptions::new().request_timeout(Some(config.kafka.request_timeout));
+    let group = &config.consumer.group_id;
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Group(group)], &options)
+        .await
+        .context("describing the group's configs")?;
+    let resource = results
+        .into_iter()
+        .next()
+        .context("the broker returned no group configs")?
+        .context("describing the group's configs")?;
+    let value = resource
+        .get(GROUP_SESSION_TIMEOUT)
+        .and_then(|entry| entry.value.clone())
+        .with_context(|| {
+            format!("the broker returned no `{GROUP_SESSION_TIMEOUT}` (a broker before Kafka 4.0?)")
+        })?;
+    let ms: u64 = value
+        .parse()
+        .with_context(|| format!("`{GROUP_SESSION_TIMEOUT}` = `{value}` is not a number"))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "logpipe".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::ClientConfig;
+
+    use super::group_settings;
+    use crate::config::{ConsumerConfig, GroupProtocol, CLASSIC_ONLY_PROPERTIES};
+
+    fn member_client(c: &ConsumerConfig) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "unit")
+            .set(
+                "max.poll.interval.ms",
+                c.max_poll_interval.as_millis().to_string(),
+            );
+        group_settings(&mut client, c);
+        client
+    }
+
+    #[test]
+    fn librdkafka_accepts_the_member_settings_of_both_protocols() {
+        let classic = ConsumerConfig::default();
+        let client = member_client(&classic);
+        assert_eq!(client.get("group.protocol"), Some("classic"));
+        assert_eq!(
+            client.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        assert_eq!(client.get("session.timeout.ms"), Some("30000"));
+        client
+            .create::<BaseConsumer>()
+            .expect("a classic member's settings");
+
+        for assignor in ["", "uniform", "range"] {
+            let consumer = ConsumerConfig {
+                group_protocol: GroupProtocol::Consumer,
+                remote_assignor: assignor.into(),
+                ..ConsumerConfig::default()
+            };
+            let client = member_client(&consumer);
+            assert_eq!(client.get("group.protocol"), Some("consumer"));
+            for (key, _) in CLASSIC_ONLY_PROPERTIES {
+                assert_eq!(
+                    client.get(key),
+                    None,
+                    "{key} set under the consumer protocol"
+                );
+            }
+            let expected = (!assignor.is_empty()).then_some(assignor);
+            assert_eq!(client.get("group.remote.assignor"), expected);
+            client
+                .create::<BaseConsumer>()
+                .unwrap_or_else(|e| panic!("a consumer-protocol member ({assignor:?}): {e}"));
+        }
+    }
+
+    #[test]
+    fn librdkafka_refuses_a_classic_only_property_under_the_consumer_protocol() {
+        // Why the member must not set them: the config check relies on this refusal.
+        for (key, value) in [
+            ("session.timeout.ms", "30000"),
+            ("partition.assignment.strategy", "range"),
+            ("heartbeat.interval.ms", "1000"),
+            ("group.protocol.type", "consumer"),
+        ] {
+            let consumer = ConsumerConfig {
+                group_protocol: GroupProtocol::Consumer,
+                ..ConsumerConfig::default()
+            };
+            let mut client = member_client(&consumer);
+            client.set(key, value);
+            let error = client.create::<BaseConsumer>().err().unwrap_or_else(|| {
+                panic!("librdkafka accepted {key} with group.protocol=consumer")
+            });
+            assert!(error.to_string().contains(key), "{key}: {error}");
+        }
+    }
 }

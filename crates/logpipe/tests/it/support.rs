@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use logpipe::app::{App, Roles};
-use logpipe::config::Config;
+use logpipe::config::{Config, GroupProtocol};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -46,7 +46,22 @@ pub async fn external_config() -> Config {
     config.postgres.url = required_env("LOGPIPE_TEST_POSTGRES_URL");
     config.postgres.schema = unique("it_schema").replace('-', "_");
     config.redis.url = required_env("LOGPIPE_TEST_REDIS_URL");
+    config.consumer.group_protocol = test_group_protocol();
     config
+}
+
+/// The consumer group protocol of the external tests: `LOGPIPE_TEST_GROUP_PROTOCOL` (`classic`
+/// or `consumer`), classic when unset, so the external suite can be run once per protocol. Tests
+/// named `*_consumer_protocol` use `consumer` whatever it says.
+pub fn test_group_protocol() -> GroupProtocol {
+    match std::env::var("LOGPIPE_TEST_GROUP_PROTOCOL").as_deref() {
+        Err(std::env::VarError::NotPresent) => GroupProtocol::Classic,
+        Ok("classic") => GroupProtocol::Classic,
+        Ok("consumer") => GroupProtocol::Consumer,
+        other => panic!(
+            "LOGPIPE_TEST_GROUP_PROTOCOL must be `classic` or `consumer` (or unset for classic), not {other:?}"
+        ),
+    }
 }
 
 /// Polls `check` until it returns true (or panics with `what` after `timeout`).
