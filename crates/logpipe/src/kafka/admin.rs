@@ -147,8 +147,7 @@ pub async fn ensure_topics(
     let admin = std::sync::Arc::new(admin_client(base)?);
     let metadata = fetch_metadata(&admin, timeout).await?;
     let brokers = cluster_size(&metadata);
-    let mut outcomes = Vec::new();
-    let mut missing = Vec::new();
+    let mut wanted = Vec::new();
     for spec in specs {
         let replication = spec.replication(brokers)?;
         let configured = Configured {
@@ -156,66 +155,33 @@ pub async fn ensure_topics(
             replication_factor: replication.replication_factor,
             min_insync_replicas: replication.min_insync_replicas,
         };
-        // (partitions, fewest replicas) of the topic if it exists; metadata is not held across
-        // the awaits below (its topic entries are not `Sync`).
-        let existing = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == spec.name && t.error().is_none())
-            .map(|topic| {
-                let replicas = topic.partitions().iter().map(|p| p.replicas().len() as i32);
-                (topic.partitions().len() as i32, replicas.min().unwrap_or(0))
-            });
-        match existing {
-            Some((partitions, replication_factor)) => {
-                let min_insync_replicas = match describe_configs(&admin, &spec.name, timeout).await
-                {
-                    Ok(configs) => min_insync_of(&configs),
-                    Err(why) => {
-                        tracing::debug!(topic = %spec.name, %why, "min.insync.replicas unknown");
-                        None
-                    }
-                };
-                let differences = differences(
-                    &spec.name,
-                    partitions,
-                    replication_factor,
-                    min_insync_replicas,
-                    configured,
-                );
-                for d in &differences {
-                    tracing::warn!(
-                        topic = %spec.name,
-                        setting = d.setting,
-                        actual = d.actual,
-                        configured = d.configured,
-                        "existing topic differs from the configuration (logpipe never alters existing topics): {}",
-                        d.advice
-                    );
-                }
-                outcomes.push(EnsureOutcome {
-                    topic: spec.name.clone(),
-                    status: TopicStatus::Exists,
-                    partitions,
-                    replication_factor,
-                    min_insync_replicas,
-                    configured,
-                    differences,
-                });
+        let layout = topic_layout(&metadata, &spec.name);
+        wanted.push((spec, configured, layout));
+    }
+    // Metadata is not held across the awaits below (its topic entries are not `Sync`).
+    drop(metadata);
+
+    let mut outcomes: Vec<Option<EnsureOutcome>> = vec![None; specs.len()];
+    let mut missing = Vec::new();
+    for (i, (spec, configured, layout)) in wanted.into_iter().enumerate() {
+        match layout {
+            Some(layout) => {
+                outcomes[i] =
+                    Some(inspect_existing(&admin, spec, configured, layout, timeout).await)
             }
-            None => missing.push((spec, configured)),
+            None => missing.push((i, spec, configured)),
         }
     }
     if !missing.is_empty() {
         // NewTopic borrows its config values, so they live here.
         let min_insync: Vec<String> = missing
             .iter()
-            .map(|(_, configured)| configured.min_insync_replicas.to_string())
+            .map(|(_, _, configured)| configured.min_insync_replicas.to_string())
             .collect();
         let new_topics: Vec<NewTopic> = missing
             .iter()
             .zip(&min_insync)
-            .map(|((spec, configured), min_insync)| {
+            .map(|((_, spec, configured), min_insync)| {
                 let mut topic = NewTopic::new(
                     &spec.name,
                     spec.partitions,
@@ -234,9 +200,12 @@ pub async fn ensure_topics(
             .create_topics(&new_topics, &options)
             .await
             .context("creating topics")?;
-        for ((spec, configured), result) in missing.iter().zip(results) {
+        // Created by someone else since the metadata was read (or not yet in the metadata of
+        // the broker that answered): inspected like any existing topic once visible.
+        let mut raced = Vec::new();
+        for ((i, spec, configured), result) in missing.iter().zip(results) {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                Ok(_) => {
                     tracing::info!(
                         topic = %spec.name,
                         partitions = spec.partitions,
@@ -253,7 +222,7 @@ pub async fn ensure_topics(
                             configured.replication_factor
                         );
                     }
-                    outcomes.push(EnsureOutcome {
+                    outcomes[*i] = Some(EnsureOutcome {
                         topic: spec.name.clone(),
                         status: TopicStatus::Created,
                         partitions: spec.partitions,
@@ -263,6 +232,7 @@ pub async fn ensure_topics(
                         differences: Vec::new(),
                     });
                 }
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => raced.push((*i, *spec, *configured)),
                 Err((name, code)) => anyhow::bail!(
                     "creating topic `{name}` failed: {code}; check that all {brokers} broker(s) are up and that logpipe \
                      may create topics, or create it by hand with {} partitions, replication factor {} and \
@@ -273,8 +243,116 @@ pub async fn ensure_topics(
                 ),
             }
         }
+        let names: Vec<&str> = missing
+            .iter()
+            .map(|(_, spec, _)| spec.name.as_str())
+            .collect();
+        wait_until_visible(&admin, &names, timeout).await;
+        if !raced.is_empty() {
+            let metadata = fetch_metadata(&admin, timeout).await?;
+            let layouts: Vec<_> = raced
+                .iter()
+                .map(|(_, spec, _)| topic_layout(&metadata, &spec.name))
+                .collect();
+            drop(metadata);
+            for ((i, spec, configured), layout) in raced.into_iter().zip(layouts) {
+                let layout = layout.with_context(|| {
+                    format!(
+                        "topic `{}` already exists but is not in the cluster metadata yet; run again in a moment",
+                        spec.name
+                    )
+                })?;
+                outcomes[i] =
+                    Some(inspect_existing(&admin, spec, configured, layout, timeout).await);
+            }
+        }
     }
-    Ok(outcomes)
+    Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// (partitions, fewest replicas of any partition) of `name`, if it exists.
+fn topic_layout(metadata: &Metadata, name: &str) -> Option<(i32, i32)> {
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())?;
+    let replicas = topic.partitions().iter().map(|p| p.replicas().len() as i32);
+    Some((topic.partitions().len() as i32, replicas.min().unwrap_or(0)))
+}
+
+/// An existing topic against its configuration: its min.insync.replicas read from the broker,
+/// each difference logged as a warning.
+async fn inspect_existing(
+    admin: &AdminClient<DefaultClientContext>,
+    spec: &TopicSpec,
+    configured: Configured,
+    (partitions, replication_factor): (i32, i32),
+    timeout: Duration,
+) -> EnsureOutcome {
+    let min_insync_replicas = match describe_configs(admin, &spec.name, timeout).await {
+        Ok(configs) => min_insync_of(&configs),
+        Err(why) => {
+            tracing::debug!(topic = %spec.name, %why, "min.insync.replicas unknown");
+            None
+        }
+    };
+    let differences = differences(
+        &spec.name,
+        partitions,
+        replication_factor,
+        min_insync_replicas,
+        configured,
+    );
+    for d in &differences {
+        tracing::warn!(
+            topic = %spec.name,
+            setting = d.setting,
+            actual = d.actual,
+            configured = d.configured,
+            "existing topic differs from the configuration (logpipe never alters existing topics): {}",
+            d.advice
+        );
+    }
+    EnsureOutcome {
+        topic: spec.name.clone(),
+        status: TopicStatus::Exists,
+        partitions,
+        replication_factor,
+        min_insync_replicas,
+        configured,
+        differences,
+    }
+}
+
+/// Waits (up to `timeout`) until every topic in `names` shows in the metadata with a leader for
+/// each partition. The controller acknowledges a creation before every broker has it, so without
+/// this the next command (or a consumer's subscription) can be told the topic does not exist.
+async fn wait_until_visible(
+    admin: &std::sync::Arc<AdminClient<DefaultClientContext>>,
+    names: &[&str],
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let visible = fetch_metadata(admin, timeout).await.is_ok_and(|metadata| {
+            names.iter().all(|name| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == *name
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            })
+        });
+        if visible {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(topics = ?names, ?timeout, "created topics are not in the cluster metadata yet");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 const MIN_INSYNC: &str = "min.insync.replicas";
@@ -333,7 +411,8 @@ fn differences(
                     "above the topic's replication factor ({replication_factor}): every acks=all write fails"
                 )
             } else if actual < configured.min_insync_replicas {
-                format!("acks=all writes are acknowledged with only {actual} copy(ies)")
+                let copies = if actual == 1 { "copy" } else { "copies" };
+                format!("acks=all writes are acknowledged with only {actual} {copies}")
             } else {
                 format!("acks=all writes fail as soon as fewer than {actual} replicas are in sync")
             };
