@@ -21,3 +21,4 @@ mod observability;
 mod pipeline_embedded;
 mod scripts;
 mod shutdown_outage;
+mod topics_cluster;

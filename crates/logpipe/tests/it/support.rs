@@ -364,3 +364,19 @@ pub async fn metric(base: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Runs one of Apache Kafka's own command-line classes (`org.apache.kafka.tools.TopicCommand`,
+/// ...) with the jars in LOGPIPE_TEST_KAFKA_LIBS, to check logpipe against Kafka's view.
+pub fn kafka_tool(class: &str, args: &[&str]) -> std::process::Output {
+    let libs = required_env("LOGPIPE_TEST_KAFKA_LIBS");
+    Command::new("java")
+        // Small and quick to start: the tools run once and exit.
+        .args(["-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"])
+        .arg(format!("{libs}/*"))
+        .arg(class)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running `java` for {class}: {e}; scripts/test.sh installs a JDK (scripts/lib/kafka.sh)")
+        })
+}
