@@ -497,8 +497,8 @@ fn spawn_topic_ensurer(
         loop {
             match ensure_topics(&client, &specs, timeout).await {
                 Ok(outcomes) => {
-                    for (topic, outcome) in outcomes {
-                        tracing::info!(%topic, ?outcome, "topic checked");
+                    for outcome in outcomes {
+                        tracing::info!(topic = %outcome.topic, ?outcome, "topic checked");
                     }
                     return;
                 }

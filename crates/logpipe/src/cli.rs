@@ -181,8 +181,13 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
-    /// Create `kafka.topic`, `kafka.dlq_topic` and `kafka.parked_topic` when absent; warn when one has fewer partitions than configured.
-    Ensure,
+    /// Create `kafka.topic`, `kafka.dlq_topic` and `kafka.parked_topic` when absent; say where an
+    /// existing one differs from the configuration (partitions, replication factor, min.insync.replicas).
+    Ensure {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write raw records straight to a topic, bypassing the gateway's validation (one record per
     /// stdin line, or --value): for injecting a test record, such as a poison pill, like `kcat -P`.
     Produce {

@@ -1,10 +1,13 @@
-//! Operator tools: `logpipe topics ensure|describe` and `logpipe config check`. They print tables
-//! people can read (or JSON with `--json`) and exit non-zero with a message saying what to do.
+//! Operator tools: `logpipe topics ensure|describe|produce`, `logpipe migrate` and
+//! `logpipe config check`. They print tables people can read (or JSON with `--json`) and exit
+//! non-zero with a message saying what to do.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 use crate::config::{redact, variables, Config};
-use crate::kafka::admin::{describe_topics, ensure_topics, EnsureOutcome, TopicInfo, TopicSpec};
+use crate::kafka::admin::{
+    describe_topics, ensure_topics, EnsureOutcome, PartitionInfo, TopicInfo, TopicSpec, TopicStatus,
+};
 use crate::kafka::client_config;
 
 fn require_brokers(config: &Config) -> anyhow::Result<String> {
@@ -14,38 +17,77 @@ fn require_brokers(config: &Config) -> anyhow::Result<String> {
     )
 }
 
-/// `logpipe topics ensure`.
-pub async fn topics_ensure(config: &Config) -> anyhow::Result<()> {
+/// `logpipe topics ensure`: creates what is missing, then one row per topic with what it has;
+/// where an existing topic differs from the configuration, a second table says what to do.
+pub async fn topics_ensure(config: &Config, json: bool) -> anyhow::Result<()> {
     let brokers = require_brokers(config)?;
     let client = client_config(&config.kafka, &brokers, "admin", &Default::default());
     let specs = TopicSpec::from_config(&config.kafka);
     let outcomes = ensure_topics(&client, &specs, config.kafka.request_timeout).await?;
-    let mut table = new_table(&["TOPIC", "PARTITIONS", "STATUS"]);
-    let mut short = false;
-    for (topic, outcome) in &outcomes {
-        let (partitions, status) = match outcome {
-            EnsureOutcome::Created { partitions } => {
-                (partitions.to_string(), "created".to_string())
-            }
-            EnsureOutcome::Exists { partitions } => (partitions.to_string(), "exists".to_string()),
-            EnsureOutcome::FewerPartitions { actual, configured } => {
-                short = true;
-                (
-                    actual.to_string(),
-                    format!("exists with FEWER partitions than configured ({configured})"),
-                )
-            }
-        };
-        table.add_row(vec![Cell::new(topic), right(partitions), Cell::new(status)]);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        return Ok(());
     }
-    println!("{table}");
-    if short {
-        println!(
-            "\nA topic with fewer partitions caps how many consumers can work in parallel. logpipe never alters \
-             existing topics; add partitions with your cluster's tools (note: it changes which partition a key maps to)."
-        );
-    }
+    print!("{}", ensure_report(&outcomes));
     Ok(())
+}
+
+/// The tables `topics ensure` prints.
+fn ensure_report(outcomes: &[EnsureOutcome]) -> String {
+    let mut table = new_table(&[
+        "TOPIC",
+        "STATUS",
+        "PARTITIONS",
+        "REPLICATION FACTOR",
+        "MIN.INSYNC.REPLICAS",
+    ]);
+    let mut differences = new_table(&["TOPIC", "SETTING", "ACTUAL", "CONFIGURED", "WHAT TO DO"]);
+    // Fits the terminal when there is one (advice wraps); piped output keeps one line each.
+    differences.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    for o in outcomes {
+        // A value with its configured one beside it when they differ.
+        let shown = |setting: &str, actual: String| match o
+            .differences
+            .iter()
+            .find(|d| d.setting == setting)
+        {
+            Some(d) => right(format!("{actual} (configured {})", d.configured)),
+            None => right(actual),
+        };
+        let status = match (o.status, o.differences.is_empty()) {
+            (TopicStatus::Created, _) => "created",
+            (TopicStatus::Exists, true) => "exists",
+            (TopicStatus::Exists, false) => "exists, DIFFERS",
+        };
+        table.add_row(vec![
+            Cell::new(&o.topic),
+            Cell::new(status),
+            shown("partitions", o.partitions.to_string()),
+            shown("replication.factor", o.replication_factor.to_string()),
+            shown(
+                "min.insync.replicas",
+                o.min_insync_replicas
+                    .map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+            ),
+        ]);
+        for d in &o.differences {
+            differences.add_row(vec![
+                Cell::new(&o.topic),
+                Cell::new(d.setting),
+                right(d.actual),
+                right(d.configured),
+                Cell::new(&d.advice),
+            ]);
+        }
+    }
+    let mut report = format!("{table}\n");
+    if !differences.is_empty() {
+        report.push_str(&format!(
+            "\nExisting topics differ from the configuration. logpipe never alters an existing topic; \
+             change the topic with your cluster's tools, or the configuration to match it:\n{differences}\n"
+        ));
+    }
+    report
 }
 
 /// `logpipe topics describe`.
@@ -78,10 +120,15 @@ fn print_topic(info: &TopicInfo) {
         .iter()
         .map(|p| p.high_watermark - p.low_watermark)
         .sum();
+    let min_insync = info
+        .min_insync_replicas
+        .map_or_else(|| "unknown".to_string(), |n| n.to_string());
     println!(
-        "Topic: {}   partitions: {}   messages: {}",
+        "Topic: {}   partitions: {}   replication factor: {}   min.insync.replicas: {}   messages: {}",
         info.name,
         info.partitions.len(),
+        info.replication_factor,
+        min_insync,
         messages
     );
     let mut table = new_table(&[
@@ -89,6 +136,7 @@ fn print_topic(info: &TopicInfo) {
         "LEADER",
         "REPLICAS",
         "ISR",
+        "STATE",
         "LOW-OFFSET",
         "HIGH-OFFSET",
         "MESSAGES",
@@ -97,9 +145,14 @@ fn print_topic(info: &TopicInfo) {
     for p in &info.partitions {
         table.add_row(vec![
             right(p.partition),
-            right(p.leader),
+            right(if p.leader < 0 {
+                "none".to_string()
+            } else {
+                p.leader.to_string()
+            }),
             Cell::new(list(&p.replicas)),
             Cell::new(list(&p.isr)),
+            Cell::new(partition_state(p, info.min_insync_replicas)),
             right(p.low_watermark),
             right(p.high_watermark),
             right(p.high_watermark - p.low_watermark),
@@ -120,6 +173,20 @@ fn print_topic(info: &TopicInfo) {
             println!("{table}\n");
         }
         Err(why) => println!("Configs: {why}\n"),
+    }
+}
+
+/// What a partition's replicas mean for writes: `ok`, `under-replicated` (ISR short of the
+/// replicas; writes still succeed), `UNDER MIN ISR` (acks=all writes fail) or `OFFLINE`.
+fn partition_state(p: &PartitionInfo, min_insync: Option<i32>) -> &'static str {
+    if p.leader < 0 {
+        "OFFLINE"
+    } else if min_insync.is_some_and(|min| (p.isr.len() as i32) < min) {
+        "UNDER MIN ISR"
+    } else if p.isr.len() < p.replicas.len() {
+        "under-replicated"
+    } else {
+        "ok"
     }
 }
 

@@ -82,7 +82,9 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             logpipe::demo::run(config, args, stop).await
         }
         Command::Migrate => commands::migrate(&config).await,
-        Command::Topics(TopicsCommand::Ensure) => commands::topics_ensure(&config).await,
+        Command::Topics(TopicsCommand::Ensure { json }) => {
+            commands::topics_ensure(&config, json).await
+        }
         Command::Topics(TopicsCommand::Produce { topic, key, value }) => {
             commands::topics_produce(&config, topic, key, value).await
         }

@@ -16,6 +16,8 @@ use super::ENV_PREFIX;
 /// Variables under the prefix that are not config keys.
 const NOT_KEYS: &[&str] = &["LOGPIPE_CONFIG"];
 const PROPERTY_PREFIX: &str = "LOGPIPE_KAFKA_PROPERTY_";
+/// Keys that take `"auto"` or a number ([`super::Replicas`]), so no single type fits them.
+const REPLICA_KEYS: &[&str] = &["kafka.replication_factor", "kafka.min_insync_replicas"];
 
 pub(super) fn apply(tree: &mut Value, env: &[(String, String)]) -> anyhow::Result<()> {
     let mut leaves = Vec::new();
@@ -66,8 +68,19 @@ pub(super) fn set_path(tree: &mut Value, path: &str, raw: &str) -> anyhow::Resul
     let current = parent
         .get(leaf)
         .ok_or_else(|| anyhow!("unknown config key `{path}`"))?;
-    let value = typed_like(current, raw)
-        .map_err(|expected| anyhow!("config key `{path}`: expected {expected}, got `{raw}`"))?;
+    let value = if REPLICA_KEYS.contains(&path) {
+        // `"auto"` or a number, whichever the file or the default held before.
+        let value = match raw.trim().parse::<i64>() {
+            Ok(n) => Value::Integer(n),
+            Err(_) => Value::String(raw.trim().to_string()),
+        };
+        <super::Replicas as serde::Deserialize>::deserialize(value.clone())
+            .map_err(|e| anyhow!("config key `{path}`: {}", e.message()))?;
+        value
+    } else {
+        typed_like(current, raw)
+            .map_err(|expected| anyhow!("config key `{path}`: expected {expected}, got `{raw}`"))?
+    };
     parent.insert(leaf.to_string(), value);
     Ok(())
 }

@@ -51,8 +51,15 @@ pub struct KafkaConfig {
     /// `retention.ms` of the parked topic when logpipe creates it.
     #[serde(with = "humantime_serde")]
     pub parked_retention: Duration,
-    /// Replication factor for topics logpipe creates; -1 lets the broker decide.
-    pub replication_factor: i32,
+    /// Replication factor of the topics logpipe creates. `"auto"`: min(3, brokers in the
+    /// cluster metadata), so 3 on a production cluster and 1 on a single broker or the embedded
+    /// one. A number must not exceed the brokers in the cluster.
+    pub replication_factor: Replicas,
+    /// `min.insync.replicas` of the topics logpipe creates: with acks=all a write is acknowledged
+    /// only once this many replicas have it. `"auto"`: the replication factor minus 1, at least 1
+    /// (2 of 3 replicas: one broker may be down, and no acknowledged write rests on one copy).
+    /// A number must not exceed the replication factor.
+    pub min_insync_replicas: Replicas,
     /// Create missing topics at start-up (producer and consumer). `logpipe topics ensure` always does.
     pub create_topics: bool,
     /// Timeout of admin and metadata requests.
@@ -75,7 +82,8 @@ impl Default for KafkaConfig {
             dlq_retention: Duration::from_secs(7 * 24 * 3600),
             parked_topic: "logs-dlq-parked".into(),
             parked_retention: Duration::from_secs(30 * 24 * 3600),
-            replication_factor: -1,
+            replication_factor: Replicas::Auto,
+            min_insync_replicas: Replicas::Auto,
             create_topics: true,
             request_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
@@ -89,6 +97,11 @@ impl KafkaConfig {
         self.brokers.trim().is_empty()
     }
 
+    /// The replication of logpipe's topics on a cluster of `brokers` brokers.
+    pub fn replication_for(&self, brokers: usize) -> anyhow::Result<Replication> {
+        Replication::resolve(self.replication_factor, self.min_insync_replicas, brokers)
+    }
+
     /// The brokers, for an operator command that needs a cluster; without any, an error that
     /// says what `needs` them and what to set (`embedded`: why the embedded broker won't do).
     pub fn cluster_brokers(&self, needs: &str, embedded: &str) -> anyhow::Result<String> {
@@ -98,6 +111,120 @@ impl KafkaConfig {
              kafka.brokers{embedded}"
         );
         Ok(self.brokers.clone())
+    }
+}
+
+/// A replica count in the config: `"auto"` (worked out from the cluster when topics are created)
+/// or a number from 1. Written as `"auto"` or a bare number; a string holding a number is taken
+/// too, since environment variables and `--set` arrive as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    Auto,
+    Count(i32),
+}
+
+impl Serialize for Replicas {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Replicas::Auto => serializer.serialize_str("auto"),
+            Replicas::Count(n) => serializer.serialize_i32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Replicas;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"auto\" or a replica count from 1")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Replicas, E> {
+                match i32::try_from(n) {
+                    Ok(n) if n >= 1 => Ok(Replicas::Count(n)),
+                    _ => Err(E::custom(format!(
+                        "expected \"auto\" or a replica count from 1, got {n}"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Replicas, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Replicas, E> {
+                let text = text.trim();
+                if text.eq_ignore_ascii_case("auto") {
+                    return Ok(Replicas::Auto);
+                }
+                match text.parse::<i64>() {
+                    Ok(n) => self.visit_i64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "expected \"auto\" or a replica count from 1, got `{text}`"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl std::fmt::Display for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Replicas::Auto => f.write_str("auto"),
+            Replicas::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The replication of a topic as logpipe creates it on a given cluster: `kafka.replication_factor`
+/// and `kafka.min_insync_replicas` with `"auto"` worked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Replication {
+    pub replication_factor: i32,
+    pub min_insync_replicas: i32,
+}
+
+impl Replication {
+    /// `factor` and `min_insync` on a cluster whose metadata lists `brokers` brokers (a broker
+    /// that is down is not listed). Errors name the key and say what to change.
+    pub fn resolve(
+        factor: Replicas,
+        min_insync: Replicas,
+        brokers: usize,
+    ) -> anyhow::Result<Replication> {
+        let brokers = i32::try_from(brokers).unwrap_or(i32::MAX);
+        ensure!(
+            brokers >= 1,
+            "the cluster metadata lists no brokers; check `kafka.brokers` and that the cluster is up"
+        );
+        let replication_factor = match factor {
+            Replicas::Auto => brokers.min(3),
+            Replicas::Count(n) => {
+                ensure!(
+                    n <= brokers,
+                    "config key `kafka.replication_factor`: {n} replicas, but the cluster lists only \
+                     {brokers} broker(s); start the missing brokers, or lower it (or set it to \"auto\")"
+                );
+                n
+            }
+        };
+        let min_insync_replicas = match min_insync {
+            Replicas::Auto => (replication_factor - 1).max(1),
+            Replicas::Count(n) => {
+                ensure!(
+                    n <= replication_factor,
+                    "config key `kafka.min_insync_replicas`: {n}, but the replication factor is \
+                     {replication_factor} on this cluster of {brokers} broker(s), so no acks=all write \
+                     could ever succeed; lower it (or set it to \"auto\")"
+                );
+                n
+            }
+        };
+        Ok(Replication {
+            replication_factor,
+            min_insync_replicas,
+        })
     }
 }
 
@@ -626,10 +753,16 @@ impl Config {
             "config key `kafka.dlq_partitions`: must be at least 1, got {}",
             k.dlq_partitions
         );
-        ensure!(
-            k.replication_factor == -1 || k.replication_factor >= 1,
-            "config key `kafka.replication_factor`: must be -1 (broker default) or at least 1"
-        );
+        if let (Replicas::Count(factor), Replicas::Count(min_insync)) =
+            (k.replication_factor, k.min_insync_replicas)
+        {
+            ensure!(
+                min_insync <= factor,
+                "config key `kafka.min_insync_replicas`: {min_insync} is more than \
+                 `kafka.replication_factor` ({factor}), so no acks=all write could ever succeed; \
+                 lower it or set it to \"auto\""
+            );
+        }
         for (key, topic) in [
             ("kafka.topic", &k.topic),
             ("kafka.dlq_topic", &k.dlq_topic),

@@ -448,3 +448,139 @@ fn protocol_specific_settings_are_refused_under_the_other_protocol() {
     .unwrap();
     assert_eq!(c.consumer.properties["heartbeat.interval.ms"], "1000");
 }
+
+#[test]
+fn replication_defaults_to_auto_and_takes_numbers_from_file_env_and_flags() {
+    let c = load(None, &[], &[]).unwrap();
+    assert_eq!(c.kafka.replication_factor, Replicas::Auto);
+    assert_eq!(c.kafka.min_insync_replicas, Replicas::Auto);
+
+    let file = "[kafka]\nreplication_factor = 3\nmin_insync_replicas = \"auto\"\n";
+    let c = load(Some(file), &[], &[]).unwrap();
+    assert_eq!(c.kafka.replication_factor, Replicas::Count(3));
+    assert_eq!(c.kafka.min_insync_replicas, Replicas::Auto);
+
+    let env = [
+        ("LOGPIPE_KAFKA_REPLICATION_FACTOR", "2"),
+        ("LOGPIPE_KAFKA_MIN_INSYNC_REPLICAS", "1"),
+    ];
+    let c = load(Some(file), &env, &[]).unwrap();
+    assert_eq!(
+        (c.kafka.replication_factor, c.kafka.min_insync_replicas),
+        (Replicas::Count(2), Replicas::Count(1))
+    );
+    let c = load(
+        Some(file),
+        &env,
+        &[
+            ("kafka.replication_factor", "auto"),
+            ("kafka.min_insync_replicas", "AUTO"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.kafka.replication_factor, c.kafka.min_insync_replicas),
+        (Replicas::Auto, Replicas::Auto)
+    );
+
+    // `config check` prints what the file would say, and it reads back the same.
+    let mut c = Config::default();
+    let shown = toml::to_string(&c).unwrap();
+    assert!(shown.contains("replication_factor = \"auto\""), "{shown}");
+    c.kafka.replication_factor = Replicas::Count(3);
+    c.kafka.min_insync_replicas = Replicas::Count(2);
+    let shown = toml::to_string(&c).unwrap();
+    assert!(shown.contains("replication_factor = 3\n"), "{shown}");
+    assert_eq!(Config::from_toml_str(&shown).unwrap(), c);
+}
+
+#[test]
+fn replication_values_out_of_range_name_the_key() {
+    let cases = [
+        (
+            "[kafka]\nreplication_factor = -1\n",
+            "kafka.replication_factor",
+        ),
+        (
+            "[kafka]\nreplication_factor = 0\n",
+            "kafka.replication_factor",
+        ),
+        (
+            "[kafka]\nreplication_factor = \"three\"\n",
+            "kafka.replication_factor",
+        ),
+        (
+            "[kafka]\nmin_insync_replicas = 0\n",
+            "kafka.min_insync_replicas",
+        ),
+        (
+            "[kafka]\nreplication_factor = 2\nmin_insync_replicas = 3\n",
+            "kafka.min_insync_replicas",
+        ),
+    ];
+    for (file, key) in cases {
+        let message = err(load(Some(file), &[], &[]));
+        assert!(
+            message.contains(key),
+            "{file:?} should name `{key}`: {message}"
+        );
+    }
+    let message = err(load(
+        None,
+        &[("LOGPIPE_KAFKA_MIN_INSYNC_REPLICAS", "-2")],
+        &[],
+    ));
+    assert!(
+        message.contains("LOGPIPE_KAFKA_MIN_INSYNC_REPLICAS"),
+        "{message}"
+    );
+}
+
+#[test]
+fn auto_replication_suits_the_cluster_and_explicit_values_are_checked_against_it() {
+    use Replicas::{Auto, Count};
+    let resolved = |factor, min_insync, brokers| {
+        Replication::resolve(factor, min_insync, brokers)
+            .map(|r| (r.replication_factor, r.min_insync_replicas))
+    };
+    // (replication_factor, min_insync_replicas, brokers) → (factor, min.insync.replicas)
+    let cases = [
+        (Auto, Auto, 1, (1, 1)),
+        (Auto, Auto, 2, (2, 1)),
+        (Auto, Auto, 3, (3, 2)),
+        (Auto, Auto, 6, (3, 2)),
+        (Count(2), Auto, 3, (2, 1)),
+        (Count(5), Auto, 5, (5, 4)),
+        (Auto, Count(1), 3, (3, 1)),
+        (Count(3), Count(3), 3, (3, 3)),
+    ];
+    for (factor, min_insync, brokers, expected) in cases {
+        assert_eq!(
+            resolved(factor, min_insync, brokers).unwrap(),
+            expected,
+            "{factor} / {min_insync} on {brokers} broker(s)"
+        );
+    }
+    let mut kafka = KafkaConfig::default();
+    assert_eq!(
+        kafka.replication_for(3).unwrap(),
+        Replication {
+            replication_factor: 3,
+            min_insync_replicas: 2
+        }
+    );
+
+    // More replicas than brokers: the key is named and the way out given.
+    kafka.replication_factor = Count(3);
+    let message = format!("{:#}", kafka.replication_for(1).unwrap_err());
+    assert!(
+        message.contains("kafka.replication_factor") && message.contains("1 broker"),
+        "{message}"
+    );
+    // An explicit min.insync.replicas above what `auto` gives on a small cluster.
+    kafka.replication_factor = Auto;
+    kafka.min_insync_replicas = Count(2);
+    let message = format!("{:#}", kafka.replication_for(1).unwrap_err());
+    assert!(message.contains("kafka.min_insync_replicas"), "{message}");
+    assert!(resolved(Auto, Auto, 0).is_err());
+}

@@ -1,10 +1,13 @@
 //! Topic administration: create logpipe's topics when absent (Tansu and many managed clusters do
-//! not auto-create), warn when an existing topic has fewer partitions than configured, and
-//! describe topics for `logpipe topics describe`.
+//! not auto-create), with the replication factor and `min.insync.replicas` the configuration asks
+//! for on this cluster; report where an existing topic differs from it (fewer partitions, another
+//! replication factor or `min.insync.replicas`); and describe topics for `logpipe topics describe`.
 //!
 //! logpipe never alters an existing topic: adding partitions changes key → partition mapping and
-//! is an operator's decision, so it only says what it found and what to do.
+//! moving replicas is heavy cluster work, both an operator's decision, so it only says what it
+//! found and what to do.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,65 +18,94 @@ use rdkafka::metadata::Metadata;
 use rdkafka::ClientConfig;
 use serde::Serialize;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, Replicas, Replication};
 
 /// A topic logpipe needs, as it would create it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
-    pub replication_factor: i32,
-    /// Topic configs set at creation (`retention.ms`).
+    /// `kafka.replication_factor`; `auto` is worked out from the cluster at creation.
+    pub replication_factor: Replicas,
+    /// `kafka.min_insync_replicas`, set as the topic's `min.insync.replicas` at creation.
+    pub min_insync_replicas: Replicas,
+    /// Other topic configs set at creation (`retention.ms`).
     pub configs: Vec<(String, String)>,
 }
 
 impl TopicSpec {
     /// The main topic, the dead-letter topic and the parked topic, from configuration.
     pub fn from_config(kafka: &KafkaConfig) -> Vec<TopicSpec> {
+        let spec = |name: &str, partitions: i32, configs: Vec<(String, String)>| TopicSpec {
+            name: name.to_string(),
+            partitions,
+            replication_factor: kafka.replication_factor,
+            min_insync_replicas: kafka.min_insync_replicas,
+            configs,
+        };
+        let retention = |d: Duration| vec![("retention.ms".into(), d.as_millis().to_string())];
         vec![
-            TopicSpec {
-                name: kafka.topic.clone(),
-                partitions: kafka.partitions,
-                replication_factor: kafka.replication_factor,
-                configs: Vec::new(),
-            },
-            TopicSpec {
-                name: kafka.dlq_topic.clone(),
-                partitions: kafka.dlq_partitions,
-                replication_factor: kafka.replication_factor,
-                configs: vec![(
-                    "retention.ms".into(),
-                    kafka.dlq_retention.as_millis().to_string(),
-                )],
-            },
-            TopicSpec {
-                name: kafka.parked_topic.clone(),
-                partitions: kafka.dlq_partitions,
-                replication_factor: kafka.replication_factor,
-                configs: vec![(
-                    "retention.ms".into(),
-                    kafka.parked_retention.as_millis().to_string(),
-                )],
-            },
+            spec(&kafka.topic, kafka.partitions, Vec::new()),
+            spec(
+                &kafka.dlq_topic,
+                kafka.dlq_partitions,
+                retention(kafka.dlq_retention),
+            ),
+            spec(
+                &kafka.parked_topic,
+                kafka.dlq_partitions,
+                retention(kafka.parked_retention),
+            ),
         ]
     }
+
+    /// The replication this topic gets on a cluster of `brokers` brokers.
+    pub fn replication(&self, brokers: usize) -> anyhow::Result<Replication> {
+        Replication::resolve(self.replication_factor, self.min_insync_replicas, brokers)
+            .with_context(|| format!("topic `{}`", self.name))
+    }
+}
+
+/// Whether `ensure` created the topic or found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicStatus {
+    Created,
+    Exists,
+}
+
+/// What the configuration asks of a topic on this cluster (`auto` worked out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Configured {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub min_insync_replicas: i32,
+}
+
+/// Where an existing topic differs from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// `partitions`, `replication.factor` or `min.insync.replicas`.
+    pub setting: &'static str,
+    pub actual: i32,
+    pub configured: i32,
+    /// What the difference means and what to do about it.
+    pub advice: String,
 }
 
 /// What `ensure` found or did for one topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
-pub enum EnsureOutcome {
-    Created {
-        partitions: i32,
-    },
-    Exists {
-        partitions: i32,
-    },
-    /// Exists with fewer partitions than configured: parallelism is capped at `actual`.
-    FewerPartitions {
-        actual: i32,
-        configured: i32,
-    },
+pub struct EnsureOutcome {
+    pub topic: String,
+    pub status: TopicStatus,
+    pub partitions: i32,
+    /// The fewest replicas any of its partitions has.
+    pub replication_factor: i32,
+    /// The topic's effective `min.insync.replicas`; None when the broker does not say.
+    pub min_insync_replicas: Option<i32>,
+    pub configured: Configured,
+    /// Empty for a created topic. logpipe changes none of it.
+    pub differences: Vec<Difference>,
 }
 
 /// An admin client for `bootstrap`.
@@ -92,53 +124,73 @@ pub async fn fetch_metadata(
         .context("fetching Kafka metadata (is the broker reachable? check `kafka.brokers`)")
 }
 
-/// Creates each topic in `specs` that does not exist; reports what it found for each.
+/// How many brokers the cluster has, as far as `metadata` shows: the brokers it lists, plus any
+/// named only as a replica. A broker that is down drops out of the list but not out of its
+/// partitions' replica lists, so an outage does not shrink an `auto` replication factor.
+pub fn cluster_size(metadata: &Metadata) -> usize {
+    let mut ids: BTreeSet<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            ids.extend(partition.replicas());
+        }
+    }
+    ids.len()
+}
+
+/// Creates each topic in `specs` that does not exist and reports, for each, what it has and
+/// where an existing one differs from the configuration (also logged as warnings).
 pub async fn ensure_topics(
     base: &ClientConfig,
     specs: &[TopicSpec],
     timeout: Duration,
-) -> anyhow::Result<Vec<(String, EnsureOutcome)>> {
+) -> anyhow::Result<Vec<EnsureOutcome>> {
     let admin = std::sync::Arc::new(admin_client(base)?);
     let metadata = fetch_metadata(&admin, timeout).await?;
-    let mut outcomes = Vec::new();
-    let mut missing = Vec::new();
+    let brokers = cluster_size(&metadata);
+    let mut wanted = Vec::new();
     for spec in specs {
-        match metadata.topics().iter().find(|t| t.name() == spec.name) {
-            Some(topic) if topic.error().is_none() => {
-                let actual = topic.partitions().len() as i32;
-                let outcome = if actual < spec.partitions {
-                    tracing::warn!(
-                        topic = %spec.name,
-                        actual,
-                        configured = spec.partitions,
-                        "topic has fewer partitions than configured: consumer parallelism is capped at {actual}; \
-                         logpipe does not alter existing topics, add partitions with your cluster's tools if you need more"
-                    );
-                    EnsureOutcome::FewerPartitions {
-                        actual,
-                        configured: spec.partitions,
-                    }
-                } else {
-                    EnsureOutcome::Exists { partitions: actual }
-                };
-                outcomes.push((spec.name.clone(), outcome));
+        let replication = spec.replication(brokers)?;
+        let configured = Configured {
+            partitions: spec.partitions,
+            replication_factor: replication.replication_factor,
+            min_insync_replicas: replication.min_insync_replicas,
+        };
+        let layout = topic_layout(&metadata, &spec.name);
+        wanted.push((spec, configured, layout));
+    }
+    // Metadata is not held across the awaits below (its topic entries are not `Sync`).
+    drop(metadata);
+
+    let mut outcomes: Vec<Option<EnsureOutcome>> = vec![None; specs.len()];
+    let mut missing = Vec::new();
+    for (i, (spec, configured, layout)) in wanted.into_iter().enumerate() {
+        match layout {
+            Some(layout) => {
+                outcomes[i] =
+                    Some(inspect_existing(&admin, spec, configured, layout, timeout).await)
             }
-            _ => missing.push(spec),
+            None => missing.push((i, spec, configured)),
         }
     }
     if !missing.is_empty() {
+        // NewTopic borrows its config values, so they live here.
+        let min_insync: Vec<String> = missing
+            .iter()
+            .map(|(_, _, configured)| configured.min_insync_replicas.to_string())
+            .collect();
         let new_topics: Vec<NewTopic> = missing
             .iter()
-            .map(|spec| {
+            .zip(&min_insync)
+            .map(|((_, spec, configured), min_insync)| {
                 let mut topic = NewTopic::new(
                     &spec.name,
                     spec.partitions,
-                    TopicReplication::Fixed(spec.replication_factor),
+                    TopicReplication::Fixed(configured.replication_factor),
                 );
                 for (key, value) in &spec.configs {
                     topic = topic.set(key, value);
                 }
-                topic
+                topic.set(MIN_INSYNC, min_insync)
             })
             .collect();
         let options = AdminOptions::new()
@@ -148,33 +200,246 @@ pub async fn ensure_topics(
             .create_topics(&new_topics, &options)
             .await
             .context("creating topics")?;
-        for (spec, result) in missing.iter().zip(results) {
+        // Created by someone else since the metadata was read (or not yet in the metadata of
+        // the broker that answered): inspected like any existing topic once visible.
+        let mut raced = Vec::new();
+        for ((i, spec, configured), result) in missing.iter().zip(results) {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    tracing::info!(topic = %spec.name, partitions = spec.partitions, "created topic");
-                    outcomes.push((
-                        spec.name.clone(),
-                        EnsureOutcome::Created {
-                            partitions: spec.partitions,
-                        },
-                    ));
+                Ok(_) => {
+                    tracing::info!(
+                        topic = %spec.name,
+                        partitions = spec.partitions,
+                        replication_factor = configured.replication_factor,
+                        min_insync_replicas = configured.min_insync_replicas,
+                        "created topic"
+                    );
+                    if configured.replication_factor < 3 {
+                        tracing::warn!(
+                            topic = %spec.name,
+                            replication_factor = configured.replication_factor,
+                            "topic created with fewer than 3 replicas: losing {} broker(s) can lose acknowledged records; \
+                             fine for development, not for production",
+                            configured.replication_factor
+                        );
+                    }
+                    outcomes[*i] = Some(EnsureOutcome {
+                        topic: spec.name.clone(),
+                        status: TopicStatus::Created,
+                        partitions: spec.partitions,
+                        replication_factor: configured.replication_factor,
+                        min_insync_replicas: Some(configured.min_insync_replicas),
+                        configured: *configured,
+                        differences: Vec::new(),
+                    });
                 }
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => raced.push((*i, *spec, *configured)),
                 Err((name, code)) => anyhow::bail!(
-                    "creating topic `{name}` failed: {code}; create it by hand with {} partitions or check the broker's permissions",
-                    spec.partitions
+                    "creating topic `{name}` failed: {code}; check that all {brokers} broker(s) are up and that logpipe \
+                     may create topics, or create it by hand with {} partitions, replication factor {} and \
+                     min.insync.replicas={}",
+                    spec.partitions,
+                    configured.replication_factor,
+                    configured.min_insync_replicas
                 ),
             }
         }
+        let names: Vec<&str> = missing
+            .iter()
+            .map(|(_, spec, _)| spec.name.as_str())
+            .collect();
+        wait_until_visible(&admin, &names, timeout).await;
+        if !raced.is_empty() {
+            let metadata = fetch_metadata(&admin, timeout).await?;
+            let layouts: Vec<_> = raced
+                .iter()
+                .map(|(_, spec, _)| topic_layout(&metadata, &spec.name))
+                .collect();
+            drop(metadata);
+            for ((i, spec, configured), layout) in raced.into_iter().zip(layouts) {
+                let layout = layout.with_context(|| {
+                    format!(
+                        "topic `{}` already exists but is not in the cluster metadata yet; run again in a moment",
+                        spec.name
+                    )
+                })?;
+                outcomes[i] =
+                    Some(inspect_existing(&admin, spec, configured, layout, timeout).await);
+            }
+        }
     }
-    Ok(outcomes)
+    Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// (partitions, fewest replicas of any partition) of `name`, if it exists.
+fn topic_layout(metadata: &Metadata, name: &str) -> Option<(i32, i32)> {
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())?;
+    let replicas = topic.partitions().iter().map(|p| p.replicas().len() as i32);
+    Some((topic.partitions().len() as i32, replicas.min().unwrap_or(0)))
+}
+
+/// An existing topic against its configuration: its min.insync.replicas read from the broker,
+/// each difference logged as a warning.
+async fn inspect_existing(
+    admin: &AdminClient<DefaultClientContext>,
+    spec: &TopicSpec,
+    configured: Configured,
+    (partitions, replication_factor): (i32, i32),
+    timeout: Duration,
+) -> EnsureOutcome {
+    let min_insync_replicas = match describe_configs(admin, &spec.name, timeout).await {
+        Ok(configs) => min_insync_of(&configs),
+        Err(why) => {
+            tracing::debug!(topic = %spec.name, %why, "min.insync.replicas unknown");
+            None
+        }
+    };
+    let differences = differences(
+        &spec.name,
+        partitions,
+        replication_factor,
+        min_insync_replicas,
+        configured,
+    );
+    for d in &differences {
+        tracing::warn!(
+            topic = %spec.name,
+            setting = d.setting,
+            actual = d.actual,
+            configured = d.configured,
+            "existing topic differs from the configuration (logpipe never alters existing topics): {}",
+            d.advice
+        );
+    }
+    EnsureOutcome {
+        topic: spec.name.clone(),
+        status: TopicStatus::Exists,
+        partitions,
+        replication_factor,
+        min_insync_replicas,
+        configured,
+        differences,
+    }
+}
+
+/// Waits (up to `timeout`) until every topic in `names` shows in the metadata with a leader for
+/// each partition. The controller acknowledges a creation before every broker has it, so without
+/// this the next command (or a consumer's subscription) can be told the topic does not exist.
+async fn wait_until_visible(
+    admin: &std::sync::Arc<AdminClient<DefaultClientContext>>,
+    names: &[&str],
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let visible = fetch_metadata(admin, timeout).await.is_ok_and(|metadata| {
+            names.iter().all(|name| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == *name
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            })
+        });
+        if visible {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(topics = ?names, ?timeout, "created topics are not in the cluster metadata yet");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const MIN_INSYNC: &str = "min.insync.replicas";
+
+fn min_insync_of(configs: &[TopicConfig]) -> Option<i32> {
+    configs
+        .iter()
+        .find(|c| c.name == MIN_INSYNC)
+        .and_then(|c| c.value.parse().ok())
+}
+
+/// Where an existing topic differs from `configured`, each with what to do. More partitions than
+/// configured is not a difference: it only allows more consumers.
+fn differences(
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    min_insync_replicas: Option<i32>,
+    configured: Configured,
+) -> Vec<Difference> {
+    let mut found = Vec::new();
+    if partitions < configured.partitions {
+        found.push(Difference {
+            setting: "partitions",
+            actual: partitions,
+            configured: configured.partitions,
+            advice: format!(
+                "consumer parallelism is capped at {partitions}; add partitions with \
+                 `kafka-topics.sh --alter --topic {topic} --partitions {}` (it changes which partition a key maps to)",
+                configured.partitions
+            ),
+        });
+    }
+    if replication_factor != configured.replication_factor {
+        let meaning = if replication_factor < configured.replication_factor {
+            format!(
+                "fewer copies than configured: losing {replication_factor} broker(s) can lose acknowledged records"
+            )
+        } else {
+            "more copies than configured (safe, uses more disk)".to_string()
+        };
+        found.push(Difference {
+            setting: "replication.factor",
+            actual: replication_factor,
+            configured: configured.replication_factor,
+            advice: format!(
+                "{meaning}; change it with `kafka-reassign-partitions.sh`, or set \
+                 kafka.replication_factor = {replication_factor} to accept it"
+            ),
+        });
+    }
+    if let Some(actual) = min_insync_replicas {
+        if actual != configured.min_insync_replicas {
+            let meaning = if actual > replication_factor {
+                format!(
+                    "above the topic's replication factor ({replication_factor}): every acks=all write fails"
+                )
+            } else if actual < configured.min_insync_replicas {
+                let copies = if actual == 1 { "copy" } else { "copies" };
+                format!("acks=all writes are acknowledged with only {actual} {copies}")
+            } else {
+                format!("acks=all writes fail as soon as fewer than {actual} replicas are in sync")
+            };
+            found.push(Difference {
+                setting: MIN_INSYNC,
+                actual,
+                configured: configured.min_insync_replicas,
+                advice: format!(
+                    "{meaning}; change it with `kafka-configs.sh --alter --entity-type topics --entity-name {topic} \
+                     --add-config min.insync.replicas={}`, or set kafka.min_insync_replicas = {actual} to accept it",
+                    configured.min_insync_replicas
+                ),
+            });
+        }
+    }
+    found
 }
 
 /// One partition as `topics describe` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionInfo {
     pub partition: i32,
+    /// Broker id of the leader; -1 when the partition has none (offline).
     pub leader: i32,
+    /// Broker ids in assignment order (the first is the preferred leader).
     pub replicas: Vec<i32>,
+    /// The in-sync replicas, as the cluster reports them.
     pub isr: Vec<i32>,
     pub low_watermark: i64,
     pub high_watermark: i64,
@@ -184,6 +449,10 @@ pub struct PartitionInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicInfo {
     pub name: String,
+    /// Replicas of the first partition, as Kafka's `kafka-topics.sh --describe` counts it.
+    pub replication_factor: i32,
+    /// The topic's effective `min.insync.replicas`; None when the broker does not say.
+    pub min_insync_replicas: Option<i32>,
     pub partitions: Vec<PartitionInfo>,
     /// Non-default topic configs (and the key ones), or why they could not be read.
     pub configs: Result<Vec<TopicConfig>, String>,
@@ -231,6 +500,8 @@ pub async fn describe_topics(
         let configs = describe_configs(&admin, name, timeout).await;
         infos.push(TopicInfo {
             name: name.clone(),
+            replication_factor: partitions.first().map_or(0, |p| p.replicas.len() as i32),
+            min_insync_replicas: configs.as_deref().ok().and_then(min_insync_of),
             partitions,
             configs,
         });
@@ -287,3 +558,80 @@ const ALWAYS_SHOWN: &[&str] = &[
     "compression.type",
     "max.message.bytes",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIGURED: Configured = Configured {
+        partitions: 12,
+        replication_factor: 3,
+        min_insync_replicas: 2,
+    };
+
+    fn found(diffs: &[Difference]) -> Vec<(&str, i32, i32)> {
+        diffs
+            .iter()
+            .map(|d| (d.setting, d.actual, d.configured))
+            .collect()
+    }
+
+    #[test]
+    fn a_topic_as_configured_or_with_more_partitions_has_no_differences() {
+        assert_eq!(differences("t", 12, 3, Some(2), CONFIGURED), vec![]);
+        assert_eq!(differences("t", 24, 3, Some(2), CONFIGURED), vec![]);
+        // A broker that does not report min.insync.replicas is not a difference.
+        assert_eq!(differences("t", 12, 3, None, CONFIGURED), vec![]);
+    }
+
+    #[test]
+    fn each_difference_says_what_it_means_and_what_to_do() {
+        let weak = differences("app", 6, 1, Some(1), CONFIGURED);
+        assert_eq!(
+            found(&weak),
+            vec![
+                ("partitions", 6, 12),
+                ("replication.factor", 1, 3),
+                ("min.insync.replicas", 1, 2)
+            ]
+        );
+        assert!(weak[0].advice.contains("capped at 6"), "{}", weak[0].advice);
+        assert!(weak[0].advice.contains("--topic app --partitions 12"));
+        assert!(
+            weak[1].advice.contains("losing 1 broker(s)"),
+            "{}",
+            weak[1].advice
+        );
+        assert!(weak[1].advice.contains("kafka.replication_factor = 1"));
+        assert!(weak[2].advice.contains("only 1 copy"), "{}", weak[2].advice);
+        assert!(weak[2]
+            .advice
+            .contains("--entity-name app --add-config min.insync.replicas=2"));
+
+        let strict = differences("app", 12, 3, Some(3), CONFIGURED);
+        assert_eq!(found(&strict), vec![("min.insync.replicas", 3, 2)]);
+        assert!(
+            strict[0]
+                .advice
+                .contains("fewer than 3 replicas are in sync"),
+            "{}",
+            strict[0].advice
+        );
+        let unwritable = differences(
+            "app",
+            12,
+            1,
+            Some(2),
+            Configured {
+                replication_factor: 1,
+                min_insync_replicas: 1,
+                ..CONFIGURED
+            },
+        );
+        assert!(
+            unwritable[0].advice.contains("every acks=all write fails"),
+            "{}",
+            unwritable[0].advice
+        );
+    }
+}

@@ -34,7 +34,23 @@ impl EmbeddedBroker {
     pub fn start(brokers: i32, topics: &[TopicSpec]) -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<String>>();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let topics = topics.to_vec();
+        // `auto` resolves to what the mock cluster has (1 broker: replication factor 1). Its topic
+        // API takes no configs, so min.insync.replicas is not set here.
+        let topics = topics
+            .iter()
+            .map(|topic| {
+                let replication = topic.replication(usize::try_from(brokers).unwrap_or(0))?;
+                Ok((
+                    topic.name.clone(),
+                    topic.partitions,
+                    replication.replication_factor,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context(
+                "the embedded broker cannot host this replication; leave kafka.replication_factor and \
+                 kafka.min_insync_replicas at \"auto\", or set kafka.brokers",
+            )?;
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
@@ -45,9 +61,9 @@ impl EmbeddedBroker {
                         return;
                     }
                 };
-                for topic in &topics {
-                    if let Err(e) = cluster.create_topic(&topic.name, topic.partitions, 1) {
-                        let _ = ready_tx.send(Err(anyhow!("creating topic {}: {e}", topic.name)));
+                for (name, partitions, replication_factor) in &topics {
+                    if let Err(e) = cluster.create_topic(name, *partitions, *replication_factor) {
+                        let _ = ready_tx.send(Err(anyhow!("creating topic {name}: {e}")));
                         return;
                     }
                 }

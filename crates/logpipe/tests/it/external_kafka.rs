@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use logpipe::app::Roles;
-use logpipe::kafka::admin::{ensure_topics, EnsureOutcome, TopicSpec};
+use logpipe::kafka::admin::{ensure_topics, EnsureOutcome, TopicSpec, TopicStatus};
 use logpipe::kafka::client_config;
 use serde_json::{json, Value};
 
@@ -24,22 +24,37 @@ async fn external_topics_ensure_creates_then_reports_existing_and_short_topics()
     let timeout = config.kafka.request_timeout;
 
     let first = ensure_topics(&client, &specs, timeout).await.unwrap();
-    assert_eq!(first[0].1, EnsureOutcome::Created { partitions: 12 });
-    assert_eq!(first[1].1, EnsureOutcome::Created { partitions: 3 });
+    let seen = |o: &EnsureOutcome| (o.topic.clone(), o.status, o.partitions);
+    assert_eq!(
+        seen(&first[0]),
+        (config.kafka.topic.clone(), TopicStatus::Created, 12)
+    );
+    assert_eq!(
+        seen(&first[1]),
+        (config.kafka.dlq_topic.clone(), TopicStatus::Created, 3)
+    );
     let again = ensure_topics(&client, &specs, timeout).await.unwrap();
-    assert_eq!(again[0].1, EnsureOutcome::Exists { partitions: 12 });
+    assert_eq!(
+        seen(&again[0]),
+        (config.kafka.topic.clone(), TopicStatus::Exists, 12)
+    );
+    assert_eq!(again[0].differences, vec![], "{:?}", again[0]);
 
     let mut wants_more = specs[0].clone();
     wants_more.partitions = 24;
     let short = ensure_topics(&client, &[wants_more], timeout)
         .await
         .unwrap();
-    assert_eq!(
-        short[0].1,
-        EnsureOutcome::FewerPartitions {
-            actual: 12,
-            configured: 24
-        }
+    let found: Vec<_> = short[0]
+        .differences
+        .iter()
+        .map(|d| (d.setting, d.actual, d.configured))
+        .collect();
+    assert_eq!(found, vec![("partitions", 12, 24)], "{:?}", short[0]);
+    assert!(
+        short[0].differences[0].advice.contains("--partitions 24"),
+        "{:?}",
+        short[0]
     );
 }
 

@@ -22,3 +22,4 @@ mod observability;
 mod pipeline_embedded;
 mod scripts;
 mod shutdown_outage;
+mod topics_cluster;
