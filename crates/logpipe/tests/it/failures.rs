@@ -703,7 +703,10 @@ async fn external_offsets_deleted_before_they_were_read_are_counted_never_silent
         (12..20).all(|i| messages.contains(&format!("batched {i}"))),
         "every record left after the deletion is stored"
     );
-    println!("stored {}, deleted before they were read and counted {skipped}", stored.len());
+    println!(
+        "stored {}, deleted before they were read and counted {skipped}",
+        stored.len()
+    );
     app.shutdown().await.unwrap();
 }
 
