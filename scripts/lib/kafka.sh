@@ -312,6 +312,15 @@ kafka_node_restart() {
     kafka_node_stop "$1" "$2" && kafka_node_start "$1" "$2" && kafka_node_wait "$1" "$2"
 }
 
+# kafka_show_logs DIR: the last lines of every node's log, for a failure report.
+kafka_show_logs() {
+    local n
+    for ((n = 1; n <= $(cat "$1/nodes"); n++)); do
+        printf -- '----- last 15 lines of %s -----\n' "$1/node-$n.log" >&2
+        tail -n 15 "$1/node-$n.log" >&2
+    done
+}
+
 # kafka_cluster_ready DIR [TIMEOUT]: until every node is registered (the broker count comes
 # from the kafka-broker-api-versions tool) and the cluster takes an idempotent acks=all write.
 kafka_cluster_ready() {
@@ -329,10 +338,7 @@ kafka_cluster_ready() {
     done
     if ((seen < nodes)); then
         kafka_err "the cluster in $dir did not register its $nodes node(s) within ${timeout_s}s (saw $seen)"
-        local n
-        for ((n = 1; n <= nodes; n++)); do
-            tail -n 15 "$dir/node-$n.log" >&2
-        done
+        kafka_show_logs "$dir"
         return 1
     fi
     # Registered nodes still answer producer-id requests with "coordinator load in progress" for
@@ -356,10 +362,7 @@ kafka_cluster_ready() {
         sleep 1
     done
     kafka_err "the cluster in $dir registered its nodes but took no acks=all write within ${timeout_s}s; see $dir/ready.log"
-    local n
-    for ((n = 1; n <= nodes; n++)); do
-        tail -n 15 "$dir/node-$n.log" >&2
-    done
+    kafka_show_logs "$dir"
     return 1
 }
 

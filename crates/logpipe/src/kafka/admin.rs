@@ -1,5 +1,5 @@
-//! Topic administration: create logpipe's topics when absent (Tansu and many managed clusters do
-//! not auto-create), with the replication factor and `min.insync.replicas` the configuration asks
+//! Topic administration: create logpipe's topics when absent (many managed clusters do not
+//! auto-create, and logpipe never relies on it), with the replication factor and `min.insync.replicas` the configuration asks
 //! for on this cluster; report where an existing topic differs from it (fewer partitions, another
 //! replication factor or `min.insync.replicas`); and describe topics for `logpipe topics describe`.
 //!

@@ -8,19 +8,19 @@
 //! (both set by `scripts/test.sh`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logpipe::config::Config;
 use logpipe::dlq::{headers, DlqContext, ErrorClass};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde_json::Value;
 
-use crate::support::{create_topics, kafka_brokers, kafka_tool, logpipe, test_config, unique};
+use crate::support::{
+    commit_offsets, create_topics, kafka_brokers, kafka_tool, logpipe, test_config, unique,
+    IdleMember,
+};
 
 const GROUP_COMMAND: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
 const CONSOLE_CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
@@ -91,72 +91,6 @@ fn produce_open_transaction(
         .flush(Duration::from_secs(30))
         .expect("records written");
     producer
-}
-
-/// Commits `offsets` (partition → next offset) for `group` without joining it.
-fn commit(brokers: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for &(partition, offset) in offsets {
-        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-            .unwrap();
-    }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .expect("offsets committed");
-}
-
-/// A member of `group` that owns partitions and never commits, on the classic protocol or the
-/// KIP-848 consumer protocol. Leaves the group when dropped.
-struct Member {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Member {
-    fn join(brokers: &str, group: &str, topic: &str, client_id: &str, protocol: &str) -> Member {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group)
-            .set("group.protocol", protocol)
-            .set("client.id", client_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = client.create().expect("group member");
-        consumer.subscribe(&[topic]).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let _ = consumer.poll(Duration::from_millis(100));
-            }
-            consumer.unsubscribe();
-            // Polls the unsubscribe through, so the member leaves now instead of timing out.
-            let until = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < until {
-                let _ = consumer.poll(Duration::from_millis(100));
-            }
-        });
-        Member {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// One row of `kafka-consumer-groups --describe`, `-` as `None`.
@@ -320,9 +254,9 @@ fn lag_matches_kafka_consumer_groups(protocol: &str) {
     });
     let transaction = produce_open_transaction(&brokers, &topic, 3, 2);
     let group = unique(&format!("it-tools-{protocol}"));
-    commit(&brokers, &group, &topic, &[(0, 6), (1, 6)]);
+    commit_offsets(&brokers, &group, &topic, &[(0, 6), (1, 6)]);
     let client_id = format!("it-tools-member-{protocol}");
-    let member = Member::join(&brokers, &group, &topic, &client_id, protocol);
+    let member = IdleMember::join(&brokers, &group, &topic, &client_id, protocol);
 
     let kafka = wait_for_kafka(&group, &topic, "every partition owned", |rows, _| {
         rows.len() == 4 && rows.values().all(|r| r.consumer_id.is_some())

@@ -5,8 +5,6 @@
 //! whatever the batching. `kafka_tools` compares the same reports with `kafka-consumer-groups`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use logpipe::app::{App, Roles};
@@ -14,13 +12,13 @@ use logpipe::config::Config;
 use logpipe::lag::{
     build_report, measure, threshold_reached, LagReader, LagReport, PartitionLag, Snapshot, Status,
 };
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde_json::Value;
 
 use crate::support::{
-    create_topics, eventually, external_config, kafka_brokers, logpipe, test_config, unique,
+    commit_offsets, create_topics, eventually, external_config, kafka_brokers, logpipe,
+    test_config, unique, IdleMember,
 };
 
 /// A config with a topic of `partitions` partitions (and the DLQ topics) created on the broker,
@@ -62,67 +60,6 @@ async fn produce(config: &Config, partition: i32, n: usize) {
     });
     for sent in futures::future::join_all(sends).await {
         sent.expect("record acknowledged");
-    }
-}
-
-/// Commits `offsets` (partition → next offset) for `group` on the main topic, without joining
-/// the group (a "simple" commit, as tools that reset offsets do).
-fn commit(config: &Config, group: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for &(partition, offset) in offsets {
-        tpl.add_partition_offset(&config.kafka.topic, partition, Offset::Offset(offset))
-            .unwrap();
-    }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .expect("offsets committed");
-}
-
-/// A group member that joins, owns partitions and consumes, but never commits: a stuck consumer.
-struct IdleMember {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl IdleMember {
-    fn join(config: &Config, group: &str, client_id: &str) -> IdleMember {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.kafka.brokers)
-            .set("group.id", group)
-            .set("client.id", client_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[&config.kafka.topic]).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let _ = consumer.poll(Duration::from_millis(100));
-            }
-            consumer.unsubscribe();
-        });
-        IdleMember {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for IdleMember {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -280,7 +217,7 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     let group = unique("it-lag-group");
     produce(&config, 0, 10).await;
     produce(&config, 1, 10).await;
-    commit(&config, &group, &[(0, 10), (1, 4)]);
+    commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(0, 10), (1, 4)]);
     let reader =
         LagReader::new(&config, &group, std::slice::from_ref(&config.kafka.topic)).unwrap();
 
@@ -308,7 +245,7 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     assert!(threshold_reached(&report, Status::Stall).is_none());
 
     // The committed offset goes back from 4 to 2.
-    commit(&config, &group, &[(1, 2)]);
+    commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(1, 2)]);
     let s3 = reader.snapshot().await.unwrap();
     let report = report_of(&reader, &[s2, s3.clone()]).await;
     assert_eq!(row(&report, 1).current_offset, Some(2));
@@ -319,7 +256,7 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     let mut window = vec![s3];
     for step in 1..=3 {
         produce(&config, 1, 3).await;
-        commit(&config, &group, &[(1, 2 + step)]);
+        commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(1, 2 + step)]);
         window.push(reader.snapshot().await.unwrap());
     }
     let report = report_of(&reader, &window).await;
@@ -327,7 +264,7 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     assert_eq!(row(&report, 1).status, Some(Status::Warn), "{report:#?}");
 
     // A member joins, owns both partitions and never commits: STALL where there is lag.
-    let member = IdleMember::join(&config, &group, "it-idle-member");
+    let member = IdleMember::join(&config.kafka.brokers, &group, &config.kafka.topic, "it-idle-member", "classic");
     wait_stable_with_one_member(&reader).await;
     let report = measure(&reader, 3, Duration::from_millis(300))
         .await
@@ -362,7 +299,7 @@ async fn external_lag_unknown_group_says_so_and_lists_groups() {
     let config = setup(1).await;
     let known = unique("it-lag-known");
     produce(&config, 0, 2).await;
-    commit(&config, &known, &[(0, 1)]);
+    commit_offsets(&config.kafka.brokers, &known, &config.kafka.topic, &[(0, 1)]);
     let missing = unique("it-lag-missing");
     let reader =
         LagReader::new(&config, &missing, std::slice::from_ref(&config.kafka.topic)).unwrap();
@@ -396,7 +333,7 @@ fn external_lag_cli_json_and_fail_on() {
         produce(&config, 0, 3).await;
         produce(&config, 1, 2).await;
     });
-    commit(&config, &group, &[(0, 3), (1, 1)]);
+    commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(0, 3), (1, 1)]);
     let args = |extra: &[&str]| {
         let mut args = vec![
             "lag".to_string(),

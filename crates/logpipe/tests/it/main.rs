@@ -16,6 +16,7 @@ mod external_pipeline;
 mod failures;
 mod faults;
 mod gateway_router;
+mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
 mod observability;

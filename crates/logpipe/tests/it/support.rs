@@ -2,12 +2,13 @@
 //! starting an [`App`] on port 0, and reading records back from Kafka.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logpipe::app::{App, Roles};
 use logpipe::config::{Config, GroupProtocol};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -384,4 +385,76 @@ pub fn kafka_tool(class: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running java {class} ({e}): is a JDK on PATH?"))
+}
+
+/// Commits `offsets` (partition → next offset) for `group` on `topic` without joining the group
+/// (a "simple" commit, as tools that reset offsets do).
+pub fn commit_offsets(brokers: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for &(partition, offset) in offsets {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .unwrap();
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .expect("offsets committed");
+}
+
+/// A member of `group` that owns partitions of `topic` and consumes, but never commits (a stuck
+/// consumer), on the `classic` or the KIP-848 `consumer` group protocol. Leaves the group when
+/// dropped.
+pub struct IdleMember {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IdleMember {
+    pub fn join(brokers: &str, group: &str, topic: &str, client_id: &str, protocol: &str) -> Self {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("group.protocol", protocol)
+            .set("client.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        if protocol == "classic" {
+            // A session the broker's minimum allows, shorter than the 45 s default.
+            client.set("session.timeout.ms", "10000");
+        }
+        let consumer: BaseConsumer = client.create().expect("group member");
+        consumer.subscribe(&[topic]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            consumer.unsubscribe();
+            // Polls the unsubscribe through, so the member leaves now instead of timing out.
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        });
+        IdleMember {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for IdleMember {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
