@@ -1,8 +1,8 @@
-//! Topic administration: create logpipe's topics when absent (many managed clusters do not auto-
-//! create, and logpipe never relies on it), with the replication factor and `min.insync.replicas`
-//! the configuration asks for on this cluster; report where an existing topic differs from it
-//! (fewer partitions, another replication factor or `min.insync.replicas`); and describe topics for
-//! `logpipe topics describe`.
+//! Topic administration: create logpipe's topics when absent (many managed clusters do not
+//! auto-create, and logpipe never relies on it), with the replication factor and
+//! `min.insync.replicas` the configuration asks for on this cluster; report where an existing topic
+//! differs from it (fewer partitions, another replication factor or `min.insync.replicas`); and
+//! describe topics for `logpipe topics describe`.
 //!
 //! logpipe never alters an existing topic: adding partitions changes key → partition mapping and
 //! moving replicas is heavy cluster work, both an operator's decision, so it only says what it
