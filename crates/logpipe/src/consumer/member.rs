@@ -121,6 +121,9 @@ pub struct MemberContext {
     paused: AtomicBool,
     /// Dependencies the pipeline found down: while any is, partitions stay paused.
     outages: OutageFlags,
+    /// When the asynchronous commit in flight was sent (`None`: none is). Cleared by the commit
+    /// callback.
+    commit_sent: Mutex<Option<Instant>>,
 }
 
 impl MemberContext {
@@ -407,6 +410,7 @@ impl ConsumerContext for MemberContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        *self.commit_sent.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Err(e) = result {
             self.metrics.commit("error");
             tracing::warn!(member = %self.member, error = %e, "offset commit failed; the next commit carries the same progress");
@@ -462,6 +466,60 @@ fn commit(
     }
 }
 
+/// Commit progress waiting for the commit in flight: one offset per partition, the latest (the
+/// pipeline sends a partition's commit points in order, and a newer assignment's supersede an
+/// older one's). A member keeps at most one OffsetCommit outstanding: the coordinator answers a
+/// connection's requests in order, so a commit per written batch queued up behind each other and
+/// held back the group heartbeats that share the connection (with the KIP-848 protocol the
+/// broker then fenced members that were working).
+#[derive(Default)]
+struct CommitQueue {
+    latest: HashMap<Tp, (i64, Epoch)>,
+}
+
+/// An asynchronous commit without an answer after this long no longer holds the next one back.
+const COMMIT_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+impl CommitQueue {
+    fn add(&mut self, offsets: Finals) {
+        for (tp, offset, epoch) in offsets {
+            self.latest.insert(tp, (offset, epoch));
+        }
+    }
+
+    /// Commits what waits unless a commit is still in flight.
+    fn send_if_idle(&mut self, consumer: &BaseConsumer<MemberContext>) {
+        if self.latest.is_empty() {
+            return;
+        }
+        let in_flight = consumer
+            .context()
+            .commit_sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|sent| sent.elapsed() < COMMIT_ANSWER_WAIT);
+        if !in_flight {
+            self.send(consumer);
+        }
+    }
+
+    /// Commits what waits now (asynchronously).
+    fn send(&mut self, consumer: &BaseConsumer<MemberContext>) {
+        if self.latest.is_empty() {
+            return;
+        }
+        let offsets: Finals = self
+            .latest
+            .drain()
+            .map(|(tp, (offset, epoch))| (tp, offset, epoch))
+            .collect();
+        let ctx = consumer.context();
+        if commit(consumer, &offsets, CommitMode::Async, &ctx.metrics) > 0 {
+            *ctx.commit_sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+}
+
 /// Everything the poll thread needs.
 pub struct MemberHandle {
     pub consumer: BaseConsumer<MemberContext>,
@@ -492,6 +550,7 @@ pub fn context(
         assigned_count,
         paused: AtomicBool::new(false),
         outages,
+        commit_sent: Mutex::new(None),
     }
 }
 
@@ -504,10 +563,12 @@ pub fn poll_loop(handle: MemberHandle) {
         stop,
     } = handle;
     let ctx = consumer.context();
+    let mut waiting = CommitQueue::default();
     while !stop.is_cancelled() {
         while let Ok(offsets) = commits.try_recv() {
-            commit(&consumer, &offsets, CommitMode::Async, &ctx.metrics);
+            waiting.add(offsets);
         }
+        waiting.send_if_idle(&consumer);
         if !ctx.flush_pending() {
             tracing::error!(member = %ctx.member, "pipeline stopped; leaving the group");
             break;
@@ -597,8 +658,9 @@ pub fn poll_loop(handle: MemberHandle) {
         }
     }
     while let Ok(offsets) = commits.try_recv() {
-        commit(&consumer, &offsets, CommitMode::Async, &ctx.metrics);
+        waiting.add(offsets);
     }
+    waiting.send(&consumer);
     tracing::info!(member = %ctx.member, "leaving the consumer group");
     // Dropping closes the consumer: the revoke callback drains, commits synchronously, and the
     // member leaves the group.
