@@ -33,8 +33,8 @@
 #   - consumer.session_timeout = 10s (SESSION_TIMEOUT; drain_timeout 5s, heartbeat.interval.ms
 #     1000), so the SIGKILLed instance is expired, and its partitions reassigned, sooner than
 #     with the default 30 s. With GROUP_PROTOCOL=consumer (KIP-848) the session timeout is set on
-#     the group itself (consumer.session.timeout.ms, a dynamic group config) and the heartbeat
-#     interval is the broker's (1 s in the test cluster).
+#     the group itself (consumer.session.timeout.ms, a dynamic group config), with a heartbeat
+#     interval of a quarter of it.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"

@@ -229,7 +229,9 @@ group.consumer.min.session.timeout.ms=3000
 # shorter one sets it on its group (consumer.session.timeout.ms, a dynamic group config).
 group.consumer.session.timeout.ms=30000
 group.consumer.min.heartbeat.interval.ms=500
-group.consumer.heartbeat.interval.ms=1000
+# librdkafka waits about one interval for a heartbeat's answer: 1 s timed out behind offset
+# commits on a loaded machine (Kafka's default is 5 s).
+group.consumer.heartbeat.interval.ms=2000
 
 # Fewer threads than the defaults: three nodes share 2 cores with everything else.
 num.network.threads=2

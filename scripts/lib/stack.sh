@@ -202,13 +202,16 @@ EOF
 }
 
 # group_session_timeout SECONDS: with GROUP_PROTOCOL=consumer (KIP-848), where the session
-# timeout is the broker's, sets the phase group's own consumer.session.timeout.ms (a dynamic group
-# config, as an operator sets it with kafka-configs); nothing for classic groups, whose members
-# send consumer.session_timeout themselves.
+# timeout is the broker's, sets the phase group's own consumer.session.timeout.ms and a heartbeat
+# interval of a quarter of it (dynamic group configs, as an operator sets them with kafka-configs);
+# nothing for classic groups, whose members send consumer.session_timeout themselves.
 group_session_timeout() {
     [[ "${GROUP_PROTOCOL:-classic}" == consumer ]] || return 0
+    local session_ms=$(($1 * 1000))
+    local heartbeat_ms=$((session_ms / 4 > 500 ? session_ms / 4 : 500))
     kafka_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BROKERS" --alter --entity-type groups \
-        --entity-name "$PH_GROUP" --add-config "consumer.session.timeout.ms=$(($1 * 1000))" \
+        --entity-name "$PH_GROUP" \
+        --add-config "consumer.session.timeout.ms=$session_ms,consumer.heartbeat.interval.ms=$heartbeat_ms" \
         >>"$ARTIFACTS/services.log" 2>&1 || die "setting the session timeout of group $PH_GROUP failed" "$ARTIFACTS/services.log"
 }
 

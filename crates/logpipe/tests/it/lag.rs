@@ -217,7 +217,12 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     let group = unique("it-lag-group");
     produce(&config, 0, 10).await;
     produce(&config, 1, 10).await;
-    commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(0, 10), (1, 4)]);
+    commit_offsets(
+        &config.kafka.brokers,
+        &group,
+        &config.kafka.topic,
+        &[(0, 10), (1, 4)],
+    );
     let reader =
         LagReader::new(&config, &group, std::slice::from_ref(&config.kafka.topic)).unwrap();
 
@@ -245,7 +250,12 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     assert!(threshold_reached(&report, Status::Stall).is_none());
 
     // The committed offset goes back from 4 to 2.
-    commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(1, 2)]);
+    commit_offsets(
+        &config.kafka.brokers,
+        &group,
+        &config.kafka.topic,
+        &[(1, 2)],
+    );
     let s3 = reader.snapshot().await.unwrap();
     let report = report_of(&reader, &[s2, s3.clone()]).await;
     assert_eq!(row(&report, 1).current_offset, Some(2));
@@ -256,7 +266,12 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     let mut window = vec![s3];
     for step in 1..=3 {
         produce(&config, 1, 3).await;
-        commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(1, 2 + step)]);
+        commit_offsets(
+            &config.kafka.brokers,
+            &group,
+            &config.kafka.topic,
+            &[(1, 2 + step)],
+        );
         window.push(reader.snapshot().await.unwrap());
     }
     let report = report_of(&reader, &window).await;
@@ -264,7 +279,13 @@ async fn external_lag_statuses_follow_hand_committed_offsets() {
     assert_eq!(row(&report, 1).status, Some(Status::Warn), "{report:#?}");
 
     // A member joins, owns both partitions and never commits: STALL where there is lag.
-    let member = IdleMember::join(&config.kafka.brokers, &group, &config.kafka.topic, "it-idle-member", "classic");
+    let member = IdleMember::join(
+        &config.kafka.brokers,
+        &group,
+        &config.kafka.topic,
+        "it-idle-member",
+        "classic",
+    );
     wait_stable_with_one_member(&reader).await;
     let report = measure(&reader, 3, Duration::from_millis(300))
         .await
@@ -299,7 +320,12 @@ async fn external_lag_unknown_group_says_so_and_lists_groups() {
     let config = setup(1).await;
     let known = unique("it-lag-known");
     produce(&config, 0, 2).await;
-    commit_offsets(&config.kafka.brokers, &known, &config.kafka.topic, &[(0, 1)]);
+    commit_offsets(
+        &config.kafka.brokers,
+        &known,
+        &config.kafka.topic,
+        &[(0, 1)],
+    );
     let missing = unique("it-lag-missing");
     let reader =
         LagReader::new(&config, &missing, std::slice::from_ref(&config.kafka.topic)).unwrap();
@@ -333,7 +359,12 @@ fn external_lag_cli_json_and_fail_on() {
         produce(&config, 0, 3).await;
         produce(&config, 1, 2).await;
     });
-    commit_offsets(&config.kafka.brokers, &group, &config.kafka.topic, &[(0, 3), (1, 1)]);
+    commit_offsets(
+        &config.kafka.brokers,
+        &group,
+        &config.kafka.topic,
+        &[(0, 3), (1, 1)],
+    );
     let args = |extra: &[&str]| {
         let mut args = vec![
             "lag".to_string(),
