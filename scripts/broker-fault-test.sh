@@ -122,6 +122,7 @@ post_probe() {
 run_scenario() {
     local kind=$1 t_phase=$SECONDS note=""
     stack_phase "$kind"
+    group_session_timeout 6
     PRODUCER_PORT="" GATEWAY_PORT=""
     local cport curl_c clog="$ARTIFACTS/$kind-consumer.log" clog2="$ARTIFACTS/$kind-consumer2.log"
     cport=$(free_port 28782)
@@ -144,7 +145,7 @@ run_scenario() {
     case $kind in
     leader-kill)
         local victim count
-        read -r victim count < <(leaders_of "$PH_TOPIC")
+        read -r victim count < <(leaders_of "$PH_TOPIC") || true
         [[ -n "$victim" ]] || die "could not read the leaders of $PH_TOPIC"
         say "  node $victim leads $count of 12 partitions: kill -9"
         kafka_node_kill "$KAFKA_DIR" "$victim" 2>>"$ARTIFACTS/services.log"

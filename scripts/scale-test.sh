@@ -57,11 +57,6 @@ drain_timeout = \"5s\""
 # heartbeat.interval.ms is a classic-protocol client setting (KIP-848 groups take the broker's).
 [[ "${GROUP_PROTOCOL:-classic}" == classic ]] && PH_CONSUMER_PROPS='"heartbeat.interval.ms" = "1000"'
 
-case ${GROUP_PROTOCOL:-classic} in
-classic | consumer) ;;
-*) echo "GROUP_PROTOCOL must be classic or consumer, not '$GROUP_PROTOCOL'" >&2; exit 2 ;;
-esac
-
 stack_phase scale
 # KIP-848 groups take their session timeout from the broker: the same SESSION_TIMEOUT, as the
 # group's own config.

@@ -251,8 +251,8 @@ kafka_node_start() {
     local dir=$1 n=$2 pid
     local port
     port=$(kafka_broker_port "$n" "$(cat "$dir/base")")
-    if [[ -f "$dir/node-$n.pid" ]] && pid_alive "$(cat "$dir/node-$n.pid")"; then
-        kafka_err "node $n is already running (pid $(cat "$dir/node-$n.pid"))"
+    if [[ -n "$(kafka_node_pid "$dir" "$n")" ]]; then
+        kafka_err "node $n is already running (pid $(kafka_node_pid "$dir" "$n"))"
         return 1
     fi
     echo "# $(date -Is) starting node $n" >>"$dir/node-$n.log"
@@ -281,8 +281,13 @@ kafka_node_wait() {
 
 # kafka_node_pid DIR N: the pid of node N (empty when it is not running).
 kafka_node_pid() {
-    local f="$1/node-$2.pid"
-    [[ -f "$f" ]] && pid_alive "$(cat "$f")" && cat "$f"
+    local f="$1/node-$2.pid" pid
+    [[ -f "$f" ]] || return 0
+    pid=$(cat "$f")
+    # The pid file outlives a node that died by itself, and its pid may be reused meanwhile.
+    if pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "node-$2.properties"; then
+        echo "$pid"
+    fi
     return 0
 }
 
@@ -354,8 +359,7 @@ kafka_cluster_ready() {
         local out
         out=$(kafka_tool org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bootstrap" \
             --topic logpipe-cluster-ready --num-records 1 --record-size 100 --throughput -1 \
-            --command-property acks=all --command-property enable.idempotence=true \
-            --command-property delivery.timeout.ms=60000 2>&1) || true
+            --command-property acks=all enable.idempotence=true delivery.timeout.ms=60000 2>&1) || true
         echo "$out" >>"$dir/ready.log"
         # The tool exits 0 even when the send failed; its summary line says what was sent.
         if grep -q '^1 records sent' <<<"$out" && ! grep -qi 'exception' <<<"$out"; then

@@ -33,6 +33,10 @@ RATE=${RATE:-500}
 BATCH=${BATCH:-10}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-180}
 KEEP_DATA=${KEEP_DATA:-0}
+case ${GROUP_PROTOCOL:-classic} in
+classic | consumer) ;;
+*) echo "GROUP_PROTOCOL must be classic or consumer, not '$GROUP_PROTOCOL'" >&2; exit 2 ;;
+esac
 
 ST_NAME=""
 ST_START=$SECONDS

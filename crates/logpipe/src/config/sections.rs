@@ -143,6 +143,8 @@ impl<'de> Deserialize<'de> for Replicas {
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Replicas, E> {
                 match i32::try_from(n) {
                     Ok(n) if n >= 1 => Ok(Replicas::Count(n)),
+                    // The "broker default" of earlier versions: configs written then still load.
+                    Ok(-1) => Ok(Replicas::Auto),
                     _ => Err(E::custom(format!(
                         "expected \"auto\" or a replica count from 1, got {n}"
                     ))),

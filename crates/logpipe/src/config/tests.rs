@@ -496,9 +496,12 @@ fn replication_defaults_to_auto_and_takes_numbers_from_file_env_and_flags() {
 
 #[test]
 fn replication_values_out_of_range_name_the_key() {
+    // -1, the "broker default" of earlier versions, still loads, as "auto".
+    let c = load(Some("[kafka]\nreplication_factor = -1\n"), &[], &[]).unwrap();
+    assert_eq!(c.kafka.replication_factor, Replicas::Auto);
     let cases = [
         (
-            "[kafka]\nreplication_factor = -1\n",
+            "[kafka]\nreplication_factor = -2\n",
             "kafka.replication_factor",
         ),
         (

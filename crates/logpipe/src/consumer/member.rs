@@ -121,9 +121,6 @@ pub struct MemberContext {
     paused: AtomicBool,
     /// Dependencies the pipeline found down: while any is, partitions stay paused.
     outages: OutageFlags,
-    /// When the asynchronous commit in flight was sent (`None`: none is). Cleared by the commit
-    /// callback.
-    commit_sent: Mutex<Option<Instant>>,
 }
 
 impl MemberContext {
@@ -410,7 +407,6 @@ impl ConsumerContext for MemberContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        *self.commit_sent.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Err(e) = result {
             self.metrics.commit("error");
             tracing::warn!(member = %self.member, error = %e, "offset commit failed; the next commit carries the same progress");
@@ -466,19 +462,30 @@ fn commit(
     }
 }
 
-/// Commit progress waiting for the commit in flight: one offset per partition, the latest (the
-/// pipeline sends a partition's commit points in order, and a newer assignment's supersede an
-/// older one's). A member keeps at most one OffsetCommit outstanding: the coordinator answers a
-/// connection's requests in order, so a commit per written batch queued up behind each other and
-/// held back the group heartbeats that share the connection (with the KIP-848 protocol the
-/// broker then fenced members that were working).
-#[derive(Default)]
+/// Commit progress waiting to be sent: one offset per partition, the latest (the pipeline sends a
+/// partition's commit points in order, and a newer assignment's supersede an older one's), sent
+/// as one OffsetCommit at most every [`COMMIT_INTERVAL`]. The coordinator answers a connection's
+/// requests in order: a commit per written batch (hundreds a second under load) queued up behind
+/// each other and held back the group heartbeats that share the connection, until a KIP-848
+/// broker fenced members that were working. (A cadence, not "one in flight": rdkafka 0.38 never
+/// delivers the answer to a manual asynchronous commit, so there is nothing to wait for.)
 struct CommitQueue {
     latest: HashMap<Tp, (i64, Epoch)>,
+    last_sent: Instant,
 }
 
-/// An asynchronous commit without an answer after this long no longer holds the next one back.
-const COMMIT_ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// How often a member commits its progress at most. A crash re-reads at most this much more (the
+/// stores make re-reads harmless); revokes and shutdown commit synchronously and at once.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+impl Default for CommitQueue {
+    fn default() -> Self {
+        Self {
+            latest: HashMap::new(),
+            last_sent: Instant::now() - COMMIT_INTERVAL,
+        }
+    }
+}
 
 impl CommitQueue {
     fn add(&mut self, offsets: Finals) {
@@ -487,18 +494,9 @@ impl CommitQueue {
         }
     }
 
-    /// Commits what waits unless a commit is still in flight.
-    fn send_if_idle(&mut self, consumer: &BaseConsumer<MemberContext>) {
-        if self.latest.is_empty() {
-            return;
-        }
-        let in_flight = consumer
-            .context()
-            .commit_sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|sent| sent.elapsed() < COMMIT_ANSWER_WAIT);
-        if !in_flight {
+    /// Commits what waits once [`COMMIT_INTERVAL`] has passed since the last commit.
+    fn send_if_due(&mut self, consumer: &BaseConsumer<MemberContext>) {
+        if !self.latest.is_empty() && self.last_sent.elapsed() >= COMMIT_INTERVAL {
             self.send(consumer);
         }
     }
@@ -513,10 +511,13 @@ impl CommitQueue {
             .drain()
             .map(|(tp, (offset, epoch))| (tp, offset, epoch))
             .collect();
-        let ctx = consumer.context();
-        if commit(consumer, &offsets, CommitMode::Async, &ctx.metrics) > 0 {
-            *ctx.commit_sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        }
+        commit(
+            consumer,
+            &offsets,
+            CommitMode::Async,
+            &consumer.context().metrics,
+        );
+        self.last_sent = Instant::now();
     }
 }
 
@@ -550,7 +551,6 @@ pub fn context(
         assigned_count,
         paused: AtomicBool::new(false),
         outages,
-        commit_sent: Mutex::new(None),
     }
 }
 
@@ -568,7 +568,7 @@ pub fn poll_loop(handle: MemberHandle) {
         while let Ok(offsets) = commits.try_recv() {
             waiting.add(offsets);
         }
-        waiting.send_if_idle(&consumer);
+        waiting.send_if_due(&consumer);
         if !ctx.flush_pending() {
             tracing::error!(member = %ctx.member, "pipeline stopped; leaving the group");
             break;

@@ -178,7 +178,8 @@ impl Producer {
         let inner: FutureProducer = client
             .create()
             .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
-        let probe = client_config(&config.kafka, bootstrap, "health", &Default::default())
+        // With the producer's properties: connection and security settings may live there.
+        let probe = client_config(&config.kafka, bootstrap, "health", &p.properties)
             .create()
             .map_err(|e| anyhow::anyhow!("creating the Kafka health client: {e}"))?;
         Ok(Self {
