@@ -128,12 +128,32 @@ async fn read_raw(config: &Config, topic: &str, expected: usize, settle: Duratio
             .set("enable.auto.commit", "false")
             .create()
             .expect("reader");
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
+        // Every partition with a leader: a metadata answer in the middle of a leader election
+        // lists a partition with an error (or none), and assigning only the others would read
+        // too little.
+        let wait = Instant::now() + Duration::from_secs(15);
+        let partitions: Vec<i32> = loop {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .expect("metadata");
+            let t = &metadata.topics()[0];
+            let ready = t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.error().is_none() && p.leader() >= 0);
+            if ready {
+                break t.partitions().iter().map(|p| p.id()).collect();
+            }
+            assert!(
+                Instant::now() < wait,
+                "topic {topic} has no leader for every partition after 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let mut tpl = TopicPartitionList::new();
-        for p in metadata.topics()[0].partitions() {
-            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+        for p in partitions {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
                 .unwrap();
         }
         consumer.assign(&tpl).unwrap();
