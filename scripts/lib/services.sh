@@ -1,17 +1,17 @@
 # shellcheck shell=bash
-# Reusable helpers to provision the external services logpipe's tests talk to:
-# PostgreSQL, Redis and a Tansu (Kafka-protocol) broker. Source it from bash:
+# Reusable helpers to provision the external services logpipe's tests talk to: PostgreSQL and
+# Redis (Apache Kafka has its own file, scripts/lib/kafka.sh), plus ports, processes and apt.
+# Source it from bash:
 #
 #   source "$(git rev-parse --show-toplevel)/scripts/lib/services.sh"
-#   ensure_postgres; ensure_redis; ensure_tansu_binary
-#   port=$(free_port 19092)
-#   pid=$(start_tansu "$port" artifacts/tansu.log)   # returns once the port accepts connections
+#   ensure_postgres; ensure_redis
+#   port=$(free_port 28680)
 #   ...
 #   stop_pid "$pid"
 #
 # Written for the rust-svc machine kind (Debian 12, run as root). Functions print progress to
-# stderr, so stdout stays clean for values (`free_port`, `start_tansu`). They return non-zero on
-# failure rather than exiting, so callers decide; under `set -e` a failure stops the caller.
+# stderr, so stdout stays clean for values (`free_port`). They return non-zero on failure rather
+# than exiting, so callers decide; under `set -e` a failure stops the caller.
 
 # Guard against double sourcing.
 if [[ -n "${LOGPIPE_SERVICES_SH_LOADED:-}" ]]; then
@@ -19,11 +19,7 @@ if [[ -n "${LOGPIPE_SERVICES_SH_LOADED:-}" ]]; then
 fi
 LOGPIPE_SERVICES_SH_LOADED=1
 
-# Pinned so a new Tansu release can't change the broker under the tests; override to try another.
-: "${TANSU_VERSION:=0.6.0}"
-: "${TANSU_FEATURES:=dynostore}"
-
-# cargo-installed binaries (tansu, cargo-nextest) live here; make sure they are found.
+# cargo-installed binaries (cargo-nextest) live here; make sure they are found.
 if [[ -d "${CARGO_HOME:-$HOME/.cargo}/bin" && ":$PATH:" != *":${CARGO_HOME:-$HOME/.cargo}/bin:"* ]]; then
     PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
     export PATH
@@ -262,85 +258,6 @@ ensure_redis() {
     ver=$(timeout 5 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" info server 2>/dev/null |
         tr -d '\r' | sed -n 's/^redis_version://p')
     svc_log "Redis ready: ${ver:-?} on $REDIS_HOST:$REDIS_PORT"
-}
-
-# ---------------------------------------------------------------------------------------------
-# Tansu: Kafka-protocol broker, in-memory storage
-# ---------------------------------------------------------------------------------------------
-
-ensure_tansu_binary() {
-    if command -v tansu >/dev/null 2>&1; then
-        svc_log "tansu found: $(command -v tansu) ($(tansu --version 2>/dev/null || echo '?'))"
-        return 0
-    fi
-    # Another `cargo install tansu` (e.g. started by hand in this session) may be running: let it
-    # finish instead of racing it.
-    if command -v pgrep >/dev/null 2>&1 && pgrep -f 'cargo install tansu' >/dev/null 2>&1; then
-        svc_log "another 'cargo install tansu' is running; waiting for it to finish"
-        while pgrep -f 'cargo install tansu' >/dev/null 2>&1; do
-            sleep 5
-        done
-        if command -v tansu >/dev/null 2>&1; then
-            svc_log "tansu found: $(command -v tansu)"
-            return 0
-        fi
-    fi
-    svc_log "tansu not installed: cargo install tansu@$TANSU_VERSION --features $TANSU_FEATURES"
-    svc_log "(this compiles ~600 crates and takes ~10+ minutes on 2 cores; cached in ~/.cargo/bin afterwards)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" >&2 || {
-        svc_err "cargo install tansu failed"
-        return 1
-    }
-    hash -r
-    command -v tansu >/dev/null 2>&1 || {
-        svc_err "tansu installed but not on PATH"
-        return 1
-    }
-}
-
-# start_tansu PORT LOGFILE [TIMEOUT_SECS]: start one broker in the background on 127.0.0.1:PORT
-# (advertised as 127.0.0.1:PORT), in-memory storage (TANSU_STORAGE_ENGINE to change), output
-# appended to LOGFILE. Returns once the port accepts connections and echoes the broker's pid; on
-# failure kills it, shows the log tail and returns 1. Stop it with `stop_pid PID` (tansu exits on
-# SIGTERM within a few seconds; all topics and offsets are gone with it).
-#
-# Tansu 0.6.0 listens only on the Kafka port: it has no Prometheus/metrics listener (metrics go
-# to OTLP only if OTEL_EXPORTER_OTLP_ENDPOINT is set, which is cleared here). Its log level is
-# TANSU_RUST_LOG (default: warn; info logs every storage call), independent of RUST_LOG.
-start_tansu() {
-    local port=$1 logfile=$2 timeout_s=${3:-30}
-    local pid
-    command -v tansu >/dev/null 2>&1 || {
-        svc_err "tansu not on PATH (run ensure_tansu_binary)"
-        return 1
-    }
-    if port_in_use "$port"; then
-        svc_err "port $port is already in use; pick another (free_port)"
-        return 1
-    fi
-    mkdir -p "$(dirname "$logfile")"
-    {
-        echo "# $(date -Is) starting tansu broker on 127.0.0.1:$port"
-    } >>"$logfile"
-    # Explicit flags for everything, so stray CLUSTER_ID / LISTENER_URL / ... env vars (which
-    # tansu also reads) cannot redirect the broker.
-    env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY \
-        RUST_LOG="${TANSU_RUST_LOG:-warn}" RUST_BACKTRACE=1 NO_COLOR=1 \
-        tansu broker \
-        --storage-engine "${TANSU_STORAGE_ENGINE:-memory://tansu/}" \
-        --cluster-id "${TANSU_CLUSTER_ID:-logpipe-test}" \
-        --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" \
-        </dev/null >>"$logfile" 2>&1 &
-    pid=$!
-    if ! wait_for_port 127.0.0.1 "$port" "$timeout_s" "$pid"; then
-        svc_err "tansu failed to start on 127.0.0.1:$port; last lines of $logfile:"
-        tail -n 30 "$logfile" >&2 || true
-        stop_pid "$pid" 5
-        return 1
-    fi
-    svc_log "tansu broker pid $pid ready on 127.0.0.1:$port (log: $logfile)"
-    echo "$pid"
 }
 
 # pg_checkpoint URL: flushes PostgreSQL's dirty pages now, so a benchmark phase does not pay for
