@@ -39,9 +39,13 @@ source scripts/lib/stack.sh
 
 SCENARIOS=${SCENARIOS:-leader-kill rolling two-down coordinator}
 DOWN_SECONDS=${DOWN_SECONDS:-12}
+seen=" "
 for s in $SCENARIOS; do
     [[ $s == leader-kill || $s == rolling || $s == two-down || $s == coordinator ]] ||
         { echo "SCENARIOS: unknown scenario '$s' (leader-kill rolling two-down coordinator)" >&2; exit 2; }
+    # A scenario's topic, group and schema are named after it: each may run once per invocation.
+    [[ $seen != *" $s "* ]] || { echo "SCENARIOS: '$s' is listed twice; run the script again instead" >&2; exit 2; }
+    seen+="$s "
 done
 [[ "$DOWN_SECONDS" =~ ^[0-9]+$ ]] || { echo "DOWN_SECONDS must be whole seconds" >&2; exit 2; }
 KAFKA_NODES=3
@@ -109,11 +113,13 @@ sampler_stop() {
         END {gap = $1 - last; if (gap > max) max = gap; printf "%.1f", max}' "$SAMPLES")
 }
 
-# post_probe: one event through the gateway; sets PROBE ("STATUS retry-after=VALUE").
+# post_probe N: one event (service `fault-probe`, message numbered N) through the gateway; sets
+# PROBE ("STATUS retry-after=VALUE"). A refused probe may still be stored, never twice.
 post_probe() {
     local headers status ra
     headers=$(curl -s -o /dev/null -D - --max-time 30 -H 'content-type: application/json' \
-        -d '{"service":"fault-probe","message":"probe while two brokers are down"}' "$GATEWAY_URL/api/v1/logs" 2>/dev/null || true)
+        -d "{\"service\":\"fault-probe\",\"message\":\"probe $1 while two brokers are down\"}" \
+        "$GATEWAY_URL/api/v1/logs" 2>/dev/null || true)
     status=$(awk 'NR == 1 {print $2}' <<<"$headers" | tr -d '\r')
     ra=$(grep -i '^retry-after:' <<<"$headers" | awk '{print $2}' | tr -d '\r')
     PROBE="${status:-none} retry-after=${ra:-none}"
@@ -179,7 +185,7 @@ run_scenario() {
         sleep 3
         ok0=$(load_progress | awk '{print $2}')
         for ((i = 0; i < 2; i++)); do
-            post_probe
+            post_probe "$i"
             probes+=("$PROBE")
         done
         sleep $((DOWN_SECONDS > 3 ? DOWN_SECONDS - 3 : 0))
@@ -263,6 +269,12 @@ run_scenario() {
         fi
     done
     verify
+    local probes_twice
+    probes_twice=$(psql "$PG_URL" -XqtAc "SELECT count(*) FROM (SELECT message FROM \"$PH_SCHEMA\".logs WHERE service = 'fault-probe' GROUP BY 1 HAVING count(*) > 1) d")
+    if [[ "$probes_twice" != 0 ]]; then
+        V_OK=0
+        FAILURES+=("$kind: $probes_twice probe event(s) stored twice")
+    fi
     local result=PASS
     [[ "$V_OK" == 1 ]] || result=FAIL
     ROWS+=("$(printf '%-12s %7s %7s %7s %7s %5s %5s %8s %-15s %8s %7s %6s %s' "$kind" "${V[sent]}" "${V[ok]}" "${V[failed]}" \

@@ -545,7 +545,9 @@ PY
 
 prepare: loads the load client's per-request outcomes into SCHEMA.kt_sent (one row per event:
          seq, message, status, ok), so rows can be matched by SQL.
-check:   counts, by the marker in each stored message: events stored 0 times (lost, among the
+check:   (rows of service `fault-probe`, single events a script posts itself to see how the
+         gateway answers, are left out of the marker checks; the script checks them)
+         counts, by the marker in each stored message: events stored 0 times (lost, among the
          2xx), more than once (duplicated, any outcome), rows matching no sent event; then the
          Redis aggregates against the rows: PREFIX:totals `all` and `level:*`, and every
          (service, level) cell summed over the per-minute hashes PREFIX:m:*:sl (the same keys
@@ -596,7 +598,7 @@ if a.mode == "prepare":
 q = f"""
 WITH r AS (
   SELECT substring(message from '#([0-9]+)\\]$')::bigint AS seq, count(*) AS n
-  FROM {S}.logs GROUP BY 1
+  FROM {S}.logs WHERE service <> 'fault-probe' GROUP BY 1
 )
 SELECT
   (SELECT count(*) FROM {S}.kt_sent),
@@ -619,7 +621,7 @@ if int(res["lost"]) or int(res["dup_rows"]) or int(res["unknown"]):
     for row in psql(f"""
         WITH r AS (SELECT substring(message from '#([0-9]+)\\]$')::bigint AS seq, count(*) AS n,
                           string_agg(kafka_partition || '@' || kafka_offset, ' ' ORDER BY kafka_offset) AS at
-                   FROM {S}.logs GROUP BY 1)
+                   FROM {S}.logs WHERE service <> 'fault-probe' GROUP BY 1)
         (SELECT 'lost', s.seq, s.status, '' FROM {S}.kt_sent s WHERE s.ok AND NOT EXISTS (SELECT 1 FROM r WHERE r.seq = s.seq) ORDER BY s.seq LIMIT 200)
         UNION ALL
         (SELECT 'duplicated x' || r.n, r.seq, coalesce(s.status, '?'), r.at FROM r LEFT JOIN {S}.kt_sent s USING (seq) WHERE r.n > 1 ORDER BY r.seq LIMIT 200)

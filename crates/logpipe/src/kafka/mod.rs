@@ -104,6 +104,19 @@ pub fn producer_config(
         .set(
             "message.timeout.ms",
             delivery_timeout.as_millis().to_string(),
+        )
+        // A produce request must not time out on the client before every record in it has: a
+        // record whose request timed out (it may sit in the leader's log, waiting for the ISR)
+        // but whose own timeout had not passed was sent again after the idempotent producer
+        // bumped its epoch, so the broker could not tell the copy from the original (seen with
+        // two of three brokers down: records stored twice). With the request outliving the
+        // delivery timeout, a timed-out request's records have all failed and none is resent.
+        .set(
+            "socket.timeout.ms",
+            (config.kafka.request_timeout.max(delivery_timeout)
+                + std::time::Duration::from_secs(5))
+            .as_millis()
+            .to_string(),
         );
     for (key, value) in settings {
         client.set(*key, value);
