@@ -158,7 +158,7 @@ async fn read_raw(config: &Config, topic: &str, expected: usize, settle: Duratio
         }
         consumer.assign(&tpl).unwrap();
         let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(45);
         let mut until: Option<Instant> = None;
         loop {
             let now = Instant::now();
@@ -180,6 +180,21 @@ async fn read_raw(config: &Config, topic: &str, expected: usize, settle: Duratio
             }
             if out.len() >= expected && until.is_none() {
                 until = Some(Instant::now() + settle);
+            }
+        }
+        if out.len() < expected {
+            // What the broker holds, to tell a slow read from records that are not there.
+            for e in tpl.elements() {
+                let marks =
+                    consumer.fetch_watermarks(&topic, e.partition(), Duration::from_secs(5));
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|p| p.find_partition(&topic, e.partition()).map(|x| x.offset()));
+                eprintln!(
+                    "read_raw {topic}/{}: watermarks {marks:?}, position {position:?}",
+                    e.partition()
+                );
             }
         }
         out
