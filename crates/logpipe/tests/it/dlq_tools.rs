@@ -28,14 +28,19 @@ async fn setup() -> Config {
     config
 }
 
+/// Minute `minute` of the tests' time line, counted from the start of yesterday's hour, not from a fixed date: replay keeps a record's
+/// original Kafka timestamp, and the broker's time retention (7 days by default) deletes records
+/// whose timestamps are older, within its next check (seen: replayed records gone from the main
+/// topic before the test read them back).
 fn time(minute: i64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-15T08:00:00Z")
+    use chrono::{DurationRound, TimeDelta};
+    (Utc::now() - TimeDelta::days(1))
+        .duration_trunc(TimeDelta::hours(1))
         .unwrap()
-        .with_timezone(&Utc)
         + chrono::Duration::minutes(minute)
 }
 
-/// A DLQ context failing at minute `minute` (after 08:00 UTC on 2026-01-15).
+/// A DLQ context failing at minute `minute` (after the hour `time` counts from).
 fn context(topic: &str, class: ErrorClass, error_type: &str, minute: i64) -> DlqContext {
     DlqContext {
         original_topic: topic.into(),
