@@ -517,11 +517,34 @@ impl DlqScan {
             for p in &partitions {
                 tpl.add_partition(&topic, *p);
             }
-            let found = blocking(&consumer, move |c| c.committed_offsets(tpl, timeout))
-                .await
-                .with_context(|| {
+            // A coordinator that is moving or still loading (a fresh or restarting cluster)
+            // answers NotCoordinator / CoordinatorLoadInProgress for a moment: asked again.
+            let deadline = Instant::now() + timeout;
+            let found = loop {
+                let attempt = tpl.clone();
+                let result =
+                    blocking(&consumer, move |c| c.committed_offsets(attempt, timeout)).await;
+                let moving = result
+                    .as_ref()
+                    .err()
+                    .and_then(|e| e.downcast_ref::<KafkaError>())
+                    .and_then(KafkaError::rdkafka_error_code)
+                    .is_some_and(|code| {
+                        matches!(
+                            code,
+                            RDKafkaErrorCode::NotCoordinator
+                                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                                | RDKafkaErrorCode::CoordinatorNotAvailable
+                        )
+                    });
+                if moving && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                break result.with_context(|| {
                     format!("reading the committed offsets of consumer group `{group}` (dlq.replay_group)")
                 })?;
+            };
             for e in found.elements() {
                 if let Offset::Offset(o) = e.offset() {
                     committed.insert(e.partition(), o);
