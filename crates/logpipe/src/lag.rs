@@ -49,8 +49,8 @@
 //!   and streams groups, brokers without KIP-848) stays `Dead` with unknown members: the owner
 //!   columns show `-` with a note, and a partition whose offset does not move is STALL, never
 //!   STOP.
-//! - A broker may list members without their assignment, client id or host (Tansu 0.6 does: an
-//!   empty MemberAssignment for every member of a Stable group). Members are then listed by id,
+//! - A broker may list members without their assignment, client id or host (some test brokers
+//!   answer with an empty MemberAssignment for every member of a Stable group). Members are then listed by id,
 //!   the owner columns show `-` with a note, and an idle partition in a group with members is
 //!   STALL. STOP is still reported for an Empty group.
 //! - A committed offset above the reported log end (a broker whose ListOffsets under-reports it)
@@ -83,7 +83,7 @@ pub const LAG_SECONDS_BUDGET: Duration = Duration::from_secs(5);
 const PROBE_GROUP: &str = "logpipe-lag-probe";
 /// `assignment_error` of a member whose MemberAssignment came back empty: normal while a group
 /// rebalances; in a Stable group it means the broker does not report assignments (Apache Kafka
-/// always does; Tansu 0.6 never does).
+/// always does).
 pub const ASSIGNMENT_NOT_REPORTED: &str = "not reported by the broker (empty MemberAssignment)";
 /// Watermark requests in flight at once.
 const WATERMARK_PARALLELISM: usize = 8;
@@ -976,7 +976,7 @@ pub fn build_report(
         if settled && !unreported.is_empty() {
             notes.push(format!(
                 "the broker did not report the assignment of {} of {} member(s) (an empty MemberAssignment in \
-                 DescribeGroups; Apache Kafka reports it, Tansu 0.6 reports member ids only, no assignment, client id or host): CONSUMER-ID, \
+                 DescribeGroups; Apache Kafka reports it; this broker sent member ids only): CONSUMER-ID, \
                  HOST and CLIENT-ID show `-`, and a partition whose offset does not move is STALL, never STOP. \
                  Members: {}",
                 unreported.len(),
@@ -1873,8 +1873,8 @@ mod tests {
         );
 
         // A Stable group whose members come with empty assignments (a broker that does not report
-        // them, like Tansu 0.6): owners unknown, STALL rather than STOP, member ids in a note.
-        let tansu = || {
+        // them, member ids only): owners unknown, STALL rather than STOP, member ids in a note.
+        let ids_only = || {
             let mut m = member("logpipe-consumer-x-1", None);
             m.client_id = None;
             m.host = None;
@@ -1882,8 +1882,8 @@ mod tests {
             Ok(view("Stable", vec![m]))
         };
         let window = vec![
-            snapshot(0, tansu(), &[("t", 0, Some(1), 4)]),
-            snapshot(1000, tansu(), &[("t", 0, Some(1), 4)]),
+            snapshot(0, ids_only(), &[("t", 0, Some(1), 4)]),
+            snapshot(1000, ids_only(), &[("t", 0, Some(1), 4)]),
         ];
         let report = build_report("grp", &window, &BTreeMap::new());
         assert_eq!(report.partitions[0].status, Some(Status::Stall));

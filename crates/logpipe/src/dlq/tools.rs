@@ -53,7 +53,7 @@ use crate::kafka::{apply_properties, base_config, client_config, producer_config
 /// A scan ends once every partition reached its start-time high watermark *and* no record has
 /// arrived for this long. On Apache Kafka the watermark alone is exact and this only adds a short
 /// wait; it is kept for brokers whose ListOffsets(latest) reports a watermark below the real end
-/// (Tansu 0.6 reports the last batch's base offset + 1): the wait lets the records past it arrive.
+/// (one reporting the last batch's base offset + 1): the wait lets the records past it arrive.
 pub const SCAN_IDLE_END: Duration = Duration::from_millis(1500);
 /// A scan that has not reached the start-time high watermark of every partition and has received
 /// nothing (no record, no end-of-partition event) for this long fails, naming the partitions: the
@@ -430,8 +430,8 @@ struct PartitionScan {
 /// are left alone (the next run sees them). On Apache Kafka that watermark is exact and a fetch
 /// may start at any offset, so the result is exactly the records present at the start, as
 /// Kafka's console consumer prints them (the integration tests compare the two). For brokers that
-/// under-report the high watermark or serve a fetch that starts inside a batch wrongly (Tansu 0.6
-/// does both), the scan also:
+/// under-report the high watermark or serve a fetch that starts inside a batch wrongly, the scan
+/// also:
 /// - drops any record whose offset is not above the highest offset already read on its partition;
 /// - keeps reading past the watermark until no record arrived for [`SCAN_IDLE_END`] of waiting, taking a
 ///   record past the watermark as part of the scan when its timestamp is not after the scan's start
@@ -439,14 +439,13 @@ struct PartitionScan {
 ///   and newer than the start marks the partition's end and pauses it.
 ///
 /// - re-reads a partition once from its low watermark when the first record after a resumed
-///   start (a committed offset) is past that start: Tansu answers a fetch that starts inside a
-///   multi-record batch with the *next* batch, skipping the rest of that one.
+///   start (a committed offset) is past that start: a broker that answers a fetch starting inside
+///   a multi-record batch with the *next* batch skips the rest of that one.
 ///
 /// On Apache Kafka these rules only cost the idle wait at the end (and, rarely, one re-read when
-/// a transaction marker sits at the start offset). On Tansu they make a low watermark and a
-/// mid-batch start harmless, except in one case: Tansu serves nothing at all from inside the
-/// *last* batch of a partition, so such records are left for a later run (nothing is committed
-/// past them). The wait for data is bounded by [`SCAN_STALL_LIMIT`].
+/// a transaction marker sits at the start offset). On brokers with those faults they make a low
+/// watermark and a mid-batch start harmless; records a broker does not serve at all are left for
+/// a later run (nothing is committed past them). The wait for data is bounded by [`SCAN_STALL_LIMIT`].
 pub struct DlqScan {
     consumer: Arc<StreamConsumer<ScanContext>>,
     topic: String,
@@ -715,7 +714,7 @@ impl DlqScan {
                 && part.start > part.low_watermark
                 && offset > part.start
             {
-                // The first record after a resumed start is past the start: a broker like Tansu 0.6
+                // The first record after a resumed start is past the start: the broker may have
                 // skipped the rest of the batch the start offset is in. Read the partition again from its low
                 // watermark (fetches from there are batch-aligned) and drop what comes before the
                 // start. On Kafka a gap here is rare (a transaction marker), and costs one re-read.

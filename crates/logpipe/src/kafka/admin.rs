@@ -550,7 +550,7 @@ async fn describe_configs(
 }
 
 /// Configs `topics describe` shows even at their default: the ones operators ask about. (Some
-/// brokers, Tansu among them, flag every entry as a default, even ones set at creation.)
+/// brokers flag every entry as a default, even ones set at creation.)
 const ALWAYS_SHOWN: &[&str] = &[
     "retention.ms",
     "retention.bytes",
