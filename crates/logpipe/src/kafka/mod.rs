@@ -1,8 +1,9 @@
 //! Everything that talks to Kafka but is not a role: building client configurations from
-//! [`KafkaConfig`], the record headers logpipe writes, topic administration ([`admin`]), the
+//! [`KafkaConfig`] (the consumer member's in [`consumer`]), the record headers logpipe writes, topic administration ([`admin`]), the
 //! embedded in-process broker ([`embedded`]) and the reachability probe ([`health`]).
 
 pub mod admin;
+pub mod consumer;
 pub mod embedded;
 pub mod health;
 

@@ -168,7 +168,7 @@ async fn external_consumer_protocol_members_rebalance_incrementally() {
             &Default::default(),
         );
         client.set("group.id", &config.consumer.group_id);
-        logpipe::consumer::group_settings(&mut client, &config.consumer);
+        logpipe::kafka::consumer::group_settings(&mut client, &config.consumer);
         let consumer: BaseConsumer = client.create().expect("a consumer-protocol member");
         consumer.subscribe(&[&config.kafka.topic]).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -194,7 +194,7 @@ async fn external_consumer_protocol_members_rebalance_incrementally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_the_group_session_timeout_is_read_from_the_broker() {
     let config = external_config().await;
-    let session = logpipe::consumer::group_session_timeout(&config, &config.kafka.brokers)
+    let session = logpipe::kafka::consumer::group_session_timeout(&config, &config.kafka.brokers)
         .await
         .expect("the group's consumer.session.timeout.ms");
     // Kafka bounds it by group.consumer.{min,max}.session.timeout.ms: 45 s by default, 1 s to 1 h.

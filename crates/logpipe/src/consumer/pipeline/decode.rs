@@ -1,0 +1,122 @@
+//! Decoding a batch: each record decoded and enriched on one of `workers` lanes chosen by its key
+//! (so one key's records are handled in order by one worker), then put back in fetch order. A
+//! record that cannot be decoded is *poison*, kept with its reason for the dead-letter topic; a
+//! panic while decoding costs that one record, not the batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use logpipe_model::{enrich, LogEvent, RecordMeta};
+
+use super::item::{Item, Prepared, Raw};
+use super::Deps;
+use crate::consumer::handoff::Fetched;
+
+/// Decodes and enriches a batch on `workers` lanes (by key), then restores offset order.
+pub(super) async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
+    let now = chrono::Utc::now();
+    let lanes = deps.workers.min(records.len()).max(1);
+    if lanes == 1 || records.len() < 64 {
+        // Fetch order is offset order within each partition.
+        let items = decode_lane(records, &deps.limits, &deps.tags, now);
+        return Prepared { items };
+    }
+    let total = records.len();
+    let mut split: Vec<Vec<Fetched>> = (0..lanes).map(|_| Vec::new()).collect();
+    let mut positions: Vec<Vec<usize>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (position, record) in records.into_iter().enumerate() {
+        let lane = (record.lane_hash % lanes as u64) as usize;
+        split[lane].push(record);
+        positions[lane].push(position);
+    }
+    let handles: Vec<_> = split
+        .into_iter()
+        .map(|lane| {
+            let (limits, tags) = (deps.limits, deps.tags.clone());
+            tokio::task::spawn_blocking(move || decode_lane(lane, &limits, &tags, now))
+        })
+        .collect();
+    // Back in fetch order: each item to its original position (one move each, no sort).
+    let mut slots: Vec<Option<Item>> = Vec::with_capacity(total);
+    slots.resize_with(total, || None);
+    for (handle, positions) in handles.into_iter().zip(positions) {
+        match handle.await {
+            Ok(part) => {
+                for (item, position) in part.into_iter().zip(positions) {
+                    slots[position] = Some(item);
+                }
+            }
+            // decode_lane catches panics per record; a lane cannot panic as a whole.
+            Err(e) => tracing::error!(error = %e, "decode worker failed"),
+        }
+    }
+    Prepared {
+        items: slots.into_iter().flatten().collect(),
+    }
+}
+
+/// One lane: decode and enrich in order. A record that cannot be decoded is poison, kept with its
+/// reason for the dead-letter topic.
+fn decode_lane(
+    records: Vec<Fetched>,
+    limits: &logpipe_model::Limits,
+    tags: &Arc<BTreeMap<String, String>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Item> {
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        // A panic in decode or enrich is a bug, but it must cost one record (sent to the DLQ
+        // with its reason), not the batch or the task.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            LogEvent::decode(payload, limits).map(|event| {
+                let meta = RecordMeta {
+                    topic: &record.topic,
+                    partition: record.partition,
+                    offset: record.offset,
+                    kafka_timestamp_ms: record.timestamp_ms,
+                    ingest_header: record.ingest_header.as_deref(),
+                    request_id_header: record.request_id_header.as_deref(),
+                };
+                enrich(event, &meta, tags, now)
+            })
+        }));
+        let (log, poison) = match decoded {
+            Ok(Ok(log)) => (Some(log), None),
+            Ok(Err(rejection)) => (
+                None,
+                Some(Box::new((
+                    rejection.code().to_string(),
+                    rejection.to_string(),
+                ))),
+            ),
+            Err(_) => (
+                None,
+                Some(Box::new((
+                    "panic".to_string(),
+                    "decoding this record panicked (a logpipe bug; please report it)".to_string(),
+                ))),
+            ),
+        };
+        let tp = record.tp();
+        out.push(Item {
+            tp,
+            offset: record.offset,
+            epoch: 0,
+            key: record.key.as_ref().map(|_| record.lane_hash),
+            fetched_at: record.fetched_at,
+            raw: Raw {
+                key: record.key,
+                payload: record.payload,
+                timestamp_ms: record.timestamp_ms,
+                ingest_header: record.ingest_header,
+                request_id_header: record.request_id_header,
+                replay_count: record.replay_count,
+            },
+            log,
+            poison,
+            failure: None,
+        });
+    }
+    out
+}

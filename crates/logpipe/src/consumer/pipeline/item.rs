@@ -1,0 +1,132 @@
+//! One record on its way from fetch to outcome ([`Item`]): where it came from, what it was in
+//! Kafka (kept for the dead-letter topic), what it decoded to, and how its attempts went.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use logpipe_model::EnrichedLog;
+
+use crate::consumer::handoff::Epoch;
+use crate::consumer::offsets::Tp;
+
+/// One record from fetch to outcome.
+pub(super) struct Item {
+    pub tp: Tp,
+    pub offset: i64,
+    /// The assignment it arrived under: work for an earlier assignment is dropped.
+    pub epoch: Epoch,
+    /// Hash of the record key; None for records without a key (no ordering among them).
+    pub key: Option<u64>,
+    pub fetched_at: Instant,
+    pub raw: Raw,
+    /// The decoded record; None for poison (and while its row is being written).
+    pub log: Option<EnrichedLog>,
+    /// Why it can never be processed: (error type, message). Boxed, like `failure`: both are
+    /// rare, and an `Item` is moved several times on the hot path (smaller is faster).
+    pub poison: Option<Box<(String, String)>>,
+    pub failure: Option<Box<Failure>>,
+}
+
+/// The record as it was in Kafka, kept for the dead-letter topic.
+pub(super) struct Raw {
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+    pub ingest_header: Option<Vec<u8>>,
+    pub request_id_header: Option<Vec<u8>>,
+    pub replay_count: u32,
+}
+
+/// Where a failed record is retried from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    Steps,
+    Store,
+}
+
+/// The attempts of a record that failed at least once.
+pub(super) struct Failure {
+    pub attempts: u32,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub error_type: String,
+    pub message: String,
+    pub stage: Stage,
+}
+
+/// A decoded batch on its way to the writer, in fetch order (offset order within a partition).
+pub(super) struct Prepared {
+    pub items: Vec<Item>,
+}
+
+impl Item {
+    /// The gateway request that carried it (for log lines), or "".
+    pub fn request_id(&self) -> &str {
+        self.raw
+            .request_id_header
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Why it is bound for the dead-letter topic: (error type, message).
+    pub fn error(&self) -> (&str, &str) {
+        match (self.poison.as_deref(), self.failure.as_deref()) {
+            (Some((kind, message)), _) => (kind, message),
+            (None, Some(f)) => (&f.error_type, &f.message),
+            (None, None) => ("unknown", ""),
+        }
+    }
+
+    /// Its trace id, when it was decoded and has one, or "".
+    pub fn trace_id(&self) -> &str {
+        self.log
+            .as_ref()
+            .and_then(|l| l.event.trace_id.as_ref())
+            .map(|t| t.as_str())
+            .unwrap_or_default()
+    }
+
+    /// Records a failed attempt (the first one starts the record's [`Failure`]).
+    pub fn record_attempt(&mut self, error_type: String, message: String, stage: Stage) {
+        let now = Utc::now();
+        let failure = self.failure.get_or_insert_with(|| {
+            Box::new(Failure {
+                attempts: 0,
+                first: now,
+                last: now,
+                error_type: String::new(),
+                message: String::new(),
+                stage,
+            })
+        });
+        failure.attempts += 1;
+        failure.last = now;
+        failure.error_type = error_type;
+        failure.message = message;
+        failure.stage = stage;
+    }
+
+    /// A record for the scheduler's tests: no payload, not decoded.
+    #[cfg(test)]
+    pub fn for_test(tp: &Tp, offset: i64, key: Option<u64>) -> Item {
+        Item {
+            tp: tp.clone(),
+            offset,
+            epoch: 0,
+            key,
+            fetched_at: Instant::now(),
+            raw: Raw {
+                key: None,
+                payload: None,
+                timestamp_ms: None,
+                ingest_header: None,
+                request_id_header: None,
+                replay_count: 0,
+            },
+            log: None,
+            poison: None,
+            failure: None,
+        }
+    }
+}

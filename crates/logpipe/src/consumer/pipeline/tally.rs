@@ -1,0 +1,158 @@
+//! The aggregates side of the writer: stored records are counted in the aggregates only up to
+//! their partition's commit point, in one atomic, watermark-checked update per round, so a record
+//! is counted once however often it is re-read. Records stored past a record still without an
+//! outcome are held as compact [`Contribution`]s until the commit point reaches them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use logpipe_aggregates::{Aggregates, ApplyOutcome, BatchDelta, Contribution};
+use logpipe_model::EnrichedLog;
+
+use super::circuit::Circuit;
+use crate::consumer::offsets::Tp;
+use crate::consumer::ConsumerMetrics;
+
+pub(super) struct Tally {
+    aggregates: Aggregates,
+    circuit: Circuit,
+    metrics: ConsumerMetrics,
+    /// Applied-offset watermark of each owned partition in the aggregates.
+    watermarks: HashMap<Tp, i64>,
+    /// Stored records not yet counted (their partition's commit point is behind them), by
+    /// partition and offset.
+    held: HashMap<Tp, BTreeMap<i64, Contribution>>,
+}
+
+impl Tally {
+    pub fn new(aggregates: Aggregates, circuit: Circuit, metrics: ConsumerMetrics) -> Self {
+        Tally {
+            aggregates,
+            circuit,
+            metrics,
+            watermarks: HashMap::new(),
+            held: HashMap::new(),
+        }
+    }
+
+    /// A stored record, to be counted once the commit point passes it.
+    pub fn hold(&mut self, tp: &Tp, offset: i64, log: &EnrichedLog) {
+        self.held
+            .entry(tp.clone())
+            .or_default()
+            .insert(offset, Contribution::of(log));
+    }
+
+    /// Stored records not yet counted.
+    pub fn held(&self) -> usize {
+        self.held.values().map(BTreeMap::len).sum()
+    }
+
+    /// Applies the aggregates of each partition up to its commit point (`None`: nothing tracked
+    /// yet), in one atomic, watermark-checked update. A conflict (another member counted first)
+    /// reloads the watermarks and recounts; an outage is retried behind the aggregates circuit.
+    pub async fn count(&mut self, points: &[(Tp, Option<i64>)]) {
+        let started = Instant::now();
+        let mut applied = false;
+        loop {
+            let missing: Vec<Tp> = points
+                .iter()
+                .map(|(tp, _)| tp)
+                .filter(|tp| !self.watermarks.contains_key(*tp))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                self.load(&missing).await;
+            }
+            let mut delta = BatchDelta::new();
+            let mut targets = Vec::new();
+            for (tp, point) in points {
+                let Some(point) = point else { continue };
+                let through = point - 1;
+                let after = self.watermarks.get(tp).copied().unwrap_or(-1);
+                if through <= after {
+                    continue;
+                }
+                delta.cover(&tp.0, tp.1, after, through);
+                if let Some(held) = self.held.get(tp) {
+                    for (offset, contribution) in held.range(after + 1..=through) {
+                        delta.add_contribution(&tp.0, tp.1, *offset, contribution);
+                    }
+                }
+                targets.push((tp.clone(), through));
+            }
+            if targets.is_empty() {
+                break;
+            }
+            match self.aggregates.apply(&delta).await {
+                Ok(ApplyOutcome::Applied { .. }) => {
+                    self.circuit.succeeded();
+                    for (tp, through) in targets {
+                        self.watermarks.insert(tp, through);
+                    }
+                    applied = true;
+                    break;
+                }
+                Ok(ApplyOutcome::Conflict { partitions }) => {
+                    self.circuit.succeeded();
+                    tracing::info!(?partitions, "aggregate watermark moved under us (another member counted first); recounting");
+                    for (topic, partition, actual) in partitions {
+                        let tp: Tp = (Arc::from(topic.as_str()), partition);
+                        if self
+                            .watermarks
+                            .get(&tp)
+                            .is_some_and(|cached| actual < *cached)
+                        {
+                            tracing::error!(%topic, partition, actual, "aggregate watermark went BACKWARDS: the aggregates store lost data (restart without persistence, eviction?); counts for the lost range are missing. Run Redis with persistence and maxmemory-policy noeviction");
+                        }
+                        self.watermarks.insert(tp, actual);
+                    }
+                }
+                Err(e) => self.circuit.trip(&e.to_string()).await,
+            }
+        }
+        if applied {
+            self.metrics
+                .aggregate_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        // Contributions at or below the watermark are counted (or were, by a replay's first run).
+        for (tp, _) in points {
+            let mark = self.watermarks.get(tp).copied().unwrap_or(-1);
+            if let Some(held) = self.held.get_mut(tp) {
+                *held = held.split_off(&(mark + 1));
+            }
+        }
+    }
+
+    /// Reads the watermarks of newly assigned partitions, retrying an outage behind the circuit.
+    pub async fn load(&mut self, tps: &[Tp]) {
+        let mut by_topic: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+        for (t, p) in tps {
+            by_topic.entry(t.clone()).or_default().push(*p);
+        }
+        for (topic, partitions) in by_topic {
+            loop {
+                match self.aggregates.watermarks(&topic, &partitions).await {
+                    Ok(marks) => {
+                        self.circuit.succeeded();
+                        for (p, mark) in marks {
+                            self.watermarks.insert((topic.clone(), p), mark);
+                        }
+                        break;
+                    }
+                    Err(e) => self.circuit.trip(&e.to_string()).await,
+                }
+            }
+        }
+    }
+
+    /// Forgets revoked partitions.
+    pub fn forget(&mut self, tps: &[Tp]) {
+        for tp in tps {
+            self.watermarks.remove(tp);
+            self.held.remove(tp);
+        }
+    }
+}
