@@ -8,6 +8,7 @@ use super::assignment::TopicAssignment;
 use super::group::{GroupView, Member};
 use super::snapshot::{PartitionOffsets, Snapshot};
 
+/// `topic` with `partitions`, as one entry of a member's assignment.
 pub(super) fn ta(topic: &str, partitions: &[i32]) -> TopicAssignment {
     TopicAssignment {
         topic: topic.into(),
@@ -15,6 +16,7 @@ pub(super) fn ta(topic: &str, partitions: &[i32]) -> TopicAssignment {
     }
 }
 
+/// A member with a client id and host, and `assignment`.
 pub(super) fn member(id: &str, assignment: Option<Vec<TopicAssignment>>) -> Member {
     Member {
         consumer_id: id.into(),
@@ -25,6 +27,7 @@ pub(super) fn member(id: &str, assignment: Option<Vec<TopicAssignment>>) -> Memb
     }
 }
 
+/// A consumer-protocol group in `state` with `members`.
 pub(super) fn view(state: &str, members: Vec<Member>) -> GroupView {
     GroupView {
         state: state.into(),
@@ -34,6 +37,7 @@ pub(super) fn view(state: &str, members: Vec<Member>) -> GroupView {
     }
 }
 
+/// A snapshot taken `at_ms` after a fixed instant, offsets as (topic, partition, committed, end).
 pub(super) fn snapshot(
     at_ms: i64,
     group: Result<GroupView, String>,

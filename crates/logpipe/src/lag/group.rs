@@ -35,7 +35,7 @@ pub struct GroupView {
 impl GroupView {
     /// Who owns `topic`/`partition`: `Some(Some(member))`, `Some(None)` (nobody, known for
     /// sure), or `None` (unknown: mid-rebalance, an assignment that does not parse, or a `Dead`
-    /// group: DescribeGroups answers so for a group it does not describe, see the module docs).
+    /// group: DescribeGroups answers so for a group it does not describe, see `degrade`).
     pub fn owner(&self, topic: &str, partition: i32) -> Option<Option<&Member>> {
         match self.state.as_str() {
             "Empty" => return Some(None),

@@ -65,7 +65,7 @@ impl Observation {
     }
 }
 
-/// The status of one partition over a window of samples, oldest first (rules in the module
+/// The status of one partition over a window of samples, oldest first (rules in the `lag` module
 /// docs). `None` when no sample has a committed offset, or when fewer than two do and the lag
 /// was never 0.
 pub fn evaluate(window: &[Observation]) -> Option<Status> {
