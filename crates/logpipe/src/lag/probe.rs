@@ -14,7 +14,8 @@ use super::snapshot::PartitionOffsets;
 use crate::config::KafkaConfig;
 use crate::kafka::{apply_properties, base_config};
 
-/// How long [`LagReader::lag_seconds`](super::LagReader::lag_seconds) waits for the records at the committed offsets.
+/// How long [`LagReader::lag_seconds`](super::LagReader::lag_seconds) waits for the records at
+/// the committed offsets.
 pub const LAG_SECONDS_BUDGET: Duration = Duration::from_secs(5);
 /// Group id of the assign-only consumer that reads records for lag in seconds: never joined,
 /// never committed to.
