@@ -8,6 +8,47 @@
 //! gateway query API <-- log store + aggregates
 //! ```
 //!
+//! # The life of a record
+//!
+//! One event, from the HTTP request that carries it to the offset commit that ends its journey:
+//!
+//! 1. **Ingest.** `POST /api/v1/logs/batch` (or `/api/v1/logs`) reaches the [`gateway::router`]:
+//!    the API key is checked ([`gateway::auth`]), the body is read within its limits (gzip,
+//!    NDJSON: [`gateway::body`]), and every event is validated into a
+//!    [`LogEvent`](logpipe_model::LogEvent). A request id is attached.
+//! 2. **Produce.** The batch goes to the idempotent, acks=all [`producer::Producer::publish`]
+//!    (in-process), or over HTTP to the producer service ([`producer::service`], through
+//!    [`producer::client::ProducerClient`]). Each record is keyed (`producer.key_strategy`) and
+//!    carries the ingest time and request id as [`kafka::headers`]. The gateway answers 202 only
+//!    once Kafka acknowledged every record of the request.
+//! 3. **Fetch.** A consumer group member ([`consumer::ConsumerService`]) polls Kafka on its own
+//!    thread ([`consumer::member::poll`]) and hands each record, as a
+//!    [`Fetched`](consumer::handoff::Fetched), to its async pipeline. Assignments and revokes
+//!    travel the same channel, in order ([`consumer::handoff::Input`]).
+//! 4. **Batch and decode.** The assemble stage cuts batches ([`consumer::pipeline::batch`]);
+//!    each is decoded and enriched on parallel lanes, one key per lane
+//!    ([`consumer::pipeline::decode`]). A record that cannot be decoded is poison.
+//! 5. **Schedule.** The writer ([`consumer::pipeline::writer`]) gives every record one outcome.
+//!    Its [`scheduler`](consumer::pipeline::scheduler) keeps one key's records in order, runs the
+//!    [`consumer::steps`] if any, retries a failing record on the `[retry]` schedule while only
+//!    its key waits, and tracks each partition's commit point ([`consumer::offsets`]).
+//! 6. **Store.** Ready records are written to PostgreSQL in one COPY per round
+//!    ([`consumer::pipeline::store`], `logpipe_store::LogStore::write`); a row the store refuses is
+//!    found by bisection and retried alone; rows already present (a re-read) are skipped by their
+//!    Kafka coordinates. Poison and exhausted records go to the dead-letter topic
+//!    ([`consumer::pipeline::letters`], [`consumer::dead_letter`]) with their reason in headers
+//!    ([`dlq`]). A dependency outage opens a [`circuit`](consumer::pipeline::circuit) that pauses
+//!    the partitions instead.
+//! 7. **Aggregate.** Stored records are counted in Redis up to each partition's commit point, in
+//!    one watermark-checked update ([`consumer::pipeline::tally`]), so a re-read record is never
+//!    counted twice.
+//! 8. **Commit.** The moved [`CommitPoint`](consumer::handoff::CommitPoint)s go back to the poll
+//!    thread, which commits them at most every 200 ms, and synchronously on a revoke
+//!    ([`consumer::member::commit`], [`consumer::member::rebalance`]).
+//! 9. **Read back.** The gateway's query API ([`gateway::query`]) and dashboard
+//!    ([`gateway::dashboard`]) read the store and aggregates; `logpipe lag` ([`lag`]) and
+//!    `logpipe dlq` ([`dlq`]) read the group and the dead-letter topic from Kafka.
+//!
 //! Where things live:
 //! - [`config`]: the TOML file, `LOGPIPE_*` environment overrides, flags, validation, redaction.
 //! - [`cli`]: the `logpipe` command line; [`commands`]: operator tools (`topics`, `config check`);

@@ -30,10 +30,10 @@
 //! Files: [`context`] (the state the poll loop and the callbacks share), [`rebalance`] (assign,
 //! revoke, rebalance errors), [`commit`] (offset commits and their cadence), [`poll`] (the loop).
 
-mod commit;
-mod context;
-mod poll;
-mod rebalance;
+pub mod commit;
+pub mod context;
+pub mod poll;
+pub mod rebalance;
 
 pub use context::{context, MemberContext};
 pub use poll::{poll_loop, MemberHandle};

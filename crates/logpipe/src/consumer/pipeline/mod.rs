@@ -39,16 +39,16 @@
 //! bisection), [`letters`] (dead-lettering), [`tally`] (aggregates and watermarks), [`circuit`]
 //! (outage circuit breakers); [`item`] is the record on its way.
 
-mod batch;
-mod circuit;
-mod decode;
-mod item;
-mod letters;
-mod scheduler;
-mod step_runner;
-mod store;
-mod tally;
-mod writer;
+pub mod batch;
+pub mod circuit;
+pub mod decode;
+pub mod item;
+pub mod letters;
+pub mod scheduler;
+pub mod step_runner;
+pub mod store;
+pub mod tally;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
