@@ -86,8 +86,8 @@ pub fn jitter(duration: Duration, fraction: f64) -> Duration {
     Duration::try_from_secs_f64(duration.as_secs_f64() * factor.max(0.0)).unwrap_or(Duration::MAX)
 }
 
-/// Where a loop stands in a [`Backoff`] schedule: each [`next`](Iterator::next) is the next
-/// wait, jittered, and moves on; [`reset`](Waits::reset) starts over after a success. Never
+/// Where a loop stands in a [`Backoff`] schedule: each [`next_wait`](Waits::next_wait) is the
+/// next wait, jittered, and moves on; [`reset`](Waits::reset) starts over after a success. Never
 /// ends (the cap repeats).
 #[derive(Debug, Clone)]
 pub struct Waits {
@@ -102,6 +102,14 @@ impl Waits {
         self.backoff.delay(self.next)
     }
 
+    /// The next wait, jittered, and moves on (what [`Iterator::next`] hands out, without the
+    /// `Option`: the schedule never ends).
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.backoff.jittered(self.next);
+        self.next = self.next.saturating_add(1);
+        wait
+    }
+
     /// Back to the first wait.
     pub fn reset(&mut self) {
         self.next = 1;
@@ -112,9 +120,7 @@ impl Iterator for Waits {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let wait = self.backoff.jittered(self.next);
-        self.next = self.next.saturating_add(1);
-        Some(wait)
+        Some(self.next_wait())
     }
 }
 
@@ -162,7 +168,7 @@ where
             Ok(value) => return Some(value),
             Err(error) => error,
         };
-        let wait = waits.next().unwrap_or(backoff.cap);
+        let wait = waits.next_wait();
         on_failure(error, wait);
         tokio::select! {
             _ = stop.cancelled() => return None,
@@ -216,7 +222,8 @@ mod tests {
         assert_eq!(waits.peek(), secs(5));
         waits.reset();
         assert_eq!(waits.peek(), Duration::from_millis(100));
-        assert_eq!(waits.next(), Some(Duration::from_millis(100)));
+        assert_eq!(waits.next_wait(), Duration::from_millis(100));
+        assert_eq!(waits.next(), Some(Duration::from_millis(200)));
     }
 
     #[test]
