@@ -29,6 +29,7 @@ use crate::kafka::health::{metadata_probe, KafkaHealth};
 use crate::producer::backlog::BacklogGuard;
 use crate::producer::client::ProducerClient;
 use crate::producer::{service, Producer, ProducerMetrics, Upstream};
+use crate::retry::{self, Backoff};
 use crate::telemetry::metrics::{new_registry, HttpMetrics};
 
 /// Which roles this process plays.
@@ -60,6 +61,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the store creates partitions ahead and drops expired ones.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Waits between start-up attempts to create missing topics while the cluster does not answer.
+const TOPIC_ENSURE_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(30), 0.0);
 
 /// The stores a process opened (consumer, and the gateway's query API).
 #[derive(Clone)]
@@ -102,14 +106,11 @@ impl Stores {
         let store_up = Arc::new(AtomicBool::new(true));
         let agg_up = Arc::new(AtomicBool::new(true));
         let (s, a, stores) = (store_up.clone(), agg_up.clone(), self.clone());
-        tokio::spawn(async move {
-            loop {
+        retry::spawn_every(HEALTH_INTERVAL, stop, move || {
+            let (s, a, stores) = (s.clone(), a.clone(), stores.clone());
+            async move {
                 s.store(stores.store.ping().await, Ordering::Relaxed);
                 a.store(stores.aggregates.ping().await, Ordering::Relaxed);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
-                }
             }
         });
         (store_up, agg_up)
@@ -467,17 +468,14 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
 
 /// Creates partitions ahead and drops expired ones, now and then hourly.
 fn spawn_maintenance(store: Arc<LogStore>, stop: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
+    retry::spawn_every(MAINTENANCE_INTERVAL, stop, move || {
+        let store = store.clone();
+        async move {
             match store.maintain(chrono::Utc::now()).await {
                 Ok(done) => tracing::info!(?done, "log store maintenance"),
                 Err(e) => {
                     tracing::warn!(error = %e, "log store maintenance failed; retrying later")
                 }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
             }
         }
     });
@@ -493,24 +491,17 @@ fn spawn_topic_ensurer(
     let client = client_config(&config.kafka, bootstrap, "admin", &Default::default());
     let timeout = config.kafka.request_timeout;
     tokio::spawn(async move {
-        let mut delay = Duration::from_secs(1);
-        loop {
-            match ensure_topics(&client, &specs, timeout).await {
-                Ok(outcomes) => {
-                    for outcome in outcomes {
-                        tracing::info!(topic = %outcome.topic, ?outcome, "topic checked");
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "cannot ensure topics yet");
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(30));
+        let ensured = retry::until_ok(
+            TOPIC_ENSURE_BACKOFF,
+            &stop,
+            || ensure_topics(&client, &specs, timeout),
+            |e, retry_in| {
+                tracing::warn!(error = %format!("{e:#}"), ?retry_in, "cannot ensure topics yet");
+            },
+        )
+        .await;
+        for outcome in ensured.into_iter().flatten() {
+            tracing::info!(topic = %outcome.topic, ?outcome, "topic checked");
         }
     });
 }

@@ -83,6 +83,7 @@ pub mod kafka;
 pub mod lag;
 pub mod loadgen;
 pub mod producer;
+pub mod retry;
 pub mod telemetry;
 
 pub use logpipe_model as model;

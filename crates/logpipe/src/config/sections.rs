@@ -707,12 +707,9 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// The wait before attempt `attempt` (2 or more), without jitter.
     pub fn delay_before(&self, attempt: u32) -> Duration {
-        if attempt < 2 {
-            return Duration::ZERO;
-        }
-        let factor = self.multiplier.powi(attempt as i32 - 2);
-        let seconds = (self.base.as_secs_f64() * factor).min(self.cap.as_secs_f64());
-        Duration::from_secs_f64(seconds.max(0.0))
+        // Attempt 1 runs at once; the wait before attempt n is the schedule's (n-1)-th.
+        crate::retry::Backoff::new(self.base, self.multiplier, self.cap, self.jitter)
+            .delay(attempt.saturating_sub(1))
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::retry;
+
 /// Shared flag: was Kafka reachable at the last probe?
 #[derive(Debug, Clone, Default)]
 pub struct KafkaHealth {
@@ -40,17 +42,13 @@ impl KafkaHealth {
     ) -> tokio::task::JoinHandle<()> {
         let health = self.clone();
         let probe = Arc::new(probe);
-        tokio::spawn(async move {
-            loop {
-                let probe = probe.clone();
+        retry::spawn_every(interval, stop, move || {
+            let (health, probe) = (health.clone(), probe.clone());
+            async move {
                 let up = tokio::task::spawn_blocking(move || probe())
                     .await
                     .unwrap_or(false);
                 health.set(up);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(interval) => {}
-                }
             }
         })
     }

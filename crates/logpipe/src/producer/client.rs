@@ -11,6 +11,7 @@ use super::service::{INGEST_MS_HEADER, PUBLISH_PATH};
 use super::{Batch, PublishError};
 use crate::http::REQUEST_ID_HEADER;
 use crate::kafka::health::KafkaHealth;
+use crate::retry;
 
 /// HTTP client of the producer service.
 #[derive(Clone)]
@@ -63,8 +64,9 @@ impl ProducerClient {
     /// Probes `/health/ready` every `interval` until `stop`.
     pub fn start_health_monitor(&self, interval: Duration, stop: CancellationToken) {
         let me = self.clone();
-        tokio::spawn(async move {
-            loop {
+        retry::spawn_every(interval, stop, move || {
+            let me = me.clone();
+            async move {
                 let up = me
                     .http
                     .get(format!("{}/health/ready", me.base))
@@ -74,10 +76,6 @@ impl ProducerClient {
                     .map(|r| r.status().is_success())
                     .unwrap_or(false);
                 me.health.set(up);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(interval) => {}
-                }
             }
         });
     }
