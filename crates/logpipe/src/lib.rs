@@ -55,9 +55,9 @@
 //!   [`loadgen`]: the load generator.
 //! - [`app`]: wires roles into a running process (what `logpipe gateway|producer|run` start).
 //! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`): body limits, gzip, API keys.
-//! - [`consumer`]: the consumer group: poll threads, batching, decode/enrich lanes, per-record
-//!   scheduling (retries hold back only their key), store and aggregate writes, the dead-letter
-//!   producer, outage circuits, manual commits, rebalances.
+//! - [`consumer`]: the consumer group: poll threads ([`consumer::member`]), the pipeline of each
+//!   member ([`consumer::pipeline`]: batching, decode/enrich lanes, the per-key scheduler, store
+//!   and aggregate writes, dead-lettering, outage circuits), manual commits, rebalances.
 //! - [`dlq`]: the dead-letter record format and the `logpipe dlq stats|show|replay` tools.
 //! - [`lag`]: `logpipe lag`, a group's lag per partition read live from the brokers, with
 //!   Burrow-style statuses over a window of samples.
@@ -66,6 +66,8 @@
 //!   HTTP endpoint (split mode) and the gateway's client for it.
 //! - [`kafka`]: client config, record headers, topic admin, the embedded broker, health probes.
 //! - [`http`]: what every HTTP service shares: error shape, request ids, health and metrics routes.
+//! - [`retry`]: the one backoff-with-jitter policy (record retries, outage circuits, start-up
+//!   waits) and the periodic-task helper.
 //! - [`telemetry`]: Prometheus metrics and process logs.
 //! - Crates beside this one: `logpipe_model` (event model, enrichment), `logpipe_store` (log
 //!   store), `logpipe_aggregates` (real-time aggregates).

@@ -9,7 +9,7 @@
 //!
 //! The backlog of a partition is its log-end offset minus the consumer group's committed offset
 //! (or minus the log start when the group has committed nothing), read every
-//! [`INTERVAL`] by a client that never joins the group. Its size is estimated from the records
+//! `INTERVAL` by a client that never joins the group. Its size is estimated from the records
 //! produced so far (payload plus key, headers and framing, uncompressed: an upper bound of what
 //! the mock stores). Between two reads, each delivered record is added to its own partition's
 //! estimate, and records not yet delivered (their partition is known only then) to the fullest

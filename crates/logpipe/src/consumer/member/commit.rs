@@ -1,5 +1,5 @@
 //! Offset commits: only for partitions still assigned under the same epoch, coalesced to one
-//! OffsetCommit per partition at most every [`COMMIT_INTERVAL`] while running, synchronous and
+//! OffsetCommit per partition at most every `COMMIT_INTERVAL` while running, synchronous and
 //! immediate on revoke and shutdown.
 
 use std::collections::HashMap;

@@ -27,7 +27,7 @@
 //! `range` and `roundrobin`. The bookkeeping works for both: an assign adds its partitions to
 //! `owned`, a revoke removes its own, and an eager revoke lists every owned partition. Either way a
 //!
-//! Files: [`context`] (the state the poll loop and the callbacks share), [`rebalance`] (assign,
+//! Files: [`context`](mod@context) (the state the poll loop and the callbacks share), [`rebalance`] (assign,
 //! revoke, rebalance errors), [`commit`] (offset commits and their cadence), [`poll`] (the loop).
 
 pub mod commit;

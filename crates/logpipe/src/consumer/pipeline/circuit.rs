@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::consumer::handoff::{Dependency, OutageFlags};
 use crate::consumer::ConsumerMetrics;
+use crate::retry::{Backoff, Waits};
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Waits between attempts while a dependency is down: 100 ms doubling to 5 s, +/-20 %.
+const OUTAGE_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(100), 2.0, Duration::from_secs(5), 0.2);
 
 /// `log_consumer_circuit_state` values.
 const CLOSED: i64 = 0;
@@ -20,7 +22,7 @@ const HALF_OPEN: i64 = 2;
 pub(super) struct Circuit {
     dependency: Dependency,
     opened: Option<Instant>,
-    backoff: Duration,
+    waits: Waits,
     metrics: ConsumerMetrics,
     outages: OutageFlags,
 }
@@ -30,7 +32,7 @@ impl Circuit {
         Circuit {
             dependency,
             opened: None,
-            backoff: FIRST_BACKOFF,
+            waits: OUTAGE_BACKOFF.waits(),
             metrics,
             outages,
         }
@@ -47,10 +49,9 @@ impl Circuit {
             self.outages.raise(self.dependency);
             tracing::warn!(dependency = name, %error, "{name} unavailable: circuit open, partitions paused; retrying with backoff (nothing goes to the DLQ and nothing is committed meanwhile)");
         } else {
-            tracing::debug!(dependency = name, %error, retry_in = ?self.backoff, "{name} still unavailable");
+            tracing::debug!(dependency = name, %error, retry_in = ?self.waits.peek(), "{name} still unavailable");
         }
-        tokio::time::sleep(jittered(self.backoff, 0.2)).await;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(self.waits.next_wait()).await;
         self.metrics.circuit(name, HALF_OPEN);
     }
 
@@ -66,15 +67,6 @@ impl Circuit {
                 "{name} available again: circuit closed, partitions resume"
             );
         }
-        self.backoff = FIRST_BACKOFF;
+        self.waits.reset();
     }
-}
-
-/// `base` spread by +/- `fraction` at random.
-pub(super) fn jittered(base: Duration, fraction: f64) -> Duration {
-    if fraction <= 0.0 || base.is_zero() {
-        return base;
-    }
-    let factor = 1.0 + fraction * (2.0 * rand::random::<f64>() - 1.0);
-    base.mul_f64(factor.max(0.0))
 }

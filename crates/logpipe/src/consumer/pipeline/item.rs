@@ -1,4 +1,4 @@
-//! One record on its way from fetch to outcome ([`Item`]): where it came from, what it was in
+//! One record on its way from fetch to outcome (`Item`): where it came from, what it was in
 //! Kafka (kept for the dead-letter topic), what it decoded to, and how its attempts went.
 
 use std::time::Instant;

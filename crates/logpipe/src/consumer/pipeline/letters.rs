@@ -1,7 +1,7 @@
 //! Dead-lettering: the DLQ record of a record the writer gives up on (its key and value bytes
 //! unchanged, the original headers carried, and the context headers described in [`crate::dlq`]),
 //! and sending a round of them. A record is done only once Kafka acknowledged its DLQ copy; a
-//! failed send is a DLQ outage, retried behind the DLQ's [`Circuit`], never dropped.
+//! failed send is a DLQ outage, retried behind the DLQ's `Circuit` ([`super::circuit`]), never dropped.
 
 use chrono::Utc;
 

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::circuit::jittered;
 use super::item::{Item, Stage};
 use crate::config::RetryConfig;
 use crate::consumer::handoff::{CommitPoint, Epoch, Finals};
@@ -191,7 +190,7 @@ impl Scheduler {
             self.letters.push((item, ErrorClass::Exhausted));
             return None;
         }
-        let delay = jittered(self.retry.delay_before(attempts + 1), self.retry.jitter);
+        let delay = crate::retry::jitter(self.retry.delay_before(attempts + 1), self.retry.jitter);
         tracing::info!(topic = %c.0, partition = c.1, offset = c.2, %request_id, %trace_id, attempt = attempts, retry_in = ?delay, error_type = %failure.error_type, error = %failure.message, "record failed; retrying later (only its key waits)");
         if let Some(key) = item.key {
             if let Some(queue) = self
@@ -339,7 +338,7 @@ mod tests {
         (Arc::from("t"), p)
     }
 
-    /// The spec's schedule without jitter: attempt 1 at once, then 1 s, 2 s, 4 s.
+    /// The default schedule without jitter: attempt 1 at once, then 1 s, 2 s, 4 s.
     fn scheduler(has_steps: bool) -> Scheduler {
         let retry = RetryConfig {
             jitter: 0.0,

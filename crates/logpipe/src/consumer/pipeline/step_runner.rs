@@ -98,9 +98,7 @@ impl StepRunner {
     }
 }
 
-fn outcome(
-    done: Result<StepRun, tokio::task::JoinError>,
-) -> Option<StepOutcome> {
+fn outcome(done: Result<StepRun, tokio::task::JoinError>) -> Option<StepOutcome> {
     let Ok((item, result)) = done else {
         // Unreachable (the task catches panics); the record stays in flight, so its offset is
         // never committed and the next owner re-reads it.

@@ -1,6 +1,6 @@
 //! One round of log-store writes: the ready records in one COPY, or, for a round of a backlog (at
 //! least two batches), in `store_streams` concurrent COPYs, each its own transaction. An outage is
-//! retried behind the store's [`Circuit`] until the write succeeds; a write the store refuses is
+//! retried behind the store's `Circuit` ([`super::circuit`]) until the write succeeds; a write the store refuses is
 //! split in halves until the refused rows are found, so one bad row costs one record, not the
 //! round.
 

@@ -1,8 +1,8 @@
 //! The write stage's event loop: takes decoded batches and rebalance messages from the assemble
 //! stage, finished processing steps and due retries, and drives every record to its outcome
-//! through the [`Scheduler`]: ready records to the store ([`super::store`]), records given up on to
+//! through the scheduler ([`super::scheduler`]): ready records to the store ([`super::store`]), records given up on to
 //! the dead-letter topic ([`super::letters`]), then the aggregates up to each commit point
-//! ([`Tally`]) and the moved commit points to the poll thread.
+//! ([`super::tally`]) and the moved commit points to the poll thread.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
