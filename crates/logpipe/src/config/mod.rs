@@ -7,17 +7,55 @@
 //! tree, the file is merged over it, then environment variables and flags. The merged tree is then
 //! deserialised once through `serde_path_to_error`, so a bad value anywhere is reported with its
 //! full dotted path (`gateway.max_batch_events: invalid type ...`).
+//!
+//! One file per section (`kafka.rs`, `producer.rs`, `consumer.rs` with `[retry]`, `gateway.rs`
+//! with `[limits]`, `stores.rs`, `logging.rs`, `dlq.rs`): every field is documented there and in
+//! `config/logpipe.example.toml`, and its default lives in the `Default` impl beside it. Rules
+//! that span fields are in `validate.rs` ([`Config::validate`]); pass-through librdkafka
+//! properties are checked by `properties.rs` ([`check_properties`]) without creating a client.
 
+mod consumer;
+mod dlq;
 mod env;
+mod gateway;
+mod kafka;
+mod logging;
+mod producer;
+mod properties;
 pub mod redact;
-mod sections;
+mod stores;
+mod validate;
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
+pub use consumer::*;
+pub use dlq::*;
 pub use env::variables;
-pub use sections::*;
+pub use gateway::*;
+pub use kafka::*;
+pub use logging::*;
+pub use producer::*;
+pub use properties::check_properties;
+use serde::{Deserialize, Serialize};
+pub use stores::*;
 use toml::Value;
+
+/// The whole configuration of a logpipe process (every role reads the sections it needs).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub producer: ProducerConfig,
+    pub consumer: ConsumerConfig,
+    pub gateway: GatewayConfig,
+    pub limits: LimitsConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+    pub retry: RetryConfig,
+    pub dlq: DlqConfig,
+}
 
 /// Prefix of every environment variable logpipe reads.
 pub const ENV_PREFIX: &str = "LOGPIPE_";

@@ -1,0 +1,82 @@
+//! `[gateway]` and `[limits]`: the HTTP ingest edge and the limits of the event model.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The HTTP ingest gateway (`logpipe gateway`, :8080).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Producer service URL in split mode (`logpipe gateway`). `logpipe run` calls the producer
+    /// in-process and ignores this.
+    pub producer_url: String,
+    /// Largest request body accepted, in bytes, after gzip decompression too (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one batch request (413 beyond).
+    pub max_batch_events: usize,
+    /// Upper bound on one request's handling; beyond it the client gets 503, never a hang.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `Retry-After` sent with 503 responses.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// API keys; empty disables authentication. Clients send `Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
+    pub api_keys: Vec<String>,
+    /// The consumers' `/metrics` URLs the dashboard reads in split mode (`logpipe gateway`),
+    /// summed over all of them; empty shows consumer figures as not available. `logpipe run`
+    /// reads its own consumer in-process and ignores this.
+    pub consumer_metrics_urls: Vec<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            producer_url: "http://127.0.0.1:8081".into(),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_batch_events: 10_000,
+            request_timeout: Duration::from_secs(15),
+            retry_after: Duration::from_secs(1),
+            api_keys: Vec::new(),
+            consumer_metrics_urls: vec!["http://127.0.0.1:8082/metrics".into()],
+        }
+    }
+}
+
+/// Limits of the log event model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest `message`, in bytes.
+    pub max_message_bytes: usize,
+    /// Most keys in `attributes`.
+    pub max_attributes: usize,
+    /// Largest `attributes` object, in bytes of compact JSON.
+    pub max_attributes_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = logpipe_model::Limits::default();
+        Self {
+            max_message_bytes: d.max_message_bytes,
+            max_attributes: d.max_attributes,
+            max_attributes_bytes: d.max_attributes_bytes,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn to_model(&self) -> logpipe_model::Limits {
+        logpipe_model::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_attributes: self.max_attributes,
+            max_attributes_bytes: self.max_attributes_bytes,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `[producer]`: the producer service and the in-process producer: compression, record keys,
+//! batching and delivery bounds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Compression codec of produced batches.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The librdkafka `compression.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// What becomes the Kafka record key, and so which events share a partition and keep their order.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStrategy {
+    /// The event's `service`: one service's logs stay in order.
+    Service,
+    /// The event's `trace_id` (events without one get no key): one trace stays in order.
+    TraceId,
+    /// No key: records spread evenly over partitions, no ordering.
+    None,
+}
+
+/// The producer service (`logpipe producer`, :8081) and the in-process producer of `logpipe run`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// Listen address of the producer's internal HTTP endpoint (split mode).
+    pub listen: SocketAddr,
+    /// Compression codec (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
+    pub compression: Compression,
+    /// `linger.ms`: how long librdkafka waits to fill a batch.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// `batch.num.messages`: records per produce batch.
+    pub batch_max_messages: u32,
+    /// `batch.size`: bytes per produce batch.
+    pub batch_max_bytes: u32,
+    /// Events in flight (queued in librdkafka or awaiting acknowledgement) at most. When full,
+    /// callers wait up to `enqueue_timeout` and then get backpressure (HTTP 503), never a drop.
+    pub max_in_flight: usize,
+    /// How long a caller waits for room in the in-flight queue before it is told to retry.
+    #[serde(with = "humantime_serde")]
+    pub enqueue_timeout: Duration,
+    /// `message.timeout.ms`: a record not acknowledged by then fails (and its request gets 503).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Record key: `service`, `trace_id` or `none`.
+    pub key: KeyStrategy,
+    /// librdkafka properties for logpipe's producers only (the producer service, the consumer's
+    /// dead-letter writer, `dlq replay`); override `kafka.properties`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            compression: Compression::Lz4,
+            // 1 ms: under load librdkafka batches whatever queues while a request is in
+            // flight anyway; idle, each ms of linger is a ms of end-to-end latency.
+            linger: Duration::from_millis(1),
+            batch_max_messages: 10_000,
+            batch_max_bytes: 1_000_000,
+            max_in_flight: 100_000,
+            enqueue_timeout: Duration::from_secs(1),
+            delivery_timeout: Duration::from_secs(10),
+            key: KeyStrategy::Service,
+            properties: BTreeMap::new(),
+        }
+    }
+}
