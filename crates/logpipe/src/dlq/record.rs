@@ -147,6 +147,49 @@ mod tests {
     }
 
     #[test]
+    fn parse_reads_the_context_and_names_what_makes_a_record_unreadable() {
+        use rdkafka::message::{Header, OwnedHeaders, Timestamp};
+        let message = |headers| {
+            OwnedMessage::new(
+                Some(b"v".to_vec()),
+                None,
+                "dlq".into(),
+                Timestamp::CreateTime(1),
+                2,
+                9,
+                headers,
+            )
+        };
+        let good = DlqRecord::parse(&message(Some(context().to_headers(&[])))).unwrap();
+        assert_eq!(
+            (good.dlq_partition, good.dlq_offset, good.dlq_timestamp_ms),
+            (2, 9, Some(1))
+        );
+        assert_eq!(good.context, context());
+        assert_eq!((good.key, good.value), (None, Some(b"v".to_vec())));
+        assert!(good
+            .headers
+            .iter()
+            .any(|(k, _)| k == "logpipe-dlq-error-type"));
+
+        let bare = DlqRecord::parse(&message(None)).unwrap_err();
+        assert_eq!(
+            bare,
+            Unreadable {
+                dlq_partition: 2,
+                dlq_offset: 9,
+                reason: "no headers".into(),
+            }
+        );
+        let foreign = OwnedHeaders::new().insert(Header {
+            key: "trace-id",
+            value: Some(&b"t"[..]),
+        });
+        let bad = DlqRecord::parse(&message(Some(foreign))).unwrap_err();
+        assert!(bad.reason.contains("missing"), "{}", bad.reason);
+    }
+
+    #[test]
     fn json_shows_utf8_as_text_and_binary_as_base64() {
         let r = DlqRecord {
             dlq_partition: 0,

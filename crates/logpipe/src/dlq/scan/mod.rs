@@ -40,7 +40,7 @@ const POLL_SLICE: Duration = Duration::from_millis(200);
 /// may start at any offset, so the result is exactly the records present at the start, as
 /// Kafka's console consumer prints them (the integration tests compare the two). For brokers that
 /// under-report the high watermark, serve a record twice or serve a fetch that starts inside a
-/// batch wrongly, the scan applies the guards of [`partition`] (drop repeats, wait
+/// batch wrongly, the scan applies the guards of its `partition` module (drop repeats, wait
 /// [`SCAN_IDLE_END`] past the watermarks, re-read once after a gap at a resumed start). The wait
 /// for data is bounded by [`SCAN_STALL_LIMIT`].
 pub struct DlqScan {

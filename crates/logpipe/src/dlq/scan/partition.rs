@@ -18,7 +18,7 @@ use serde::Serialize;
 ///
 /// Guards against brokers whose ListOffsets(latest) reports a high watermark below the real end
 /// (one reporting the last batch's base offset + 1): the wait lets the records past it arrive, and
-/// [`PartitionScan::admit`] takes those that were written before the scan started. On Apache
+/// `PartitionScan::admit` takes those that were written before the scan started. On Apache
 /// Kafka the watermark alone is exact and this only adds a short wait.
 pub const SCAN_IDLE_END: Duration = Duration::from_millis(1500);
 
