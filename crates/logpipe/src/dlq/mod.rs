@@ -1,5 +1,5 @@
-//! The dead-letter topic: what a DLQ record carries, and the operator tools that read and
-//! replay it ([`tools`]).
+//! The dead-letter topic: what a DLQ record carries (this module), and the operator tools that
+//! read and replay it (gathered in [`tools`]).
 //!
 //! A DLQ record keeps the original record's key and value bytes unchanged (so a replay republishes
 //! exactly what the producer wrote) and says where it came from and why it failed in headers, all
@@ -24,6 +24,16 @@
 //! The original record's own logpipe headers (`logpipe-ingest-ms`, `logpipe-request-id`) are
 //! copied too.
 
+mod filter;
+mod print;
+mod record;
+mod replay;
+mod run;
+mod scan;
+mod show;
+mod stats;
+#[cfg(test)]
+mod test_support;
 pub mod tools;
 
 use chrono::{DateTime, SecondsFormat, Utc};
