@@ -1,9 +1,8 @@
 //! What the operator picks on the command line: the record filter `show` and `replay` share, and
 //! the flags of those two commands. Pure: parsing and matching only.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::print::time_text;
 use super::{DlqContext, ErrorClass};
 
 /// Which DLQ records `show` and `replay` act on. Every set field must match; times compare with
@@ -140,6 +139,11 @@ pub struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A time as the tables and filter descriptions show it: RFC 3339, UTC, whole seconds.
+pub(super) fn time_text(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

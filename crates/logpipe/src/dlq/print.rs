@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::Cell;
 
+use super::filter::time_text;
 use super::record::DlqRecord;
 use super::replay::{Action, ReplayReport};
 use super::show::Shown;
@@ -276,11 +276,6 @@ pub(super) fn replay_text(
         );
     }
     out
-}
-
-/// A time as the tables and filter descriptions show it: RFC 3339, UTC, whole seconds.
-pub(super) fn time_text(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// At most `width` characters, control characters shown as spaces, `…` when cut.
