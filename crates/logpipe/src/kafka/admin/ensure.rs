@@ -1,142 +1,20 @@
-//! Topic administration: create logpipe's topics when absent (many managed clusters do not
-//! auto-create, and logpipe never relies on it), with the replication factor and
-//! `min.insync.replicas` the configuration asks for on this cluster; report where an existing topic
-//! differs from it (fewer partitions, another replication factor or `min.insync.replicas`); and
-//! describe topics for `logpipe topics describe`.
-//!
-//! logpipe never alters an existing topic: adding partitions changes key → partition mapping and
-//! moving replicas is heavy cluster work, both an operator's decision, so it only says what it
-//! found and what to do.
+//! Creating logpipe's topics when absent and reporting where an existing one differs from the
+//! configuration (never altering it).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 use rdkafka::ClientConfig;
-use serde::Serialize;
 
-use crate::config::{KafkaConfig, Replicas, Replication};
-
-/// A topic logpipe needs, as it would create it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    /// `kafka.replication_factor`; `auto` is worked out from the cluster at creation.
-    pub replication_factor: Replicas,
-    /// `kafka.min_insync_replicas`, set as the topic's `min.insync.replicas` at creation.
-    pub min_insync_replicas: Replicas,
-    /// Other topic configs set at creation (`retention.ms`).
-    pub configs: Vec<(String, String)>,
-}
-
-impl TopicSpec {
-    /// The main topic, the dead-letter topic and the parked topic, from configuration.
-    pub fn from_config(kafka: &KafkaConfig) -> Vec<TopicSpec> {
-        let spec = |name: &str, partitions: i32, configs: Vec<(String, String)>| TopicSpec {
-            name: name.to_string(),
-            partitions,
-            replication_factor: kafka.replication_factor,
-            min_insync_replicas: kafka.min_insync_replicas,
-            configs,
-        };
-        let retention = |d: Duration| vec![("retention.ms".into(), d.as_millis().to_string())];
-        vec![
-            spec(&kafka.topic, kafka.partitions, Vec::new()),
-            spec(
-                &kafka.dlq_topic,
-                kafka.dlq_partitions,
-                retention(kafka.dlq_retention),
-            ),
-            spec(
-                &kafka.parked_topic,
-                kafka.dlq_partitions,
-                retention(kafka.parked_retention),
-            ),
-        ]
-    }
-
-    /// The replication this topic gets on a cluster of `brokers` brokers.
-    pub fn replication(&self, brokers: usize) -> anyhow::Result<Replication> {
-        Replication::resolve(self.replication_factor, self.min_insync_replicas, brokers)
-            .with_context(|| format!("topic `{}`", self.name))
-    }
-}
-
-/// Whether `ensure` created the topic or found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TopicStatus {
-    Created,
-    Exists,
-}
-
-/// What the configuration asks of a topic on this cluster (`auto` worked out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Configured {
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub min_insync_replicas: i32,
-}
-
-/// Where an existing topic differs from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Difference {
-    /// `partitions`, `replication.factor` or `min.insync.replicas`.
-    pub setting: &'static str,
-    pub actual: i32,
-    pub configured: i32,
-    /// What the difference means and what to do about it.
-    pub advice: String,
-}
-
-/// What `ensure` found or did for one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EnsureOutcome {
-    pub topic: String,
-    pub status: TopicStatus,
-    pub partitions: i32,
-    /// The fewest replicas any of its partitions has.
-    pub replication_factor: i32,
-    /// The topic's effective `min.insync.replicas`; None when the broker does not say.
-    pub min_insync_replicas: Option<i32>,
-    pub configured: Configured,
-    /// Empty for a created topic. logpipe changes none of it.
-    pub differences: Vec<Difference>,
-}
-
-/// An admin client for `bootstrap`.
-pub fn admin_client(base: &ClientConfig) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    base.create().context("creating Kafka admin client")
-}
-
-/// Fetches cluster metadata (all topics) without blocking the async runtime.
-pub async fn fetch_metadata(
-    admin: &std::sync::Arc<AdminClient<DefaultClientContext>>,
-    timeout: Duration,
-) -> anyhow::Result<Metadata> {
-    let admin = admin.clone();
-    tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout))
-        .await?
-        .context("fetching Kafka metadata (is the broker reachable? check `kafka.brokers`)")
-}
-
-/// How many brokers the cluster has, as far as `metadata` shows: the brokers it lists, plus any
-/// named only as a replica. A broker that is down drops out of the list but not out of its
-/// partitions' replica lists, so an outage does not shrink an `auto` replication factor.
-pub fn cluster_size(metadata: &Metadata) -> usize {
-    let mut ids: BTreeSet<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
-    for topic in metadata.topics() {
-        for partition in topic.partitions() {
-            ids.extend(partition.replicas());
-        }
-    }
-    ids.len()
-}
+use super::describe::{describe_configs, min_insync_of, MIN_INSYNC};
+use super::{
+    admin_client, cluster_size, fetch_metadata, Configured, Difference, EnsureOutcome, TopicSpec,
+    TopicStatus,
+};
 
 /// Creates each topic in `specs` that does not exist and reports, for each, what it has and
 /// where an existing one differs from the configuration (also logged as warnings).
@@ -356,15 +234,6 @@ async fn wait_until_visible(
     }
 }
 
-const MIN_INSYNC: &str = "min.insync.replicas";
-
-fn min_insync_of(configs: &[TopicConfig]) -> Option<i32> {
-    configs
-        .iter()
-        .find(|c| c.name == MIN_INSYNC)
-        .and_then(|c| c.value.parse().ok())
-}
-
 /// Where an existing topic differs from `configured`, each with what to do. More partitions than
 /// configured is not a difference: it only allows more consumers.
 fn differences(
@@ -431,134 +300,6 @@ fn differences(
     }
     found
 }
-
-/// One partition as `topics describe` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PartitionInfo {
-    pub partition: i32,
-    /// Broker id of the leader; -1 when the partition has none (offline).
-    pub leader: i32,
-    /// Broker ids in assignment order (the first is the preferred leader).
-    pub replicas: Vec<i32>,
-    /// The in-sync replicas, as the cluster reports them.
-    pub isr: Vec<i32>,
-    pub low_watermark: i64,
-    pub high_watermark: i64,
-}
-
-/// One topic as `topics describe` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TopicInfo {
-    pub name: String,
-    /// Replicas of the first partition, as Kafka's `kafka-topics.sh --describe` counts it.
-    pub replication_factor: i32,
-    /// The topic's effective `min.insync.replicas`; None when the broker does not say.
-    pub min_insync_replicas: Option<i32>,
-    pub partitions: Vec<PartitionInfo>,
-    /// Non-default topic configs (and the key ones), or why they could not be read.
-    pub configs: Result<Vec<TopicConfig>, String>,
-}
-
-/// Describes the named topics: partitions with leaders and watermarks, and configs.
-pub async fn describe_topics(
-    base: &ClientConfig,
-    names: &[String],
-    timeout: Duration,
-) -> anyhow::Result<Vec<TopicInfo>> {
-    let admin = std::sync::Arc::new(admin_client(base)?);
-    let metadata = fetch_metadata(&admin, timeout).await?;
-    let mut infos = Vec::new();
-    for name in names {
-        let Some(topic) = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == name && t.error().is_none())
-        else {
-            anyhow::bail!("topic `{name}` does not exist; create it with `logpipe topics ensure`");
-        };
-        let mut partitions = Vec::new();
-        for p in topic.partitions() {
-            let (low, high) = {
-                let admin = admin.clone();
-                let topic = name.clone();
-                let id = p.id();
-                tokio::task::spawn_blocking(move || {
-                    admin.inner().fetch_watermarks(&topic, id, timeout)
-                })
-                .await?
-                .with_context(|| format!("reading watermarks of {name}/{}", p.id()))?
-            };
-            partitions.push(PartitionInfo {
-                partition: p.id(),
-                leader: p.leader(),
-                replicas: p.replicas().to_vec(),
-                isr: p.isr().to_vec(),
-                low_watermark: low,
-                high_watermark: high,
-            });
-        }
-        partitions.sort_by_key(|p| p.partition);
-        let configs = describe_configs(&admin, name, timeout).await;
-        infos.push(TopicInfo {
-            name: name.clone(),
-            replication_factor: partitions.first().map_or(0, |p| p.replicas.len() as i32),
-            min_insync_replicas: configs.as_deref().ok().and_then(min_insync_of),
-            partitions,
-            configs,
-        });
-    }
-    Ok(infos)
-}
-
-/// One topic config entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct TopicConfig {
-    pub name: String,
-    pub value: String,
-    /// Where the value comes from, as the broker says (`Default`, `DynamicTopic`, ...).
-    pub source: String,
-}
-
-async fn describe_configs(
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Vec<TopicConfig>, String> {
-    let options = AdminOptions::new().request_timeout(Some(timeout));
-    let results = admin
-        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
-        .await
-        .map_err(|e| format!("not available from this broker: {e}"))?;
-    let resource = results
-        .into_iter()
-        .next()
-        .ok_or_else(|| "broker returned no configs".to_string())?
-        .map_err(|e| format!("not available from this broker: {e}"))?;
-    Ok(resource
-        .entries
-        .into_iter()
-        .filter(|entry| !entry.is_default || ALWAYS_SHOWN.contains(&entry.name.as_str()))
-        .filter_map(|entry| {
-            let source = format!("{:?}", entry.source);
-            entry.value.map(|value| TopicConfig {
-                name: entry.name,
-                value,
-                source,
-            })
-        })
-        .collect())
-}
-
-/// Configs `topics describe` shows even at their default: the ones operators ask about. (Some
-/// brokers flag every entry as a default, even ones set at creation.)
-const ALWAYS_SHOWN: &[&str] = &[
-    "retention.ms",
-    "retention.bytes",
-    "cleanup.policy",
-    "min.insync.replicas",
-    "compression.type",
-    "max.message.bytes",
-];
 
 #[cfg(test)]
 mod tests {
