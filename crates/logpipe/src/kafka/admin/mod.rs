@@ -8,7 +8,7 @@
 //! moving replicas is heavy cluster work, both an operator's decision, so it only says what it
 //! found and what to do.
 //!
-//! [`ensure`] creates and checks; [`describe`] reads topics back (partitions, leaders,
+//! `ensure.rs` creates and checks; `describe.rs` reads topics back (partitions, leaders,
 //! watermarks, configs).
 
 mod describe;
