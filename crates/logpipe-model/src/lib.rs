@@ -22,6 +22,8 @@
 //!   with [`Fingerprint`] (computed by [`fingerprint`]) and [`KafkaCoordinates`].
 //! - `enrich`: [`enrich`], the consumer's enrichment step (pure: the clock is an argument), and
 //!   [`RecordMeta`], what it needs from the Kafka record besides the value.
+//! - `fnv`: [`fnv1a_64`] and [`Fnv1a64`], the stable hash behind fingerprints (and the stores'
+//!   lock keys): the same value in every process, platform and release.
 //! - `template`: [`message_template`], a message with its variable parts masked, so that similar
 //!   messages share a template and a fingerprint.
 //!
@@ -35,6 +37,7 @@ mod enrich;
 mod enriched;
 mod event;
 mod fields;
+mod fnv;
 mod level;
 mod limits;
 mod rejection;
@@ -46,6 +49,7 @@ pub use enrich::{enrich, RecordMeta, REQUEST_ID_MAX_BYTES};
 pub use enriched::{fingerprint, EnrichedLog, Fingerprint, KafkaCoordinates};
 pub use event::{normalise_timestamp, LogEvent};
 pub use fields::{HostName, Message, ServiceName, SpanId, TraceId};
+pub use fnv::{fnv1a_64, Fnv1a64};
 pub use level::Level;
 pub use limits::Limits;
 pub use rejection::{Rejection, ECHO_MAX_CHARS};

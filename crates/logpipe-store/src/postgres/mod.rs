@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use logpipe_model::EnrichedLog;
+use logpipe_model::{EnrichedLog, Fnv1a64};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
@@ -174,12 +174,10 @@ impl Sql {
 
 /// A stable 64-bit key for the schema (FNV-1a): the same in every process and every build.
 fn lock_key(schema: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in "logpipe-store:".bytes().chain(schema.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+    let mut hasher = Fnv1a64::new();
+    hasher.write(b"logpipe-store:");
+    hasher.write(schema.as_bytes());
+    hasher.finish() as i64
 }
 
 /// The PostgreSQL backend of [`LogStore`](crate::LogStore). Cheap to clone.
@@ -336,5 +334,8 @@ mod tests {
     fn lock_keys_differ_per_schema_and_are_stable() {
         assert_ne!(lock_key("public"), lock_key("t_1"));
         assert_eq!(lock_key("public"), lock_key("public"));
+        // Fixed: processes of different releases migrating the same schema must take the same
+        // lock. FNV-1a 64 of "logpipe-store:public", computed independently.
+        assert_eq!(lock_key("public"), -7_109_939_689_728_538_052);
     }
 }
