@@ -136,7 +136,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such route; see the README for the API",
+            "no such route; see docs/api.md for the API",
         )
     }
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics. Each role registers its own families into one shared [`Registry`]
 //! (`GatewayMetrics::register`, `ProducerMetrics::register`), and every HTTP listener serves the
-//! whole registry at `/metrics`. Names are stable and listed in the README; labels stay
+//! whole registry at `/metrics`. Names are stable and listed in docs/operations.md (Metrics); labels stay
 //! low-cardinality (route templates, status codes, reason codes; never ids or raw paths).
 
 use std::sync::Arc;

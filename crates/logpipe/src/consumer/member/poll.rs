@@ -129,7 +129,8 @@ fn fetched(ctx: &MemberContext, message: &BorrowedMessage<'_>) -> Fetched {
         partition: message.partition(),
         offset: message.offset(),
         lane_hash: match message.key() {
-            Some(key) => hash_key(key),
+            // FNV-1a: stable and cheap; only used to spread keys over workers.
+            Some(key) => logpipe_model::fnv1a_64(key),
             None => message.offset() as u64,
         },
         key: message.key().map(<[u8]>::to_vec),
@@ -140,14 +141,4 @@ fn fetched(ctx: &MemberContext, message: &BorrowedMessage<'_>) -> Fetched {
         replay_count,
         fetched_at: Instant::now(),
     }
-}
-
-/// FNV-1a: stable and cheap; only used to spread keys over workers.
-fn hash_key(key: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
