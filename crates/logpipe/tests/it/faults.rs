@@ -1,4 +1,4 @@
-//! Faults (issue 7, items 3 and 4): broker faults injected through the embedded mock cluster
+//! Faults: broker faults injected through the embedded mock cluster
 //! (request errors on Produce, Fetch, OffsetCommit, JoinGroup; the broker down and back) leave
 //! every acknowledged event stored exactly once with exact aggregates; 10,000 malformed HTTP
 //! requests are all answered 4xx with bounded memory; 1,000 poison records produced straight to
