@@ -18,7 +18,14 @@ pub struct Fetched {
     /// Hash of the record key, to keep one key on one worker (records without a key spread by
     /// offset).
     pub lane_hash: u64,
-    /// The record key as it was (kept for the dead-letter topic).
+    pub fetched_at: Instant,
+    pub raw: Raw,
+}
+
+/// The record as it was in Kafka: what the pipeline decodes, and what a dead-letter record
+/// carries unchanged.
+#[derive(Debug, Clone)]
+pub struct Raw {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub timestamp_ms: Option<i64>,
@@ -26,7 +33,6 @@ pub struct Fetched {
     pub request_id_header: Option<Vec<u8>>,
     /// Times `logpipe dlq replay` has republished this record (its `logpipe-replay-count`).
     pub replay_count: u32,
-    pub fetched_at: Instant,
 }
 
 impl Fetched {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::CommitQueue;
 use super::context::MemberContext;
-use crate::consumer::handoff::{Fetched, Finals, Input};
+use crate::consumer::handoff::{Fetched, Finals, Input, Raw};
 use crate::kafka::headers;
 
 /// How long the poll thread waits for room in the pipeline before pausing partitions.
@@ -133,12 +133,14 @@ fn fetched(ctx: &MemberContext, message: &BorrowedMessage<'_>) -> Fetched {
             Some(key) => logpipe_model::fnv1a_64(key),
             None => message.offset() as u64,
         },
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-        timestamp_ms: message.timestamp().to_millis(),
-        ingest_header,
-        request_id_header,
-        replay_count,
         fetched_at: Instant::now(),
+        raw: Raw {
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            timestamp_ms: message.timestamp().to_millis(),
+            ingest_header,
+            request_id_header,
+            replay_count,
+        },
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use logpipe_model::{enrich, LogEvent, RecordMeta};
 
-use super::item::{Item, Prepared, Raw};
+use super::item::{Item, Prepared};
 use super::Deps;
 use crate::consumer::handoff::Fetched;
 
@@ -65,7 +65,7 @@ fn decode_lane(
 ) -> Vec<Item> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let payload = record.payload.as_deref().unwrap_or_default();
+        let payload = record.raw.payload.as_deref().unwrap_or_default();
         // A panic in decode or enrich is a bug, but it must cost one record (sent to the DLQ
         // with its reason), not the batch or the task.
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -74,9 +74,9 @@ fn decode_lane(
                     topic: &record.topic,
                     partition: record.partition,
                     offset: record.offset,
-                    kafka_timestamp_ms: record.timestamp_ms,
-                    ingest_header: record.ingest_header.as_deref(),
-                    request_id_header: record.request_id_header.as_deref(),
+                    kafka_timestamp_ms: record.raw.timestamp_ms,
+                    ingest_header: record.raw.ingest_header.as_deref(),
+                    request_id_header: record.raw.request_id_header.as_deref(),
                 };
                 enrich(event, &meta, tags, now)
             })
@@ -103,16 +103,9 @@ fn decode_lane(
             tp,
             offset: record.offset,
             epoch: 0,
-            key: record.key.as_ref().map(|_| record.lane_hash),
+            key: record.raw.key.as_ref().map(|_| record.lane_hash),
             fetched_at: record.fetched_at,
-            raw: Raw {
-                key: record.key,
-                payload: record.payload,
-                timestamp_ms: record.timestamp_ms,
-                ingest_header: record.ingest_header,
-                request_id_header: record.request_id_header,
-                replay_count: record.replay_count,
-            },
+            raw: record.raw,
             log,
             poison,
             failure: None,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use logpipe_model::EnrichedLog;
 
-use crate::consumer::handoff::Epoch;
+use crate::consumer::handoff::{Epoch, Raw};
 use crate::consumer::offsets::Tp;
 
 /// One record from fetch to outcome.
@@ -25,16 +25,6 @@ pub(super) struct Item {
     /// rare, and an `Item` is moved several times on the hot path (smaller is faster).
     pub poison: Option<Box<(String, String)>>,
     pub failure: Option<Box<Failure>>,
-}
-
-/// The record as it was in Kafka, kept for the dead-letter topic.
-pub(super) struct Raw {
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    pub timestamp_ms: Option<i64>,
-    pub ingest_header: Option<Vec<u8>>,
-    pub request_id_header: Option<Vec<u8>>,
-    pub replay_count: u32,
 }
 
 /// Where a failed record is retried from.
