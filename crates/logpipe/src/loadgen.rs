@@ -9,7 +9,6 @@
 //! stamps them on receipt), so reuse costs nothing in realism and keeps the generator's CPU off a
 //! machine it shares with the system under test.
 
-use crate::telemetry::prom_text::{bucket_delta, quantile, Samples};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +23,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
+
+use crate::telemetry::stats::{stats_url, ConsumerSnapshot};
 
 /// What to send, how fast, for how long.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,9 +59,9 @@ pub struct LoadgenArgs {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, env = "LOGPIPE_LOADGEN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Consumer metrics to read progress and end-to-end latency from (default: the target's
-    /// `/metrics`, which has them under `logpipe run`; in split mode pass the consumer's, e.g.
-    /// http://127.0.0.1:8082/metrics). `none` skips it.
+    /// The consumer to read progress and end-to-end latency from, by its metrics URL: its
+    /// `/stats` beside it is read (default: the target's, which has them under `logpipe run`; in
+    /// split mode pass the consumer's, e.g. http://127.0.0.1:8082/metrics). `none` skips it.
     #[arg(long, value_name = "URL")]
     pub metrics_url: Option<String>,
     /// After sending, wait up to this long for the consumer to store what was accepted.
@@ -94,7 +95,7 @@ pub struct Report {
     pub consumer: Option<ConsumerSide>,
 }
 
-/// The consumer's side of a run, read from its `/metrics` before and after.
+/// The consumer's side of a run, read from its `/stats` before and after.
 #[derive(Debug, Default, Serialize)]
 pub struct ConsumerSide {
     pub metrics_url: String,
@@ -107,26 +108,10 @@ pub struct ConsumerSide {
     pub e2e_latency_ms: Option<Percentiles>,
 }
 
-/// A snapshot of the consumer metrics loadgen reads.
-struct ConsumerSnapshot {
-    stored: f64,
-    dead_lettered: f64,
-    e2e: Vec<(f64, f64)>,
-}
-
-const E2E: &str = "log_consumer_end_to_end_latency_seconds";
-
+/// The consumer's figures now, from its `/stats` (beside `url`, its `/metrics`).
 async fn consumer_snapshot(client: &reqwest::Client, url: &str) -> Option<ConsumerSnapshot> {
-    let text = client.get(url).send().await.ok()?.text().await.ok()?;
-    let samples = Samples::parse(&text);
-    if !samples.has("log_consumer_success_total") {
-        return None;
-    }
-    Some(ConsumerSnapshot {
-        stored: samples.sum("log_consumer_success_total"),
-        dead_lettered: samples.sum("log_consumer_dlq_records_total"),
-        e2e: samples.buckets(E2E),
-    })
+    let response = client.get(stats_url(url)).send().await.ok()?;
+    response.error_for_status().ok()?.json().await.ok()
 }
 
 /// Waits (up to `settle`) until the consumer stored what was accepted, then measures.
@@ -140,16 +125,17 @@ async fn consumer_side(
 ) -> Option<ConsumerSide> {
     let deadline = Instant::now() + settle;
     let mut after = consumer_snapshot(client, url).await?;
-    while ((after.stored - before.stored) as u64) < accepted && Instant::now() < deadline {
+    let stored = |after: &ConsumerSnapshot| after.stored.saturating_sub(before.stored);
+    while stored(&after) < accepted && Instant::now() < deadline {
         progress.set_message(format!(
             "waiting for the consumer: {} / {accepted} stored",
-            (after.stored - before.stored) as u64
+            stored(&after)
         ));
         tokio::time::sleep(Duration::from_millis(250)).await;
         after = consumer_snapshot(client, url).await?;
     }
-    let delta = bucket_delta(&before.e2e, &after.e2e);
-    let q = |p| quantile(p, &delta).map(|s| s * 1000.0);
+    let run = after.e2e_latency.since(&before.e2e_latency);
+    let q = |p| run.quantile(p).map(|s| s * 1000.0);
     let e2e_latency_ms = match (q(0.5), q(0.95), q(0.99)) {
         (Some(p50), Some(p95), Some(p99)) => Some(Percentiles {
             p50,
@@ -161,8 +147,10 @@ async fn consumer_side(
     };
     Some(ConsumerSide {
         metrics_url: url.to_string(),
-        stored: (after.stored - before.stored).max(0.0) as u64,
-        dead_lettered: (after.dead_lettered - before.dead_lettered).max(0.0) as u64,
+        stored: stored(&after),
+        dead_lettered: after
+            .dead_lettered_total()
+            .saturating_sub(before.dead_lettered_total()),
         e2e_latency_ms,
     })
 }

@@ -1,9 +1,14 @@
 //! The consumer's metrics: the Prometheus families every member and pipeline updates
-//! ([`ConsumerMetrics`], served at `/metrics`), and the figures the demo reads in-process
-//! ([`ConsumerStats`]).
+//! ([`ConsumerMetrics`], served at `/metrics`), the same figures as typed data
+//! ([`ConsumerMetrics::snapshot`], served at `/stats` by [`stats_routes`]), and the figures the
+//! demo reads in-process ([`ConsumerStats`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use axum::routing::get;
+use axum::{Json, Router};
 
 use hdrhistogram::Histogram as Hdr;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,7 +18,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::telemetry::buckets::ReadableHistogram;
 use crate::telemetry::metrics::{e2e_histogram, latency_histogram, size_histogram, ReasonLabels};
+use crate::telemetry::stats::{ConsumerSnapshot, PartitionLag, STATS_PATH};
+
+/// Rebalance kinds, dependencies behind a circuit, and dead-letter classes: every one exists from
+/// the start, so `rate()` sees the first event and the snapshot lists it at zero.
+const REBALANCE_KINDS: [&str; 3] = ["assign", "revoke", "error"];
+const DEPENDENCIES: [&str; 3] = ["store", "aggregates", "dlq"];
+const DLQ_CLASSES: [&str; 2] = ["poison", "exhausted"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -58,7 +71,7 @@ pub struct ConsumerMetrics {
     pub batch_size: Histogram,
     pub store_seconds: Histogram,
     pub aggregate_seconds: Histogram,
-    pub e2e_latency: Histogram,
+    pub e2e_latency: ReadableHistogram,
     pub rebalances: Family<KindLabels, Counter>,
     pub commits: Family<ResultLabels, Counter>,
     pub outages: Family<DependencyLabels, Counter>,
@@ -71,6 +84,15 @@ pub struct ConsumerMetrics {
     pub lag_max: Family<MemberLabels, Gauge>,
     pub partition_lag: Family<PartitionLabels, Gauge>,
     pub assigned: Gauge,
+    /// The label sets of `failed` and `partition_lag` seen so far (`prometheus_client` cannot
+    /// list a family's series), for [`snapshot`](Self::snapshot).
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    reasons: std::collections::BTreeSet<String>,
+    partitions: std::collections::BTreeSet<(String, i32)>,
 }
 
 impl ConsumerMetrics {
@@ -96,14 +118,15 @@ impl ConsumerMetrics {
             lag_max: Family::default(),
             partition_lag: Family::default(),
             assigned: Gauge::default(),
+            seen: Arc::default(),
         };
-        for kind in ["assign", "revoke", "error"] {
+        for kind in REBALANCE_KINDS {
             m.rebalance_count(kind);
         }
-        for dependency in ["store", "aggregates", "dlq"] {
+        for dependency in DEPENDENCIES {
             m.circuit(dependency, 0);
         }
-        for class in ["poison", "exhausted"] {
+        for class in DLQ_CLASSES {
             let _ = m.dead_letters.get_or_create(&ClassLabels {
                 class: class.into(),
             });
@@ -232,6 +255,7 @@ impl ConsumerMetrics {
     }
 
     pub fn failed(&self, reason: &str) {
+        self.seen().reasons.insert(reason.into());
         self.failed
             .get_or_create(&ReasonLabels {
                 reason: reason.into(),
@@ -272,6 +296,7 @@ impl ConsumerMetrics {
     }
 
     pub fn set_partition_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.seen().partitions.insert((topic.into(), partition));
         self.partition_lag
             .get_or_create(&PartitionLabels {
                 topic: topic.into(),
@@ -281,6 +306,7 @@ impl ConsumerMetrics {
     }
 
     pub fn forget_partition(&self, topic: &str, partition: i32) {
+        self.seen().partitions.remove(&(topic.into(), partition));
         self.partition_lag.remove(&PartitionLabels {
             topic: topic.into(),
             partition,
@@ -294,6 +320,99 @@ impl ConsumerMetrics {
             })
             .set(lag);
     }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The figures now, read from the metric handles.
+    pub fn snapshot(&self) -> ConsumerSnapshot {
+        let (reasons, partitions) = {
+            let seen = self.seen();
+            (seen.reasons.clone(), seen.partitions.clone())
+        };
+        let failed_by_reason = counters(
+            &self.failed,
+            reasons
+                .into_iter()
+                .map(|r| (r.clone(), ReasonLabels { reason: r }))
+                .collect::<Vec<_>>(),
+        );
+        let dead_lettered = counters(
+            &self.dead_letters,
+            DLQ_CLASSES
+                .map(|c| (c.to_string(), ClassLabels { class: c.into() }))
+                .into(),
+        );
+        let rebalances = counters(
+            &self.rebalances,
+            REBALANCE_KINDS
+                .map(|k| (k.to_string(), KindLabels { kind: k.into() }))
+                .into(),
+        );
+        let partition_lag = partitions
+            .into_iter()
+            .filter_map(|(topic, partition)| {
+                let labels = PartitionLabels {
+                    topic: topic.clone(),
+                    partition,
+                };
+                let lag = self.partition_lag.get(&labels)?.get();
+                Some(PartitionLag {
+                    topic,
+                    partition,
+                    lag,
+                })
+            })
+            .collect();
+        let circuits = DEPENDENCIES
+            .map(|d| {
+                let labels = DependencyLabels {
+                    dependency: d.into(),
+                };
+                (
+                    d.to_string(),
+                    self.circuits.get(&labels).map_or(0, |g| g.get()),
+                )
+            })
+            .into();
+        ConsumerSnapshot {
+            stored: self.success.get(),
+            duplicates: self.duplicates.get(),
+            retries: self.retries.get(),
+            failed_by_reason,
+            dead_lettered,
+            rebalances,
+            assigned_partitions: self.assigned.get(),
+            partition_lag,
+            circuits,
+            e2e_latency: self.e2e_latency.buckets(),
+        }
+    }
+}
+
+/// The counts of `family` for the given label sets, by name.
+fn counters<S>(family: &Family<S, Counter>, keys: Vec<(String, S)>) -> BTreeMap<String, u64>
+where
+    S: Clone + std::hash::Hash + Eq,
+{
+    keys.into_iter()
+        .map(|(name, labels)| {
+            let n = family.get(&labels).map_or(0, |c| c.get());
+            (name, n)
+        })
+        .collect()
+}
+
+/// `GET /stats`: [`ConsumerMetrics::snapshot`] as JSON, beside `/metrics`.
+pub fn stats_routes(metrics: ConsumerMetrics) -> Router {
+    Router::new().route(
+        STATS_PATH,
+        get(move || {
+            let snapshot = metrics.snapshot();
+            async move { Json(snapshot) }
+        }),
+    )
 }
 
 /// Figures the demo and the stats API read in-process.
