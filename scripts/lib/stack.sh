@@ -28,6 +28,8 @@ LOGPIPE_STACK_SH_LOADED=1
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
 # shellcheck source=scripts/lib/kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+# shellcheck source=scripts/lib/metrics.sh
+source "$(dirname "${BASH_SOURCE[0]}")/metrics.sh"
 
 RATE=${RATE:-500}
 BATCH=${BATCH:-10}
@@ -263,29 +265,6 @@ term_wait() {
     forget "$pid"
 }
 
-# wait_ready URL PID WHAT LOG [TIMEOUT]: until URL/health/ready answers 2xx.
-wait_ready() {
-    local url=$1 pid=$2 what=$3 log=$4 timeout_s=${5:-60} t0=$SECONDS
-    until curl -sf --max-time 2 "$url/health/ready" >/dev/null 2>&1; do
-        kill -0 "$pid" 2>/dev/null || die "$what (pid $pid) exited while starting" "$log"
-        ((SECONDS - t0 < timeout_s)) || die "$what not ready at $url after ${timeout_s}s" "$log"
-        sleep 0.1
-    done
-}
-
-# metric URL NAME: the sum of a metric's samples (all label sets); empty if unreachable/absent.
-metric() {
-    curl -s --max-time 2 "$1/metrics" 2>/dev/null |
-        awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2; k++} END {if (k) printf "%.0f\n", s}' || true
-}
-
-# metric_labels URL NAME LABEL: "value=sample" per line for a labelled metric.
-metric_labels() {
-    curl -s --max-time 2 "$1/metrics" 2>/dev/null |
-        awk -v n="$2" -v l="$3" 'index($1, n "{") == 1 {
-            if (match($1, l "=\"[^\"]*\"")) { v = substr($1, RSTART + length(l) + 2, RLENGTH - length(l) - 3); print v "=" $2 } }' || true
-}
-
 # start_producer LOG: sets PRODUCER_PID, PRODUCER_URL (port kept across restarts in PRODUCER_PORT).
 start_producer() {
     local log=$1
@@ -293,7 +272,7 @@ start_producer() {
     spawn producer "$log" "$BIN" --config "$PH_CONFIG" producer --listen "127.0.0.1:$PRODUCER_PORT"
     PRODUCER_PID=$SPAWNED_PID
     PRODUCER_URL="http://127.0.0.1:$PRODUCER_PORT"
-    wait_ready "$PRODUCER_URL" "$PRODUCER_PID" "logpipe producer" "$log" 60
+    wait_ready "$PRODUCER_URL" "$PRODUCER_PID" "logpipe producer" 60 || die "logpipe producer did not start" "$log"
 }
 
 # start_gateway LOG: sets GATEWAY_PID, GATEWAY_URL (port kept in GATEWAY_PORT). No stores: the
@@ -305,7 +284,7 @@ start_gateway() {
         --producer-url "$PRODUCER_URL"
     GATEWAY_PID=$SPAWNED_PID
     GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
-    wait_ready "$GATEWAY_URL" "$GATEWAY_PID" "logpipe gateway" "$log" 60
+    wait_ready "$GATEWAY_URL" "$GATEWAY_PID" "logpipe gateway" 60 || die "logpipe gateway did not start" "$log"
 }
 
 # start_consumer NAME PORT LOG: a `logpipe consumer` process of the phase's group, not waited for.
