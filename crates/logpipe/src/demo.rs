@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-
 use crate::app::{App, Roles};
+use crate::commands::new_table;
 use crate::config::Config;
 use crate::loadgen::{self, LoadgenArgs};
 
@@ -113,10 +112,7 @@ pub async fn run(
         .map(|s| s.all_time.total)
         .unwrap_or(0);
     let (p50, p95, p99) = stats.latency_ms().unwrap_or_default();
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(vec!["DEMO SUMMARY", "VALUE"]);
+    let mut table = new_table(&["DEMO SUMMARY", "VALUE"]);
     for (k, v) in [
         ("events sent", report.events_sent.to_string()),
         (

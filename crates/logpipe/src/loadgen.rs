@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
@@ -24,6 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
 
+use crate::commands::new_table;
 use crate::telemetry::stats::{stats_url, ConsumerSnapshot};
 
 /// What to send, how fast, for how long.
@@ -450,10 +450,7 @@ fn progress_bar(duration: Duration, hidden: bool) -> ProgressBar {
 }
 
 fn print_report(args: &LoadgenArgs, r: &Report) {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(vec!["METRIC", "VALUE"]);
+    let mut table = new_table(&["METRIC", "VALUE"]);
     let rate = if args.rate == 0 {
         "unlimited".to_string()
     } else {
