@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use crate::app::{App, Roles};
 use crate::commands::new_table;
 use crate::config::Config;
+use crate::http::wait_ready;
 use crate::loadgen::{self, LoadgenArgs};
 
 /// Demo options.
@@ -46,7 +49,9 @@ pub async fn run(
         .consumer_stats
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the demo has no consumer"))?;
-    wait_ready(&base).await?;
+    wait_ready(&base, Duration::from_secs(30))
+        .await
+        .context("the pipeline did not start")?;
     // Traffic starts once the consumer owns its partitions, so the first events do not wait
     // for the group to form.
     let joined = Instant::now() + Duration::from_secs(30);
@@ -169,22 +174,5 @@ fn local(addr: std::net::SocketAddr) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
-    }
-}
-
-async fn wait_ready(base: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the pipeline did not become ready within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
