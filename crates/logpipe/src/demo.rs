@@ -78,6 +78,8 @@ pub async fn run(
         // The demo reads the consumer's figures in-process.
         metrics_url: Some("none".into()),
         settle: Duration::ZERO,
+        request_timeout: Duration::from_secs(30),
+        marked: Default::default(),
         json: false,
         quiet: true,
     }));
