@@ -39,7 +39,7 @@ pub enum Roles {
     Gateway,
     /// `logpipe producer`: the producer service's internal endpoint.
     Producer,
-    /// `logpipe consumer`: consumer group members, health and metrics on :8082.
+    /// `logpipe consumer`: consumer group members; health, `/metrics` and `/stats` on :8082.
     Consumer,
     /// `logpipe run`: everything in one process; the gateway calls the producer in-process.
     All,
