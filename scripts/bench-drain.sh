@@ -24,6 +24,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/kafka.sh
 source scripts/lib/kafka.sh
+# shellcheck source=scripts/lib/metrics.sh
+source scripts/lib/metrics.sh
 
 EVENTS=${EVENTS:-1000000}
 ARTIFACTS="$REPO_ROOT/artifacts/bench-drain"
@@ -83,21 +85,13 @@ done
 export LOGPIPE_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
 COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
 
-wait_ready() {
-    local url=$1 deadline=$((SECONDS + 60))
-    until curl -sf "$url/health/ready" >/dev/null; do
-        ((SECONDS < deadline)) || { echo "not ready: $url"; exit 1; }
-        sleep 0.2
-    done
-}
-
 echo "==> loading $EVENTS events into $RUN-logs through producer + gateway"
 PP=$(free_port 18581); GP=$(free_port 18580)
 "$BIN" producer "${COMMON[@]}" --listen "127.0.0.1:$PP" >"$ARTIFACTS/producer.log" 2>&1 &
 PIDS+=($!); PRODUCER_PID=$!
 "$BIN" gateway "${COMMON[@]}" --listen "127.0.0.1:$GP" --producer-url "http://127.0.0.1:$PP" >"$ARTIFACTS/gateway.log" 2>&1 &
 PIDS+=($!); GATEWAY_PID=$!
-wait_ready "http://127.0.0.1:$GP"
+wait_ready "http://127.0.0.1:$GP" "$GATEWAY_PID" "logpipe gateway" 60 || exit 1
 "$BIN" loadgen --target "http://127.0.0.1:$GP" --rate 0 --duration 10m --total "$EVENTS" --batch 1000 --services 50 --concurrency 16 \
     | tee "$ARTIFACTS/load.txt" | grep -E "accepted|throughput"
 stop_pid "$GATEWAY_PID" 10; stop_pid "$PRODUCER_PID" 10
@@ -122,9 +116,11 @@ cpu_nodes() { local p; for p in "${NODE_PIDS[@]}"; do cpu_pid "$p"; done; }
 # "stored skipped" from one scrape of the consumer's metrics: records stored and counted, and
 # offsets the consumer saw skipped by the broker (never stored; none expected on Apache Kafka).
 progress() {
-    { curl -s "http://127.0.0.1:$CP/metrics" || true; } | awk '
-        /^log_consumer_success_total/ {n = $2} /^log_consumer_skipped_offsets_total/ {s = $2}
-        END {printf "%d %d\n", n, s}'
+    local text n s
+    text=$(curl -s "http://127.0.0.1:$CP/metrics" || true)
+    n=$(prom_sum log_consumer_success_total <<<"$text")
+    s=$(prom_sum log_consumer_skipped_offsets_total <<<"$text")
+    echo "${n:-0} ${s:-0}"
 }
 start_t=""; done_n=0
 deadline=$((SECONDS + 900))
@@ -171,16 +167,16 @@ RSS=$(awk '/VmHWM/ {print $2}' "/proc/$CONSUMER_PID/status")
 # Where the write stage's time went: rounds, records per batch, and the time per round spent in
 # the store (COPY) and in the aggregates (Redis), from the consumer's own histograms.
 curl -s "http://127.0.0.1:$CP/metrics" >"$ARTIFACTS/consumer-metrics.txt" || true
-WRITER=$(awk '
-    /^log_consumer_store_write_seconds_sum/ {ss = $2} /^log_consumer_store_write_seconds_count/ {sc = $2}
-    /^log_consumer_aggregate_write_seconds_sum/ {as = $2} /^log_consumer_aggregate_write_seconds_count/ {ac = $2}
-    /^log_consumer_batch_size_sum/ {bs = $2} /^log_consumer_batch_size_count/ {bc = $2}
+# "sum count" of each histogram, then the arithmetic.
+hist() { echo "$(prom_sum "$1_sum" <"$ARTIFACTS/consumer-metrics.txt") $(prom_sum "$1_count" <"$ARTIFACTS/consumer-metrics.txt")"; }
+WRITER=$(echo "$(hist log_consumer_store_write_seconds) $(hist log_consumer_aggregate_write_seconds) $(hist log_consumer_batch_size)" | awk '
+    NF == 6 {ss = $1; sc = $2; as = $3; ac = $4; bs = $5; bc = $6}
     END {
         if (sc > 0 && ac > 0 && bc > 0)
             printf "%d store rounds, mean %.1f ms (%.1f s in all); %d aggregate updates, mean %.1f ms (%.1f s); %d batches of %.0f records on average", sc, 1000 * ss / sc, ss, ac, 1000 * as / ac, as, bc, bs / bc
         else
             print "(no write-stage histograms read)"
-    }' "$ARTIFACTS/consumer-metrics.txt")
+    }')
 stop_pid "$CONSUMER_PID" 20
 DRAIN_S=$(echo "$end_t - $start_t" | bc -l)
 DRAIN_RATE=$(echo "($done_n - $start_n) / $DRAIN_S" | bc -l)
@@ -200,7 +196,7 @@ echo
 printf '%-44s %s\n' "machine" "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 printf '%-44s %s\n' "events in the backlog (accepted)" "$ACCEPTED"
 printf '%-44s %s\n' "rows stored / duplicate rows" "$ROWS / $DUPES"
-printf '%-44s %s\n' "offsets the broker skipped" "$(awk '/^log_consumer_skipped_offsets_total/ {printf "%d", $2}' "$ARTIFACTS/consumer-metrics.txt")"
+printf '%-44s %s\n' "offsets the broker skipped" "$(prom_sum log_consumer_skipped_offsets_total <"$ARTIFACTS/consumer-metrics.txt")"
 printf '%-44s %s\n' "events counted in Redis" "${COUNTED:-0}"
 printf '%-44s %.1f s\n' "drain time (first to last record)" "$DRAIN_S"
 printf '%-44s %.0f events/s\n' "drain rate, one consumer instance" "$DRAIN_RATE"

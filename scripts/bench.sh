@@ -70,6 +70,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/kafka.sh
 source scripts/lib/kafka.sh
+# shellcheck source=scripts/lib/metrics.sh
+source scripts/lib/metrics.sh
 
 SMOKE=${SMOKE:-0}
 if [[ "$SMOKE" == 1 ]]; then
@@ -271,28 +273,19 @@ fi
 # -------------------------------------------------------------------------------------------------
 # 2. End to end
 
-# wait_ready URL PID WHAT LOG: until URL/health/ready answers 2xx; dies (showing LOG) if the
-# process exits or takes over 60 s.
-wait_ready() {
-    local url=$1 pid=$2 what=$3 log=$4 deadline=$((SECONDS + 60))
-    until curl -sf "$url/health/ready" >/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$log" >&2
-            die "$what exited at start (log: $log)"
-        fi
-        if ((SECONDS >= deadline)); then
-            tail -n 20 "$log" >&2
-            die "$what not ready after 60 s at $url (log: $log)"
-        fi
-        sleep 0.2
-    done
+# ready_or_die URL PID WHAT LOG: wait_ready (60 s), or die showing the end of LOG.
+ready_or_die() {
+    wait_ready "$1" "$2" "$3" 60 && return 0
+    tail -n 20 "$4" >&2
+    die "$3 did not start (log: $4)"
 }
 
 # wait_assigned METRICS_URL: until the consumer group has its partitions.
 wait_assigned() {
     local url=$1 deadline=$((SECONDS + 60)) n
     while :; do
-        n=$({ curl -sf "$url" || true; } | awk '$1 ~ /^log_consumer_assigned_partitions/ {s += $2} END {print s + 0}')
+        n=$({ curl -sf "$url" || true; } | prom_sum log_consumer_assigned_partitions)
+        n=${n:-0}
         ((n > 0)) && return 0
         ((SECONDS < deadline)) || die "the consumer got no partitions within 60 s ($url)"
         sleep 0.5
@@ -304,8 +297,8 @@ wait_assigned() {
 sampler() {
     local acc_url=$1 stored_url=$2 out=$3 a s
     while :; do
-        a=$(curl -s --max-time 1 "$acc_url" | awk '$1 ~ /^gateway_events_accepted_total/ {s += $2; n++} END {if (n) printf "%.0f", s}') || true
-        s=$(curl -s --max-time 1 "$stored_url" | awk '$1 ~ /^log_consumer_success_total/ {s += $2; n++} END {if (n) printf "%.0f", s}') || true
+        a=$({ curl -s --max-time 1 "$acc_url" || true; } | prom_sum gateway_events_accepted_total)
+        s=$({ curl -s --max-time 1 "$stored_url" || true; } | prom_sum log_consumer_success_total)
         [[ -n "$a" && -n "$s" ]] && echo "$(date +%s.%N) $a $s" >>"$out"
         sleep 1
     done
@@ -340,7 +333,7 @@ start_stack() {
         pid=$!
         PIDS+=("$pid")
         STEP_PROCS+=("producer $pid")
-        wait_ready "http://127.0.0.1:$pport" "$pid" "logpipe producer" "$log-producer.log"
+        ready_or_die "http://127.0.0.1:$pport" "$pid" "logpipe producer" "$log-producer.log"
         gport=$(free_port 18680)
         cport=$(free_port 18682)
         env "$kafka" "${names[@]}" "$BIN" gateway --listen "127.0.0.1:$gport" --producer-url "http://127.0.0.1:$pport" \
@@ -354,8 +347,8 @@ start_stack() {
         pid=$!
         PIDS+=("$pid")
         STEP_PROCS+=("consumer $pid")
-        wait_ready "http://127.0.0.1:$gport" "${STEP_PROCS[2]#* }" "logpipe gateway" "$log-gateway.log"
-        wait_ready "http://127.0.0.1:$cport" "$pid" "logpipe consumer" "$log-consumer.log"
+        ready_or_die "http://127.0.0.1:$gport" "${STEP_PROCS[2]#* }" "logpipe gateway" "$log-gateway.log"
+        ready_or_die "http://127.0.0.1:$cport" "$pid" "logpipe consumer" "$log-consumer.log"
         GATEWAY="http://127.0.0.1:$gport"
         ACC_METRICS="$GATEWAY/metrics"
         STORED_METRICS="http://127.0.0.1:$cport/metrics"
@@ -373,7 +366,7 @@ start_stack() {
         PIDS+=("$pid")
         STEP_PROCS+=("run $pid")
         GATEWAY="http://127.0.0.1:$gport"
-        wait_ready "$GATEWAY" "$pid" "logpipe run" "$log-run.log"
+        ready_or_die "$GATEWAY" "$pid" "logpipe run" "$log-run.log"
         ACC_METRICS="$GATEWAY/metrics"
         STORED_METRICS="$GATEWAY/metrics"
         STEP_METRICS=("run $GATEWAY/metrics")
@@ -555,13 +548,13 @@ if [[ "$INGEST_EVENTS" != 0 ]]; then
         >"$log-producer.log" 2>&1 &
     ingest_ppid=$!
     PIDS+=("$ingest_ppid")
-    wait_ready "http://127.0.0.1:$pport" "$ingest_ppid" "logpipe producer" "$log-producer.log"
+    ready_or_die "http://127.0.0.1:$pport" "$ingest_ppid" "logpipe producer" "$log-producer.log"
     gport=$(free_port 18680)
     env "LOGPIPE_KAFKA_BROKERS=$KAFKA_BOOTSTRAP" "${topics[@]}" "$BIN" gateway --listen "127.0.0.1:$gport" \
         --producer-url "http://127.0.0.1:$pport" >"$log-gateway.log" 2>&1 &
     ingest_gpid=$!
     PIDS+=("$ingest_gpid")
-    wait_ready "http://127.0.0.1:$gport" "$ingest_gpid" "logpipe gateway" "$log-gateway.log"
+    ready_or_die "http://127.0.0.1:$gport" "$ingest_gpid" "logpipe gateway" "$log-gateway.log"
     # Warm-up (connections, metadata), not measured; then as fast as the requests in flight allow.
     "$BIN" loadgen --target "http://127.0.0.1:$gport" --metrics-url none --rate 1000 --total 500 --batch 50 \
         --duration 10s --json >"$log-warmup.json" 2>>"$log-loadgen.err" || die "ingest: warm-up load failed; see $log-*"

@@ -138,7 +138,7 @@ run_scenario() {
     start_gateway "$ARTIFACTS/$kind-gateway.log"
     start_consumer consumer "$cport" "$clog"
     local c1_pid=$CONSUMER_PID c2_pid="" c2_url=""
-    wait_ready "$curl_c" "$c1_pid" "logpipe consumer" "$clog" 60
+    wait_ready "$curl_c" "$c1_pid" "logpipe consumer" 60 || die "logpipe consumer did not start" "$clog"
     local t0=$SECONDS
     until [[ "$(metric "$curl_c" log_consumer_assigned_partitions)" == 12 ]]; do
         ((SECONDS - t0 < 60)) || die "the consumer did not get the 12 partitions within 60 s" "$clog"

@@ -95,7 +95,7 @@ run_phase() {
     local clog="$ARTIFACTS/$kind-consumer.log"
     if [[ $kind != consumer ]]; then
         start_consumer consumer "$cport" "$clog"
-        wait_ready "$curl_c" "$CONSUMER_PID" "logpipe consumer" "$clog" 60
+        wait_ready "$curl_c" "$CONSUMER_PID" "logpipe consumer" 60 || die "logpipe consumer did not start" "$clog"
         local t0=$SECONDS
         until [[ "$(assigned "$curl_c")" == 12 ]]; do
             ((SECONDS - t0 < 60)) || die "the consumer did not get the 12 partitions within 60 s" "$clog"
@@ -151,7 +151,7 @@ run_phase() {
     if [[ $kind == consumer ]]; then
         clog="$ARTIFACTS/consumer-consumer-final.log"
         start_consumer consumer "$cport" "$clog"
-        wait_ready "$curl_c" "$CONSUMER_PID" "logpipe consumer" "$clog" 60
+        wait_ready "$curl_c" "$CONSUMER_PID" "logpipe consumer" 60 || die "logpipe consumer did not start" "$clog"
         local t0=$SECONDS
         until [[ "$(assigned "$curl_c")" == 12 ]]; do
             ((SECONDS - t0 < 60)) || die "the last consumer did not get the 12 partitions within 60 s (RDKAFKA_DEBUG=cgrp shows the group protocol)" "$clog" "$KAFKA_DIR"/node-*.log

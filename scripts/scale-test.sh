@@ -149,13 +149,15 @@ sleep 1
 # 1. Three instances.
 phase_begin
 for c in c1 c2 c3; do start_instance "$c"; done
-for c in c1 c2 c3; do wait_ready "${CURL[$c]}" "${CPID[$c]}" "consumer $c" "${CLOG[$c]}" 60; done
+for c in c1 c2 c3; do
+    wait_ready "${CURL[$c]}" "${CPID[$c]}" "consumer $c" 60 || die "consumer $c did not start" "${CLOG[$c]}"
+done
 phase_end "1. c1 c2 c3 start" 3 c1=4 c2=4 c3=4
 
 # 2. A fourth joins.
 phase_begin
 start_instance c4
-wait_ready "${CURL[c4]}" "${CPID[c4]}" "consumer c4" "${CLOG[c4]}" 60
+wait_ready "${CURL[c4]}" "${CPID[c4]}" "consumer c4" 60 || die "consumer c4 did not start" "${CLOG[c4]}"
 phase_end "2. c4 joins" 4 c1=3 c2=3 c3=3 c4=3
 
 # 3. One leaves by SIGTERM: must exit 0.

@@ -92,6 +92,25 @@ wait_for_port() {
     return 1
 }
 
+# wait_ready URL [PID [WHAT [TIMEOUT_SECS]]]: poll until URL/health/ready (every logpipe
+# listener has it) answers 2xx, at most TIMEOUT_SECS (60). With PID, give up early (and fail) if
+# that process exits meanwhile. WHAT names the process in the failure message.
+wait_ready() {
+    local url=$1 pid=${2:-} what=${3:-$1} timeout_s=${4:-60}
+    local deadline=$((SECONDS + timeout_s))
+    until curl -sf --max-time 2 "$url/health/ready" >/dev/null 2>&1; do
+        if [[ -n "$pid" ]] && ! pid_alive "$pid"; then
+            svc_err "$what (pid $pid) exited while starting"
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            svc_err "$what not ready at $url after ${timeout_s}s"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
 # pid_alive PID: true while PID runs (an exited child not yet reaped, a zombie, counts as gone).
 pid_alive() {
     local state

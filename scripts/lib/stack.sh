@@ -2,9 +2,9 @@
 # shellcheck disable=SC2034 # globals set here (CONSUMER_PID, TERM_RC, DRAIN_SECS, V_OK, ...) are read by the scripts
 # Shared helpers of scripts/kill-test.sh, scripts/scale-test.sh and scripts/broker-fault-test.sh:
 # a private Apache Kafka cluster, logpipe processes started in the background and tracked, a
-# bounded-rate load client that records the outcome of every event it sends, and the
-# exactly-once check (PostgreSQL rows by marker, Redis aggregates against the rows). Source it
-# from bash after setting nothing; call `stack_init NAME`.
+# bounded-rate load client (`logpipe loadgen --run`, marked load) that records the outcome of
+# every event it sends, and the exactly-once check (PostgreSQL rows by marker, Redis aggregates
+# against the rows). Source it from bash after setting nothing; call `stack_init NAME`.
 #
 # What a run owns, so it can share the machine with other runs and engineers:
 #   - an Apache Kafka KRaft cluster of KAFKA_NODES nodes (3: replication factor 3,
@@ -28,6 +28,8 @@ LOGPIPE_STACK_SH_LOADED=1
 source "$(dirname "${BASH_SOURCE[0]}")/services.sh"
 # shellcheck source=scripts/lib/kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+# shellcheck source=scripts/lib/metrics.sh
+source "$(dirname "${BASH_SOURCE[0]}")/metrics.sh"
 
 RATE=${RATE:-500}
 BATCH=${BATCH:-10}
@@ -263,29 +265,6 @@ term_wait() {
     forget "$pid"
 }
 
-# wait_ready URL PID WHAT LOG [TIMEOUT]: until URL/health/ready answers 2xx.
-wait_ready() {
-    local url=$1 pid=$2 what=$3 log=$4 timeout_s=${5:-60} t0=$SECONDS
-    until curl -sf --max-time 2 "$url/health/ready" >/dev/null 2>&1; do
-        kill -0 "$pid" 2>/dev/null || die "$what (pid $pid) exited while starting" "$log"
-        ((SECONDS - t0 < timeout_s)) || die "$what not ready at $url after ${timeout_s}s" "$log"
-        sleep 0.1
-    done
-}
-
-# metric URL NAME: the sum of a metric's samples (all label sets); empty if unreachable/absent.
-metric() {
-    curl -s --max-time 2 "$1/metrics" 2>/dev/null |
-        awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2; k++} END {if (k) printf "%.0f\n", s}' || true
-}
-
-# metric_labels URL NAME LABEL: "value=sample" per line for a labelled metric.
-metric_labels() {
-    curl -s --max-time 2 "$1/metrics" 2>/dev/null |
-        awk -v n="$2" -v l="$3" 'index($1, n "{") == 1 {
-            if (match($1, l "=\"[^\"]*\"")) { v = substr($1, RSTART + length(l) + 2, RLENGTH - length(l) - 3); print v "=" $2 } }' || true
-}
-
 # start_producer LOG: sets PRODUCER_PID, PRODUCER_URL (port kept across restarts in PRODUCER_PORT).
 start_producer() {
     local log=$1
@@ -293,7 +272,7 @@ start_producer() {
     spawn producer "$log" "$BIN" --config "$PH_CONFIG" producer --listen "127.0.0.1:$PRODUCER_PORT"
     PRODUCER_PID=$SPAWNED_PID
     PRODUCER_URL="http://127.0.0.1:$PRODUCER_PORT"
-    wait_ready "$PRODUCER_URL" "$PRODUCER_PID" "logpipe producer" "$log" 60
+    wait_ready "$PRODUCER_URL" "$PRODUCER_PID" "logpipe producer" 60 || die "logpipe producer did not start" "$log"
 }
 
 # start_gateway LOG: sets GATEWAY_PID, GATEWAY_URL (port kept in GATEWAY_PORT). No stores: the
@@ -305,7 +284,7 @@ start_gateway() {
         --producer-url "$PRODUCER_URL"
     GATEWAY_PID=$SPAWNED_PID
     GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
-    wait_ready "$GATEWAY_URL" "$GATEWAY_PID" "logpipe gateway" "$log" 60
+    wait_ready "$GATEWAY_URL" "$GATEWAY_PID" "logpipe gateway" 60 || die "logpipe gateway did not start" "$log"
 }
 
 # start_consumer NAME PORT LOG: a `logpipe consumer` process of the phase's group, not waited for.
@@ -326,9 +305,11 @@ load_start() {
     LOAD_SUMMARY="$ARTIFACTS/$label-load-summary.json"
     LOAD_STOP="$ARTIFACTS/$label-load.stop"
     rm -f "$LOAD_STOP"
-    python3 "$ARTIFACTS/load.py" --url "$GATEWAY_URL" --run "$RUN-$label" --rate "$RATE" --batch "$BATCH" \
-        --max-seconds "$max_s" --stop-file "$LOAD_STOP" --out "$LOAD_RESULTS" --progress "$LOAD_PROGRESS" \
-        --partitions 12 >"$LOAD_SUMMARY" 2>"$ARTIFACTS/$label-load.err" &
+    # Eight requests in flight at most, each failed after 20 s without an answer (never retried).
+    "$BIN" loadgen --target "$GATEWAY_URL" --run "$RUN-$label" --rate "$RATE" --batch "$BATCH" \
+        --duration "${max_s}s" --stop-file "$LOAD_STOP" --results "$LOAD_RESULTS" --progress "$LOAD_PROGRESS" \
+        --partitions 12 --concurrency 8 --request-timeout 20s --metrics-url none --settle 0s --json \
+        >"$LOAD_SUMMARY" 2>"$ARTIFACTS/$label-load.err" &
     LOAD_PID=$!
     ST_LOADS+=("$LOAD_PID")
 }
@@ -405,146 +386,14 @@ verify() {
     fi
 }
 
-# The Python parts (stdlib only), written next to the logs at init.
+# The exactly-once check (Python, stdlib only), written next to the logs at init.
 stack_write_python() {
-    cat >"$ARTIFACTS/load.py" <<'PY'
-"""Bounded-rate load client: posts JSON batches to the gateway's /api/v1/logs/batch.
-
-Batch i (events i*B .. i*B+B-1) is due at t0 + i*B/rate; a few threads send due batches, so the
-rate stays bounded whatever the gateway does. Every event's message carries a unique marker
-"[RUN#SEQ]". Each request's outcome is recorded: its HTTP status, or conn:<Exception> when no
-HTTP answer came (refused, reset, timeout). No request is retried, so every event is sent once.
-"""
-import argparse, http.client, json, os, threading, time, urllib.parse, zlib
-
-ap = argparse.ArgumentParser()
-ap.add_argument("--url", required=True)
-ap.add_argument("--run", required=True)
-ap.add_argument("--rate", type=float, required=True)
-ap.add_argument("--batch", type=int, required=True)
-ap.add_argument("--max-seconds", type=float, required=True)
-ap.add_argument("--stop-file", required=True)
-ap.add_argument("--out", required=True)
-ap.add_argument("--progress", required=True)
-ap.add_argument("--partitions", type=int, default=12)
-ap.add_argument("--threads", type=int, default=8)
-a = ap.parse_args()
-u = urllib.parse.urlsplit(a.url)
-
-# Two services per partition (records are keyed by service; librdkafka's default partitioner is
-# CRC-32 of the key modulo the partition count), so every partition gets the same traffic.
-services, per = [], {}
-i = 0
-while len(services) < 2 * a.partitions:
-    name = f"svc-{i:03d}"
-    p = zlib.crc32(name.encode()) % a.partitions
-    if per.get(p, 0) < 2:
-        per[p] = per.get(p, 0) + 1
-        services.append(name)
-    i += 1
-levels = ["INFO", "WARN", "ERROR", "DEBUG", "INFO", "INFO"]
-
-lock = threading.Lock()
-state = {"next": 0, "stop": False, "done": False, "sent": 0, "ok": 0}
-results = []
-t0 = time.monotonic()
-
-
-def body(first):
-    return json.dumps([{"service": services[s % len(services)], "level": levels[(s // 7) % len(levels)],
-                        "message": f"kill-test event {s} [{a.run}#{s}]"}
-                       for s in range(first, first + a.batch)]).encode()
-
-
-def worker():
-    conn = None
-    while True:
-        with lock:
-            if state["stop"]:
-                break
-            i = state["next"]
-            state["next"] += 1
-        due = t0 + i * a.batch / a.rate
-        while True:
-            now = time.monotonic()
-            if now - t0 > a.max_seconds or os.path.exists(a.stop_file):
-                with lock:
-                    state["stop"] = True
-                if conn:
-                    conn.close()
-                return
-            if now >= due:
-                break
-            time.sleep(min(0.05, due - now))
-        first = i * a.batch
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
-            conn.request("POST", "/api/v1/logs/batch", body(first), {"content-type": "application/json"})
-            r = conn.getresponse()
-            data = r.read()
-            status = str(r.status)
-            if 200 <= r.status < 300 and json.loads(data).get("accepted") != a.batch:
-                status = "partial"
-            elif r.status >= 300:
-                # The error code says why (503 saturated / timeout / kafka_unavailable / ...).
-                try:
-                    status += ":" + json.loads(data)["error"]["code"]
-                except Exception:
-                    pass
-            if (r.getheader("connection") or "").lower() == "close":
-                conn.close()
-                conn = None
-        except Exception as e:  # no HTTP answer: the outcome of these events is unknown
-            status = "conn:" + type(e).__name__
-            if conn:
-                conn.close()
-            conn = None
-            time.sleep(0.02)
-        with lock:
-            results.append((first, a.batch, status))
-            state["sent"] += a.batch
-            if status.startswith("2") and status != "partial":
-                state["ok"] += a.batch
-
-
-def progress():
-    while True:
-        with lock:
-            line = f'{state["sent"]} {state["ok"]} {state["sent"] - state["ok"]}\n'
-            done = state["done"]
-        with open(a.progress + ".tmp", "w") as f:
-            f.write(line)
-        os.replace(a.progress + ".tmp", a.progress)
-        if done:
-            return
-        time.sleep(0.5)
-
-
-threads = [threading.Thread(target=worker) for _ in range(a.threads)]
-for t in threads:
-    t.start()
-pt = threading.Thread(target=progress)
-pt.start()
-for t in threads:
-    t.join()
-with lock:
-    state["done"] = True
-pt.join()
-with open(a.out, "w") as f:
-    for first, n, status in sorted(results):
-        f.write(f"{first} {n} {status}\n")
-sent = sum(n for _, n, _ in results)
-ok = sum(n for _, n, s in results if s.startswith("2") and s != "partial")
-print(json.dumps({"sent": sent, "ok": ok, "failed": sent - ok, "requests": len(results),
-                  "seconds": round(time.monotonic() - t0, 1), "services": len(services)}))
-PY
-
     cat >"$ARTIFACTS/verify.py" <<'PY'
 """Exactly-once check of one phase.
 
-prepare: loads the load client's per-request outcomes into SCHEMA.kt_sent (one row per event:
-         seq, message, status, ok), so rows can be matched by SQL.
+prepare: loads the load client's per-request outcomes (`logpipe loadgen --run --results`:
+         "FIRST_SEQ EVENTS STATUS" lines) into SCHEMA.kt_sent (one row per event: seq, message,
+         status, ok), so rows can be matched by SQL.
 check:   (rows of service `fault-probe`, single events a script posts itself to see how the
          gateway answers, are left out of the marker checks; the script checks them)
          counts, by the marker in each stored message: events stored 0 times (lost, among the
@@ -585,7 +434,8 @@ if a.mode == "prepare":
             first, n, status = line.split()
             ok = "t" if status.startswith("2") and status != "partial" else "f"
             for s in range(int(first), int(first) + int(n)):
-                f.write(f"{s},{status},{ok},kill-test event {s} [{a.run}#{s}]\n")
+                # The message loadgen gave event s (loadgen/marked.rs, `message`).
+                f.write(f"{s},{status},{ok},loadgen event {s} [{a.run}#{s}]\n")
         path = f.name
     psql(f"CREATE TABLE IF NOT EXISTS {S}.kt_sent (seq bigint PRIMARY KEY, status text NOT NULL, ok boolean NOT NULL, message text)")
     psql(f"TRUNCATE {S}.kt_sent")

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::consumer::metrics::stats_routes;
 use crate::consumer::{ConsumerMetrics, ConsumerService, ConsumerStats};
 use crate::gateway::{self, auth::ApiKeys, GatewayMetrics, GatewayState, QueryBackend};
 use crate::http::{self, Ops, ReadyCheck};
@@ -39,7 +40,7 @@ pub enum Roles {
     Gateway,
     /// `logpipe producer`: the producer service's internal endpoint.
     Producer,
-    /// `logpipe consumer`: consumer group members, health and metrics on :8082.
+    /// `logpipe consumer`: consumer group members; health, `/metrics` and `/stats` on :8082.
     Consumer,
     /// `logpipe run`: everything in one process; the gateway calls the producer in-process.
     All,
@@ -209,8 +210,10 @@ impl App {
 
         let mut consumer = None;
         let mut consumer_kafka = None;
+        let mut consumer_metrics = None;
         if let (true, Some(bootstrap), Some(stores)) = (roles.consumes(), &bootstrap, &stores) {
             let metrics = ConsumerMetrics::register(&mut registry);
+            consumer_metrics = Some(metrics.clone());
             let service = ConsumerService::start(
                 &config,
                 bootstrap,
@@ -259,7 +262,11 @@ impl App {
                     registry: Arc::new(registry),
                     checks: Arc::new(checks),
                 };
-                let router = http::with_common_layers(Router::new(), ops, http_metrics);
+                let stats = consumer_metrics
+                    .clone()
+                    .map(stats_routes)
+                    .unwrap_or_default();
+                let router = http::with_common_layers(stats, ops, http_metrics);
                 let listener = http::bind(config.consumer.listen, "the consumer").await?;
                 consumer_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "consumer health and metrics listening");
@@ -290,7 +297,8 @@ impl App {
                 if query.is_none() {
                     tracing::info!("query API off: the gateway has no shared stores (set postgres.url and redis.url, or use `logpipe run`)");
                 }
-                let router = gateway_router(&config, upstream, query, registry);
+                let router =
+                    gateway_router_with(&config, upstream, query, registry, consumer_metrics);
                 let listener = http::bind(config.gateway.listen, "the gateway").await?;
                 gateway_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "gateway listening");
@@ -419,7 +427,19 @@ pub fn gateway_router(
     config: &Config,
     upstream: Upstream,
     query: Option<QueryBackend>,
+    registry: Registry,
+) -> Router {
+    gateway_router_with(config, upstream, query, registry, None)
+}
+
+/// [`gateway_router`] of a process that also consumes (`logpipe run`): the dashboard reads
+/// `consumer`'s figures in-process and `/stats` serves them.
+pub fn gateway_router_with(
+    config: &Config,
+    upstream: Upstream,
+    query: Option<QueryBackend>,
     mut registry: Registry,
+    consumer: Option<ConsumerMetrics>,
 ) -> Router {
     let http_metrics = HttpMetrics::register(&mut registry, "gateway");
     let gateway_metrics = GatewayMetrics::register(&mut registry);
@@ -433,8 +453,12 @@ pub fn gateway_router(
         registry: Arc::new(registry),
         checks: Arc::new(checks),
     };
-    let dashboard =
-        gateway::dashboard::DashboardState::new(config, ops.registry.clone(), query.clone());
+    let dashboard = gateway::dashboard::DashboardState::new(
+        config,
+        ops.registry.clone(),
+        consumer.clone(),
+        query.clone(),
+    );
     let state = GatewayState::new(
         &config.gateway,
         config.limits.to_model(),
@@ -443,8 +467,11 @@ pub fn gateway_router(
         gateway_metrics,
     );
     let keys = ApiKeys::new(&config.gateway.api_keys);
-    let routes =
+    let mut routes =
         gateway::router(state, keys.clone()).merge(gateway::dashboard::router(dashboard, keys));
+    if let Some(consumer) = consumer {
+        routes = routes.merge(stats_routes(consumer));
+    }
     http::with_common_layers(routes, ops, http_metrics)
 }
 

@@ -4,10 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use anyhow::Context;
 
 use crate::app::{App, Roles};
+use crate::commands::new_table;
 use crate::config::Config;
+use crate::http::wait_ready;
 use crate::loadgen::{self, LoadgenArgs};
 
 /// Demo options.
@@ -47,7 +49,9 @@ pub async fn run(
         .consumer_stats
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the demo has no consumer"))?;
-    wait_ready(&base).await?;
+    wait_ready(&base, Duration::from_secs(30))
+        .await
+        .context("the pipeline did not start")?;
     // Traffic starts once the consumer owns its partitions, so the first events do not wait
     // for the group to form.
     let joined = Instant::now() + Duration::from_secs(30);
@@ -74,6 +78,8 @@ pub async fn run(
         // The demo reads the consumer's figures in-process.
         metrics_url: Some("none".into()),
         settle: Duration::ZERO,
+        request_timeout: Duration::from_secs(30),
+        marked: Default::default(),
         json: false,
         quiet: true,
     }));
@@ -113,10 +119,7 @@ pub async fn run(
         .map(|s| s.all_time.total)
         .unwrap_or(0);
     let (p50, p95, p99) = stats.latency_ms().unwrap_or_default();
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(vec!["DEMO SUMMARY", "VALUE"]);
+    let mut table = new_table(&["DEMO SUMMARY", "VALUE"]);
     for (k, v) in [
         ("events sent", report.events_sent.to_string()),
         (
@@ -173,22 +176,5 @@ fn local(addr: std::net::SocketAddr) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
-    }
-}
-
-async fn wait_ready(base: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the pipeline did not become ready within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,6 +1,6 @@
 //! What every logpipe HTTP service shares: the one JSON error shape ([`ApiError`]), request ids,
 //! per-route request metrics, the operational routes (`/health/live`, `/health/ready`,
-//! `/metrics`), and serving with graceful shutdown.
+//! `/metrics`), serving with graceful shutdown, and waiting for a service to be ready.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -255,6 +255,25 @@ pub fn with_common_layers(router: Router, ops: Ops, metrics: HttpMetrics) -> Rou
         ))
         .layer(axum::middleware::from_fn_with_state(metrics, track_metrics))
         .layer(axum::middleware::from_fn(request_id))
+}
+
+/// Polls `{base}/health/ready` until it answers 2xx; an error once `timeout` has passed.
+pub async fn wait_ready(base: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{base} did not become ready within {}",
+            humantime::format_duration(timeout)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Binds `addr`, saying what to do when the port is taken.

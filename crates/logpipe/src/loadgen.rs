@@ -8,22 +8,31 @@
 //! Request bodies are generated up front and reused: events carry no timestamp (the gateway
 //! stamps them on receipt), so reuse costs nothing in realism and keeps the generator's CPU off a
 //! machine it shares with the system under test.
+//!
+//! With `--run LABEL` the load is *marked* instead ([`marked`]): every event is unique and
+//! carries a marker, and every request's outcome is written to a file, for scripts that check
+//! afterwards that each accepted event was stored exactly once. [`events`] makes the bodies,
+//! [`consumer_side`] reads the consumer's figures, [`report`] holds what a run reports.
 
-use crate::telemetry::prom_text::{bucket_delta, quantile, Samples};
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod consumer_side;
+mod events;
+pub mod marked;
+mod report;
+
 use anyhow::Context;
-use bytes::Bytes;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use serde::Serialize;
-use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
+
+use self::consumer_side::{consumer_side, consumer_snapshot};
+use self::events::{bodies, encode};
+use self::marked::Marked;
+pub use self::marked::MarkedArgs;
+pub use self::report::{ConsumerSide, Percentiles, Report};
+use crate::commands::new_table;
 
 /// What to send, how fast, for how long.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,14 +67,20 @@ pub struct LoadgenArgs {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, env = "LOGPIPE_LOADGEN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Consumer metrics to read progress and end-to-end latency from (default: the target's
-    /// `/metrics`, which has them under `logpipe run`; in split mode pass the consumer's, e.g.
-    /// http://127.0.0.1:8082/metrics). `none` skips it.
+    /// The consumer to read progress and end-to-end latency from, by its metrics URL: its
+    /// `/stats` beside it is read (default: the target's, which has them under `logpipe run`; in
+    /// split mode pass the consumer's, e.g. http://127.0.0.1:8082/metrics). `none` skips it.
     #[arg(long, value_name = "URL")]
     pub metrics_url: Option<String>,
     /// After sending, wait up to this long for the consumer to store what was accepted.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
+    /// No answer within this long fails a request (it is never retried).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Marked load: unique markers and a record of every request (scripts' exactly-once checks).
+    #[command(flatten)]
+    pub marked: MarkedArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,214 +89,23 @@ pub struct LoadgenArgs {
     pub quiet: bool,
 }
 
-/// What a run measured.
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub requests: u64,
-    pub events_sent: u64,
-    pub events_accepted: u64,
-    pub events_rejected: u64,
-    /// Requests answered 5xx or not answered (network error, timeout).
-    pub requests_failed: u64,
-    /// Requests answered 4xx as a whole (all invalid, too large, unauthorized).
-    pub requests_refused: u64,
-    pub elapsed_s: f64,
-    pub accepted_per_s: f64,
-    pub latency_ms: Percentiles,
-    /// Requests that started later than scheduled because all slots were busy.
-    pub late_starts: u64,
-    /// What the consumer stored during the run (and the settle wait), from its metrics.
-    pub consumer: Option<ConsumerSide>,
-}
-
-/// The consumer's side of a run, read from its `/metrics` before and after.
-#[derive(Debug, Default, Serialize)]
-pub struct ConsumerSide {
-    pub metrics_url: String,
-    /// Records the consumer stored (`log_consumer_success_total` delta).
-    pub stored: u64,
-    /// Records it sent to the dead-letter topic.
-    pub dead_lettered: u64,
-    /// Gateway receipt → stored, estimated from the histogram buckets of the run (as
-    /// Prometheus' `histogram_quantile`), in ms. None when nothing was stored.
-    pub e2e_latency_ms: Option<Percentiles>,
-}
-
-/// A snapshot of the consumer metrics loadgen reads.
-struct ConsumerSnapshot {
-    stored: f64,
-    dead_lettered: f64,
-    e2e: Vec<(f64, f64)>,
-}
-
-const E2E: &str = "log_consumer_end_to_end_latency_seconds";
-
-async fn consumer_snapshot(client: &reqwest::Client, url: &str) -> Option<ConsumerSnapshot> {
-    let text = client.get(url).send().await.ok()?.text().await.ok()?;
-    let samples = Samples::parse(&text);
-    if !samples.has("log_consumer_success_total") {
-        return None;
-    }
-    Some(ConsumerSnapshot {
-        stored: samples.sum("log_consumer_success_total"),
-        dead_lettered: samples.sum("log_consumer_dlq_records_total"),
-        e2e: samples.buckets(E2E),
-    })
-}
-
-/// Waits (up to `settle`) until the consumer stored what was accepted, then measures.
-async fn consumer_side(
-    client: &reqwest::Client,
-    url: &str,
-    before: &ConsumerSnapshot,
-    accepted: u64,
-    settle: Duration,
-    progress: &ProgressBar,
-) -> Option<ConsumerSide> {
-    let deadline = Instant::now() + settle;
-    let mut after = consumer_snapshot(client, url).await?;
-    while ((after.stored - before.stored) as u64) < accepted && Instant::now() < deadline {
-        progress.set_message(format!(
-            "waiting for the consumer: {} / {accepted} stored",
-            (after.stored - before.stored) as u64
-        ));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        after = consumer_snapshot(client, url).await?;
-    }
-    let delta = bucket_delta(&before.e2e, &after.e2e);
-    let q = |p| quantile(p, &delta).map(|s| s * 1000.0);
-    let e2e_latency_ms = match (q(0.5), q(0.95), q(0.99)) {
-        (Some(p50), Some(p95), Some(p99)) => Some(Percentiles {
-            p50,
-            p95,
-            p99,
-            max: q(1.0).unwrap_or(p99),
-        }),
-        _ => None,
-    };
-    Some(ConsumerSide {
-        metrics_url: url.to_string(),
-        stored: (after.stored - before.stored).max(0.0) as u64,
-        dead_lettered: (after.dead_lettered - before.dead_lettered).max(0.0) as u64,
-        e2e_latency_ms,
-    })
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
 #[derive(Default)]
 struct Tally {
     report: Report,
     latency_us: Option<Histogram<u64>>,
 }
 
-const LEVELS: &[(&str, u32)] = &[
-    ("DEBUG", 5),
-    ("INFO", 70),
-    ("WARN", 15),
-    ("ERROR", 9),
-    ("FATAL", 1),
-];
-const TEMPLATES: &[&str] = &[
-    "GET /api/orders/{n} completed in {ms} ms",
-    "payment failed for order {n}: card declined",
-    "connection to 10.0.{a}.{b}:5432 reset after {ms} ms",
-    "user {n} logged in from 192.168.{a}.{b}",
-    "cache miss for key session:{hex}",
-    "retrying request {hex} (attempt {a})",
-    "slow query took {ms} ms: SELECT * FROM items WHERE id = {n}",
-    "job {hex} finished: {n} rows processed",
-];
-
-/// One generated event (valid, or invalid in a realistic way).
-fn event(rng: &mut SmallRng, services: usize, invalid_ratio: f64) -> serde_json::Value {
-    let service = format!("svc-{}", rng.random_range(0..services.max(1)));
-    let total: u32 = LEVELS.iter().map(|(_, w)| w).sum();
-    let mut pick = rng.random_range(0..total);
-    let level = LEVELS
-        .iter()
-        .find(|(_, w)| {
-            if pick < *w {
-                true
-            } else {
-                pick -= w;
-                false
-            }
-        })
-        .map(|(l, _)| *l)
-        .unwrap_or("INFO");
-    let template = TEMPLATES[rng.random_range(0..TEMPLATES.len())];
-    let message = template
-        .replace("{n}", &rng.random_range(1..1_000_000u32).to_string())
-        .replace("{ms}", &rng.random_range(1..5000u32).to_string())
-        .replace("{a}", &rng.random_range(0..256u32).to_string())
-        .replace("{b}", &rng.random_range(0..256u32).to_string())
-        .replace("{hex}", &format!("{:016x}", rng.random::<u64>()));
-    let trace_id = format!(
-        "{:016x}{:016x}",
-        rng.random::<u64>() | 1,
-        rng.random::<u64>()
-    );
-    let region = ["eu", "us", "ap"][rng.random_range(0..3)];
-    let build = rng.random_range(100..110);
-    let mut event = json!({
-        "level": level,
-        "service": service,
-        "message": message,
-        "host": format!("host-{}", rng.random_range(0..8)),
-        "trace_id": trace_id,
-        "attributes": {"region": region, "build": build}
-    });
-    if invalid_ratio > 0.0 && rng.random_bool(invalid_ratio.clamp(0.0, 1.0)) {
-        match rng.random_range(0..3) {
-            0 => {
-                event.as_object_mut().map(|o| o.remove("message"));
-            }
-            1 => event["level"] = json!("LOUD"),
-            _ => event["service"] = json!("bad service name!"),
-        }
+/// Why a request got no HTTP answer, in a word (marked load records it).
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "Timeout"
+    } else if e.is_connect() {
+        "ConnectError"
+    } else if e.is_body() || e.is_decode() {
+        "BodyError"
+    } else {
+        "RequestError"
     }
-    event
-}
-
-/// A request body ready to send, with how many events it holds.
-struct Body {
-    bytes: Bytes,
-    events: u64,
-}
-
-fn bodies(args: &LoadgenArgs) -> anyhow::Result<Vec<Body>> {
-    let mut rng = SmallRng::seed_from_u64(0x1095_15e5 ^ args.services as u64);
-    (0..64)
-        .map(|_| {
-            let events: Vec<_> = (0..args.batch.max(1))
-                .map(|_| event(&mut rng, args.services, args.invalid_ratio))
-                .collect();
-            let json = if args.batch <= 1 {
-                serde_json::to_vec(&events[0])?
-            } else {
-                serde_json::to_vec(&events)?
-            };
-            let bytes = if args.gzip {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                encoder.write_all(&json)?;
-                encoder.finish()?
-            } else {
-                json
-            };
-            Ok(Body {
-                bytes: Bytes::from(bytes),
-                events: events.len() as u64,
-            })
-        })
-        .collect()
 }
 
 /// Runs the load and returns the report (also printed unless `quiet`).
@@ -292,7 +116,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         (0.0..=1.0).contains(&args.invalid_ratio),
         "--invalid-ratio must be between 0 and 1"
     );
-    let bodies = Arc::new(bodies(&args)?);
+    let bodies = Arc::new(bodies(
+        args.batch,
+        args.services,
+        args.invalid_ratio,
+        args.gzip,
+    )?);
     let url = if args.batch <= 1 {
         format!("{}/api/v1/logs", args.target.trim_end_matches('/'))
     } else {
@@ -301,7 +130,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
+        .timeout(args.request_timeout)
         .build()?;
     // Fail fast with a useful message when nothing listens there.
     client
@@ -338,7 +167,13 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let mut next = started;
     let mut i = 0usize;
     let requests_cap = args.total.map(|t| t.div_ceil(args.batch as u64) as usize);
-    while started.elapsed() < args.duration && requests_cap.is_none_or(|cap| i < cap) {
+    let marked = Marked::new(&args.marked);
+    let marked_progress = marked.as_ref().map(Marked::spawn_progress);
+    let stop_file = args.marked.stop_file.as_deref();
+    while started.elapsed() < args.duration
+        && requests_cap.is_none_or(|cap| i < cap)
+        && !stop_file.is_some_and(|f| f.exists())
+    {
         if interval.is_some() {
             let now = Instant::now();
             if next > now {
@@ -354,8 +189,17 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         if interval.is_some() && scheduled.elapsed() > Duration::from_millis(5) {
             tally.lock().await.report.late_starts += 1;
         }
-        let body = &bodies[i % bodies.len()];
-        let (bytes, events) = (body.bytes.clone(), body.events);
+        let first = (i * args.batch) as u64;
+        let (bytes, events) = match &marked {
+            Some(m) => {
+                let body = encode(&m.events(first, args.batch as u64), args.gzip)?;
+                (body.bytes, body.events)
+            }
+            None => {
+                let body = &bodies[i % bodies.len()];
+                (body.bytes.clone(), body.events)
+            }
+        };
         let mut request = client
             .post(&url)
             .header("content-type", "application/json")
@@ -367,15 +211,21 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             request = request.bearer_auth(key);
         }
         let task_tally = tally.clone();
+        let task_marked = marked.clone();
         tasks.spawn(async move {
             let outcome = request.send().await;
             let status = outcome.as_ref().map(|r| r.status().as_u16()).ok();
+            let error = outcome.as_ref().err().map_or("", error_kind);
             let answer: Option<serde_json::Value> = match outcome {
                 Ok(response) => response.json().await.ok(),
                 Err(_) => None,
             };
             let micros = scheduled.elapsed().as_micros() as u64;
             drop(permit);
+            if let Some(m) = task_marked {
+                let answered = status.map(|s| (s, answer.as_ref()));
+                m.record(first, events, marked::status(answered, events, error));
+            }
             let mut t = task_tally.lock().await;
             t.report.requests += 1;
             t.report.events_sent += events;
@@ -414,6 +264,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         }
     }
     while tasks.join_next().await.is_some() {}
+    if let (Some(m), Some(task)) = (&marked, marked_progress) {
+        task.abort();
+        m.finish()?;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let accepted = tally.lock().await.report.events_accepted;
     let consumer = match (&metrics_url, &before) {
@@ -462,10 +316,7 @@ fn progress_bar(duration: Duration, hidden: bool) -> ProgressBar {
 }
 
 fn print_report(args: &LoadgenArgs, r: &Report) {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(vec!["METRIC", "VALUE"]);
+    let mut table = new_table(&["METRIC", "VALUE"]);
     let rate = if args.rate == 0 {
         "unlimited".to_string()
     } else {

@@ -9,15 +9,16 @@
 //! Where the figures come from:
 //! - gateway counters: this process's metrics registry;
 //! - consumer figures (stored, DLQ, retries, rebalances, lag per partition, end-to-end latency):
-//!   the same registry when the consumer runs in this process (`logpipe run`, `demo`), otherwise
-//!   the `/metrics` of every URL in `gateway.consumer_metrics_urls`, summed (split mode). When
-//!   neither answers, the snapshot says so (`consumer.available: false` and why) and the page
-//!   shows "not available" instead of zeros;
+//!   read from the consumer's metric handles when it runs in this process (`logpipe run`,
+//!   `demo`), otherwise the typed JSON `/stats` of every consumer in
+//!   `gateway.consumer_metrics_urls` (each given by its `/metrics` URL or its base URL; `/stats`
+//!   is fetched beside it), summed (split mode). When neither answers, the snapshot says so
+//!   (`consumer.available: false` and why) and the page shows "not available" instead of zeros;
 //! - recent errors: the newest ERROR and FATAL rows of the log store, and the top error
 //!   fingerprints of the aggregates, when this gateway has the stores (the query API's).
 //!
 //! Latency percentiles are estimated from the histogram buckets the way PromQL's
-//! `histogram_quantile` does; the buckets are in the snapshot, so the page computes the
+//! `histogram_quantile` does ([`Buckets::quantile`]); the buckets are in the snapshot, so the page computes the
 //! percentiles of recent records from the difference of two snapshots.
 
 use std::collections::BTreeMap;
@@ -39,8 +40,11 @@ use super::auth::{self, ApiKeys};
 use super::QueryBackend;
 use crate::config::redact::redact_url;
 use crate::config::Config;
+use crate::consumer::ConsumerMetrics;
+use crate::telemetry::buckets::Buckets;
 use crate::telemetry::metrics::{render, SharedRegistry};
-use crate::telemetry::prom_text::{quantile, Samples};
+use crate::telemetry::prom_text::Samples;
+use crate::telemetry::stats::{stats_url, ConsumerSnapshot};
 
 /// The page.
 pub const PAGE_PATH: &str = "/dashboard";
@@ -55,27 +59,30 @@ const TOP_ERRORS: usize = 5;
 const TOP_WINDOW_MINUTES: i64 = 15;
 /// Longest characters of a message shown.
 const MESSAGE_CHARS: usize = 300;
-/// Bound on each source (remote metrics, store, aggregates): a slow one shows as unavailable
+/// Bound on each source (remote stats, store, aggregates): a slow one shows as unavailable
 /// instead of stalling the page.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The consumer metrics the dashboard reads (names as exposed, suffixes included).
-const STORED: &str = "log_consumer_success_total";
-const LATENCY: &str = "log_consumer_end_to_end_latency_seconds";
 
 /// What the dashboard reads.
 #[derive(Clone)]
 pub struct DashboardState {
     registry: SharedRegistry,
+    consumer: Option<ConsumerMetrics>,
     query: Option<QueryBackend>,
     consumer_urls: Vec<String>,
     http: reqwest::Client,
 }
 
 impl DashboardState {
-    /// `registry` is the one this process serves at `/metrics` (consumer metrics included in
-    /// `logpipe run`); `query` the stores of the query API, when the gateway has them.
-    pub fn new(config: &Config, registry: SharedRegistry, query: Option<QueryBackend>) -> Self {
+    /// `registry` is the one this process serves at `/metrics` (the gateway's counters);
+    /// `consumer` the consumer's metrics when one runs in this process; `query` the stores of
+    /// the query API, when the gateway has them.
+    pub fn new(
+        config: &Config,
+        registry: SharedRegistry,
+        consumer: Option<ConsumerMetrics>,
+        query: Option<QueryBackend>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(SOURCE_TIMEOUT)
             .connect_timeout(SOURCE_TIMEOUT)
@@ -83,6 +90,7 @@ impl DashboardState {
             .unwrap_or_default();
         Self {
             registry,
+            consumer,
             query,
             consumer_urls: config.gateway.consumer_metrics_urls.clone(),
             http,
@@ -127,7 +135,7 @@ async fn page() -> Response {
 async fn snapshot(State(state): State<Arc<DashboardState>>) -> Response {
     let now = Utc::now();
     let local = Samples::parse(&render(&state.registry));
-    let (consumer, (recent, top)) = tokio::join!(consumer(&state, &local), errors(&state));
+    let (consumer, (recent, top)) = tokio::join!(consumer(&state), errors(&state));
     let body = json!({
         "generated_at": now.to_rfc3339_opts(SecondsFormat::Millis, true),
         "generated_at_ms": now.timestamp_millis(),
@@ -156,10 +164,10 @@ fn gateway(m: &Samples) -> Value {
     })
 }
 
-/// The consumer section: from this process, or from the configured consumers' `/metrics`.
-async fn consumer(state: &DashboardState, local: &Samples) -> Value {
-    if local.has(STORED) {
-        let mut out = consumer_figures(local);
+/// The consumer section: from this process, or from the configured consumers' `/stats`.
+async fn consumer(state: &DashboardState) -> Value {
+    if let Some(metrics) = &state.consumer {
+        let mut out = consumer_figures(&metrics.snapshot());
         out.insert("available".into(), true.into());
         out.insert("source".into(), "in-process".into());
         return Value::Object(out);
@@ -173,34 +181,32 @@ async fn consumer(state: &DashboardState, local: &Samples) -> Value {
     }
     let fetches = state.consumer_urls.iter().map(|url| async move {
         let result = async {
-            let response = state.http.get(url).send().await?.error_for_status()?;
-            response.text().await
+            let response = state
+                .http
+                .get(stats_url(url))
+                .send()
+                .await?
+                .error_for_status()?;
+            response.json::<ConsumerSnapshot>().await
         }
         .await;
-        let outcome = match result {
-            Ok(text) => {
-                let samples = Samples::parse(&text);
-                if samples.has(STORED) {
-                    Ok(samples)
-                } else {
-                    Err(
-                        "answered without consumer metrics (is this a consumer's /metrics?)"
-                            .to_string(),
-                    )
-                }
+        let outcome = result.map_err(|e| {
+            if e.is_decode() {
+                "answered without consumer stats (is this a consumer's address?)".to_string()
+            } else {
+                e.without_url().to_string()
             }
-            Err(e) => Err(e.without_url().to_string()),
-        };
+        });
         (redact_url(url), outcome)
     });
-    let mut merged = Samples::default();
+    let mut merged = ConsumerSnapshot::default();
     let mut instances = Vec::new();
     let mut up = 0;
     for (url, outcome) in futures::future::join_all(fetches).await {
         match outcome {
-            Ok(samples) => {
+            Ok(snapshot) => {
                 up += 1;
-                merged.extend(samples);
+                merged.add(&snapshot);
                 instances.push(json!({"url": url, "up": true}));
             }
             Err(error) => instances.push(json!({"url": url, "up": false, "error": error})),
@@ -221,100 +227,51 @@ async fn consumer(state: &DashboardState, local: &Samples) -> Value {
     Value::Object(out)
 }
 
-fn consumer_figures(m: &Samples) -> Map<String, Value> {
-    let dlq = counts(m.by_label("log_consumer_dlq_records_total", "class"));
-    let mut lag: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for s in m.named("log_consumer_partition_lag") {
-        let (Some(topic), Some(Ok(partition))) = (
-            s.label("topic"),
-            s.label("partition").map(str::parse::<i32>),
-        ) else {
-            continue;
-        };
-        // Two processes may both report a partition for a moment around a rebalance.
-        let entry = lag.entry((topic.to_string(), partition)).or_insert(0);
-        *entry = (*entry).max(s.value as i64);
-    }
-    let mut circuits = BTreeMap::new();
-    for s in m.named("log_consumer_circuit_state") {
-        if let Some(dependency) = s.label("dependency") {
-            let worst = circuits.entry(dependency.to_string()).or_insert(0i64);
-            *worst = (*worst).max(s.value as i64);
-        }
-    }
-    let circuits: BTreeMap<String, &str> = circuits
-        .into_iter()
+fn consumer_figures(s: &ConsumerSnapshot) -> Map<String, Value> {
+    let circuits: BTreeMap<&str, &str> = s
+        .circuits
+        .iter()
         .map(|(k, v)| {
             let state = match v {
                 0 => "closed",
                 1 => "open",
                 _ => "half-open",
             };
-            (k, state)
+            (k.as_str(), state)
         })
         .collect();
+    let lags = || s.partition_lag.iter().map(|p| p.lag);
     let mut out = Map::new();
-    out.insert("stored".into(), count(m.sum(STORED)).into());
-    out.insert(
-        "duplicates".into(),
-        count(m.sum("log_consumer_duplicates_total")).into(),
-    );
-    out.insert(
-        "retries".into(),
-        count(m.sum("log_consumer_retries_total")).into(),
-    );
-    out.insert(
-        "failed_by_reason".into(),
-        json!(counts(m.by_label("log_consumer_failed_total", "reason"))),
-    );
-    out.insert("dlq_total".into(), dlq.values().sum::<u64>().into());
-    out.insert("dlq".into(), json!(dlq));
-    out.insert(
-        "rebalances".into(),
-        json!(counts(
-            m.by_label("log_consumer_rebalance_events_total", "kind")
-        )),
-    );
+    out.insert("stored".into(), s.stored.into());
+    out.insert("duplicates".into(), s.duplicates.into());
+    out.insert("retries".into(), s.retries.into());
+    out.insert("failed_by_reason".into(), json!(s.failed_by_reason));
+    out.insert("dlq_total".into(), s.dead_lettered_total().into());
+    out.insert("dlq".into(), json!(s.dead_lettered));
+    out.insert("rebalances".into(), json!(s.rebalances));
     out.insert(
         "assigned_partitions".into(),
-        count(m.sum("log_consumer_assigned_partitions")).into(),
+        s.assigned_partitions.max(0).into(),
     );
-    out.insert("lag_total".into(), lag.values().sum::<i64>().into());
-    out.insert(
-        "lag_max".into(),
-        lag.values().copied().max().unwrap_or(0).into(),
-    );
-    out.insert(
-        "lag".into(),
-        lag.into_iter()
-            .map(|((topic, partition), lag)| {
-                json!({"topic": topic, "partition": partition, "lag": lag})
-            })
-            .collect::<Vec<_>>()
-            .into(),
-    );
+    out.insert("lag_total".into(), lags().sum::<i64>().into());
+    out.insert("lag_max".into(), lags().max().unwrap_or(0).into());
+    out.insert("lag".into(), json!(s.partition_lag));
     out.insert("circuits".into(), json!(circuits));
-    out.insert("latency".into(), latency(m, LATENCY));
+    out.insert("latency".into(), latency(&s.e2e_latency));
     out
 }
 
 /// Count, mean and estimated percentiles (ms) of a histogram, with its cumulative buckets
 /// (`le` in seconds; `null` is `+Inf`).
-fn latency(m: &Samples, name: &str) -> Value {
-    let buckets = m.buckets(name);
-    let count_all = m.sum(&format!("{name}_count"));
-    let sum = m.sum(&format!("{name}_sum"));
-    let ms = |q: f64| quantile(q, &buckets).map(|s| (s * 1e6).round() / 1e3);
+fn latency(h: &Buckets) -> Value {
+    let ms = |seconds: f64| (seconds * 1e6).round() / 1e3;
     json!({
-        "count": count(count_all),
-        "mean_ms": (count_all > 0.0).then(|| (sum / count_all * 1e6).round() / 1e3),
-        "p50_ms": ms(0.5),
-        "p95_ms": ms(0.95),
-        "p99_ms": ms(0.99),
-        "buckets": buckets
-            .iter()
-            .map(|(le, n)| json!({"le": le.is_finite().then_some(*le), "count": count(*n)}))
-            .collect::<Vec<_>>(),
+        "count": h.count,
+        "mean_ms": h.mean().map(ms),
+        "p50_ms": h.quantile(0.5).map(ms),
+        "p95_ms": h.quantile(0.95).map(ms),
+        "p99_ms": h.quantile(0.99).map(ms),
+        "buckets": h.buckets,
     })
 }
 
@@ -389,36 +346,53 @@ async fn top_errors(backend: &QueryBackend) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::buckets::Bucket;
+    use crate::telemetry::stats::PartitionLag;
+
+    fn snapshot(
+        stored: u64,
+        poison: u64,
+        lag: (i32, i64),
+        circuit: i64,
+        e2e: [u64; 2],
+        sum: f64,
+    ) -> ConsumerSnapshot {
+        let count = e2e[1];
+        ConsumerSnapshot {
+            stored,
+            dead_lettered: [("poison".into(), poison), ("exhausted".into(), 0)].into(),
+            rebalances: [("assign".into(), 1)].into(),
+            partition_lag: vec![PartitionLag {
+                topic: "t".into(),
+                partition: lag.0,
+                lag: lag.1,
+            }],
+            circuits: [("store".into(), circuit)].into(),
+            e2e_latency: Buckets {
+                buckets: vec![
+                    Bucket {
+                        le: Some(0.01),
+                        count: e2e[0],
+                    },
+                    Bucket {
+                        le: Some(0.1),
+                        count: e2e[1],
+                    },
+                    Bucket { le: None, count },
+                ],
+                count,
+                sum,
+            },
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn consumer_figures_sum_processes_and_estimate_percentiles() {
-        let a = "\
-log_consumer_success_total 10
-log_consumer_dlq_records_total{class=\"poison\"} 1
-log_consumer_dlq_records_total{class=\"exhausted\"} 0
-log_consumer_rebalance_events_total{kind=\"assign\"} 1
-log_consumer_partition_lag{topic=\"t\",partition=\"0\"} 5
-log_consumer_circuit_state{dependency=\"store\"} 0
-log_consumer_end_to_end_latency_seconds_bucket{le=\"0.01\"} 5
-log_consumer_end_to_end_latency_seconds_bucket{le=\"0.1\"} 10
-log_consumer_end_to_end_latency_seconds_bucket{le=\"+Inf\"} 10
-log_consumer_end_to_end_latency_seconds_count 10
-log_consumer_end_to_end_latency_seconds_sum 0.3
-";
-        let b = "\
-log_consumer_success_total 5
-log_consumer_dlq_records_total{class=\"poison\"} 2
-log_consumer_rebalance_events_total{kind=\"assign\"} 2
-log_consumer_partition_lag{topic=\"t\",partition=\"1\"} 7
-log_consumer_circuit_state{dependency=\"store\"} 1
-log_consumer_end_to_end_latency_seconds_bucket{le=\"0.01\"} 0
-log_consumer_end_to_end_latency_seconds_bucket{le=\"0.1\"} 10
-log_consumer_end_to_end_latency_seconds_bucket{le=\"+Inf\"} 10
-log_consumer_end_to_end_latency_seconds_count 10
-log_consumer_end_to_end_latency_seconds_sum 1.0
-";
-        let mut m = Samples::parse(a);
-        m.extend(Samples::parse(b));
+        let mut m = snapshot(10, 1, (0, 5), 0, [5, 10], 0.3);
+        let mut other = snapshot(5, 2, (1, 7), 1, [0, 10], 1.0);
+        other.rebalances.insert("assign".into(), 2);
+        m.add(&other);
         let f = Value::Object(consumer_figures(&m));
         assert_eq!(f["stored"], 15);
         assert_eq!(f["dlq_total"], 3);

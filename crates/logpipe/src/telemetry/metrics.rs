@@ -14,6 +14,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use super::buckets::ReadableHistogram;
+
 /// Latency buckets in seconds, from 0.5 ms to 10 s: ingest requests sit at the low end.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -32,8 +34,9 @@ pub const E2E_BUCKETS: &[f64] = &[
     0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-pub fn e2e_histogram() -> Histogram {
-    Histogram::new(E2E_BUCKETS.iter().copied())
+/// End-to-end latency is read back in-process (dashboard, `/stats`), hence readable.
+pub fn e2e_histogram() -> ReadableHistogram {
+    ReadableHistogram::new(E2E_BUCKETS)
 }
 
 pub fn latency_histogram() -> Histogram {

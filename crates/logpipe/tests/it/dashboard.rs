@@ -1,6 +1,6 @@
 //! The live dashboard: `/dashboard` is self-contained (no external URL, a CSP that allows this
 //! origin only), `/api/v1/dashboard` has every figure the page draws, a split-mode gateway sums
-//! its consumers' `/metrics` and says which did not answer, and in headless Chromium (Debian's
+//! its consumers' `/stats` and says which did not answer, and in headless Chromium (Debian's
 //! `chromium`, installed by `scripts/test.sh`) the page shows exactly what was posted. The
 //! Chromium test keeps a screenshot at `artifacts/dashboard.png`.
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use logpipe::app::{gateway_router, Roles};
+use logpipe::consumer::metrics::stats_routes;
 use logpipe::consumer::ConsumerMetrics;
 use logpipe::http::{ops_routes, Ops};
 use logpipe::kafka::admin::TopicSpec;
@@ -175,7 +176,8 @@ async fn the_page_is_self_contained_and_the_data_has_every_figure() {
     app.shutdown().await.unwrap();
 }
 
-/// Serves a consumer's real metrics families at `/metrics`, as `logpipe consumer` does.
+/// Serves a consumer's real metrics at `/metrics` and `/stats`, as `logpipe consumer` does, and
+/// returns its `/metrics` URL (what `gateway.consumer_metrics_urls` lists).
 async fn fake_consumer(stored: u64, partitions: &[(i32, i64)], stop: CancellationToken) -> String {
     let mut registry = new_registry();
     let metrics = ConsumerMetrics::register(&mut registry);
@@ -192,11 +194,12 @@ async fn fake_consumer(stored: u64, partitions: &[(i32, i64)], stop: Cancellatio
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    tokio::spawn(logpipe::http::serve(listener, ops_routes(ops), stop));
+    let routes = ops_routes(ops).merge(stats_routes(metrics));
+    tokio::spawn(logpipe::http::serve(listener, routes, stop));
     url
 }
 
-/// A split-mode gateway: no consumer in-process, figures from the consumers' `/metrics`.
+/// A split-mode gateway: no consumer in-process, figures from the consumers' `/stats`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_gateway_sums_its_consumers_metrics_and_names_the_missing_ones() {
     let stop = CancellationToken::new();

@@ -96,20 +96,8 @@ pub async fn start(config: Config, roles: Roles) -> App {
 
 /// Polls `/health/ready` until 200 (30 s at most).
 pub async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{base} did not become ready within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = logpipe::http::wait_ready(base, Duration::from_secs(30)).await;
+    ready.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A record as read back from Kafka.
