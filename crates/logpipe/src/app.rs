@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::consumer::metrics::stats_routes;
+use crate::consumer::stats_routes;
 use crate::consumer::{ConsumerMetrics, ConsumerService, ConsumerStats};
 use crate::gateway::{self, auth::ApiKeys, GatewayMetrics, GatewayState, QueryBackend};
 use crate::http::{self, Ops, ReadyCheck};

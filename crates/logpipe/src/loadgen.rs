@@ -9,10 +9,10 @@
 //! stamps them on receipt), so reuse costs nothing in realism and keeps the generator's CPU off a
 //! machine it shares with the system under test.
 //!
-//! With `--run LABEL` the load is *marked* instead ([`marked`]): every event is unique and
+//! With `--run LABEL` the load is *marked* instead (`loadgen/marked.rs`): every event is unique and
 //! carries a marker, and every request's outcome is written to a file, for scripts that check
-//! afterwards that each accepted event was stored exactly once. [`events`] makes the bodies,
-//! [`consumer_side`] reads the consumer's figures, [`report`] holds what a run reports.
+//! afterwards that each accepted event was stored exactly once. `events.rs` makes the bodies,
+//! `consumer_side.rs` reads the consumer's figures, `report.rs` holds what a run reports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

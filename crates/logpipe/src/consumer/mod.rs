@@ -16,10 +16,12 @@ pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod service;
+pub mod stats;
 pub mod steps;
 
 pub use metrics::{
-    ClassLabels, ConsumerMetrics, ConsumerStats, DependencyLabels, KindLabels, MemberLabels,
-    PartitionLabels, ResultLabels,
+    ClassLabels, ConsumerMetrics, DependencyLabels, KindLabels, MemberLabels, PartitionLabels,
+    ResultLabels,
 };
 pub use service::ConsumerService;
+pub use stats::{stats_routes, ConsumerStats};

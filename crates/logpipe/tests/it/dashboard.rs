@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use logpipe::app::{gateway_router, Roles};
-use logpipe::consumer::metrics::stats_routes;
+use logpipe::consumer::stats_routes;
 use logpipe::consumer::ConsumerMetrics;
 use logpipe::http::{ops_routes, Ops};
 use logpipe::kafka::admin::TopicSpec;
