@@ -27,9 +27,10 @@ pub struct GatewayConfig {
     /// API keys; empty disables authentication. Clients send `Authorization: Bearer KEY` or
     /// `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
     pub api_keys: Vec<String>,
-    /// The consumers' `/metrics` URLs the dashboard reads in split mode (`logpipe gateway`),
-    /// summed over all of them; empty shows consumer figures as not available. `logpipe run`
-    /// reads its own consumer in-process and ignores this.
+    /// The consumers the dashboard reads in split mode (`logpipe gateway`), summed over all of
+    /// them: each one's typed figures come from `/stats` beside the URL (a `/metrics` URL, a base
+    /// URL or a `/stats` URL all work). Empty shows consumer figures as not available. `logpipe
+    /// run` reads its own consumer in-process and ignores this.
     pub consumer_metrics_urls: Vec<String>,
 }
 
