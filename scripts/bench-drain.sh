@@ -52,14 +52,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
     psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $RUN CASCADE" >/dev/null 2>&1 || true
     redis-cli --scan --pattern "$RUN:*" | xargs -r redis-cli del >/dev/null 2>&1 || true
-    if [[ -n "$OWN_CLUSTER" ]]; then
-        kafka_cluster_stop "$OWN_CLUSTER" 2>>"$ARTIFACTS/kafka.log" || true
-        rm -rf "$OWN_CLUSTER"/data-*
-    elif [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
-        # A shared cluster: free its disk of this run's topics.
-        kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete \
-            --topic "$RUN-.*" >/dev/null 2>&1 || true
-    fi
+    kafka_release_run "$OWN_CLUSTER" "$RUN"
 }
 trap cleanup EXIT
 

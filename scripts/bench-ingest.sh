@@ -41,13 +41,7 @@ PIDS=()
 OWN_CLUSTER=""
 cleanup() {
     for pid in "${PIDS[@]}"; do stop_pid "$pid" 10 || true; done
-    if [[ -n "$OWN_CLUSTER" ]]; then
-        kafka_cluster_stop "$OWN_CLUSTER" 2>>"$ARTIFACTS/kafka.log" || true
-        rm -rf "$OWN_CLUSTER"/data-*
-    elif [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
-        kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete \
-            --topic "$RUN-.*" >/dev/null 2>&1 || true
-    fi
+    kafka_release_run "$OWN_CLUSTER" "$RUN"
 }
 trap cleanup EXIT
 

@@ -262,11 +262,7 @@ run_scenario() {
         consumer2) pid=$c2_pid ;; consumer) pid=$c1_pid ;; gateway) pid=$GATEWAY_PID ;; producer) pid=$PRODUCER_PID ;;
         esac
         [[ -n "$pid" ]] || continue
-        term_wait "$pid" 30
-        if [[ "$TERM_RC" != 0 ]]; then
-            FAILURES+=("$kind: logpipe $name exited $TERM_RC on SIGTERM (expected 0)")
-            FAIL_LOGS+=("$ARTIFACTS/$kind-$name.log")
-        fi
+        term_expect_zero "$kind" "$name" "$pid"
     done
     verify
     local probes_twice
@@ -281,10 +277,7 @@ run_scenario() {
         "${V[rows]}" "${V[lost]}" "${V[dup_rows]}" "${V[failed_stored]}" "${V[agg_total]} vs ${V[rows]}" "${STALL}s" \
         "${SYNC_SECS}s" "${DRAIN_SECS}s" "$result")")
     NOTES+=("$kind ($((SECONDS - t_phase))s): $note; no-2xx outcomes: ${V[statuses]:-none}")
-    if [[ "$V_OK" != 1 ]]; then
-        FAILURES+=("$kind: lost ${V[lost]}, duplicated ${V[dup_rows]}, unknown rows ${V[unknown]}, aggregate total ${V[agg_total]} vs ${V[rows]} rows, ${V[levels_bad]} level totals and ${V[cells_bad]} cells differ (details: ${ARTIFACTS#"$REPO_ROOT"/}/$kind-mismatches.txt)")
-        FAIL_LOGS+=("$ARTIFACTS/$kind-mismatches.txt" "$clog")
-    fi
+    verify_failed "$kind" "$clog"
     say "  $kind: $result (2xx ${V[ok]}, rows ${V[rows]}, lost ${V[lost]}, duplicated ${V[dup_rows]}, longest stall ${STALL}s)"
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kill test (issue 7, item 2): logpipe's processes are SIGKILLed at random points and restarted
+# Kill test: logpipe's processes are SIGKILLed at random points and restarted
 # while a load client posts events through the gateway, against real components: a private Apache
 # Kafka cluster (3 nodes, replication factor 3, min.insync.replicas 2), PostgreSQL and Redis. Afterwards every event the gateway answered 2xx must be stored
 # exactly once in PostgreSQL (matched by a unique marker in each message, by SQL), no event may be
@@ -170,13 +170,12 @@ run_phase() {
     local name pid
     for name in consumer gateway producer; do
         case $name in consumer) pid=$CONSUMER_PID ;; gateway) pid=$GATEWAY_PID ;; producer) pid=$PRODUCER_PID ;; esac
-        term_wait "$pid" 30
-        TERMS+=("$kind/$name:$TERM_RC(${TERM_SECS}s)")
-        if [[ "$TERM_RC" != 0 ]]; then
-            FAILURES+=("$kind: logpipe $name exited $TERM_RC on SIGTERM (expected 0)")
-            FAIL_LOGS+=("$ARTIFACTS/$kind-$name.log")
-            [[ $name == consumer ]] && FAIL_LOGS+=("$clog")
+        if [[ $name == consumer ]]; then
+            term_expect_zero "$kind" "$name" "$pid" "$clog"
+        else
+            term_expect_zero "$kind" "$name" "$pid"
         fi
+        TERMS+=("$kind/$name:$TERM_RC(${TERM_SECS}s)")
     done
 
     verify
@@ -191,10 +190,7 @@ run_phase() {
     local extra=""
     [[ $kind == consumer ]] && extra="; $kills_assigned kills with partitions assigned; the killed incarnations had stored $stored_by_killed records"
     NOTES+=("$kind: $((SECONDS - t_phase))s, drain ${DRAIN_SECS}s, ${V[services]} services on ${V[partitions]} partitions; no-2xx outcomes: ${V[statuses]:-none}$extra; replayed records the store already held (log_consumer_duplicates_total, all incarnations): $replays_seen")
-    if [[ "$V_OK" != 1 ]]; then
-        FAILURES+=("$kind: lost ${V[lost]}, duplicated ${V[dup_rows]}, unknown rows ${V[unknown]}, aggregate total ${V[agg_total]} vs ${V[rows]} rows, ${V[levels_bad]} level totals and ${V[cells_bad]} service/level cells differ (details: ${ARTIFACTS#"$REPO_ROOT"/}/$kind-mismatches.txt)")
-        FAIL_LOGS+=("$ARTIFACTS/$kind-mismatches.txt" "$clog")
-    fi
+    verify_failed "$kind" "$clog"
     say "  $kind: $result (sent ${V[sent]}, 2xx ${V[ok]}, rows ${V[rows]}, lost ${V[lost]}, duplicated ${V[dup_rows]}, aggregates ${V[agg_total]})"
 }
 

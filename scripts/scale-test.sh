@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale test (issue 7, item 1): several `logpipe consumer` processes in one consumer group on a
+# Scale test: several `logpipe consumer` processes in one consumer group on a
 # private Apache Kafka cluster (3 nodes, replication factor 3), under load, with PostgreSQL and Redis:
 #   1. three instances start and must share the 12 partitions 4/4/4;
 #   2. a fourth joins: 3/3/3/3;

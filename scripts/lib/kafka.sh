@@ -437,6 +437,20 @@ kafka_cluster_start() {
     kafka_log "Apache Kafka $KAFKA_VERSION: $nodes-node KRaft cluster $id ready at $KAFKA_BOOTSTRAP (dir $dir)"
 }
 
+# kafka_release_run OWN_DIR RUN: a script's cleanup. Stops the cluster it started in OWN_DIR (and
+# frees its data), or, with OWN_DIR empty, deletes the run's topics (RUN-*) from the shared
+# cluster at KAFKA_BOOTSTRAP, if any. Never fails.
+kafka_release_run() {
+    local own=$1 run=$2
+    if [[ -n "$own" ]]; then
+        kafka_cluster_stop "$own" 2>>"${ARTIFACTS:-/tmp}/kafka.log" || true
+        rm -rf "$own"/data-*
+    elif [[ -n "${KAFKA_BOOTSTRAP:-}" ]]; then
+        kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete \
+            --topic "$run-.*" >/dev/null 2>&1 || true
+    fi
+}
+
 # kafka_cluster_stop DIR: stop every node (in parallel, clean shutdown first).
 kafka_cluster_stop() {
     local dir=$1 n nodes

@@ -265,6 +265,18 @@ term_wait() {
     forget "$pid"
 }
 
+# term_expect_zero PHASE NAME PID [LOG...]: stops logpipe process NAME with term_wait (30 s); an
+# exit other than 0 is a failure of PHASE, with LOGs to show (default: the process's own log).
+term_expect_zero() {
+    local phase=$1 name=$2 pid=$3
+    shift 3
+    term_wait "$pid" 30
+    if [[ "$TERM_RC" != 0 ]]; then
+        FAILURES+=("$phase: logpipe $name exited $TERM_RC on SIGTERM (expected 0)")
+        FAIL_LOGS+=("$ARTIFACTS/$phase-$name.log" "$@")
+    fi
+}
+
 # start_producer LOG: sets PRODUCER_PID, PRODUCER_URL (port kept across restarts in PRODUCER_PORT).
 start_producer() {
     local log=$1
@@ -384,6 +396,15 @@ verify() {
         "${V[agg_total]}" != "${V[rows]}" || "${V[levels_bad]}" != 0 || "${V[cells_bad]}" != 0 ]]; then
         V_OK=0
     fi
+}
+
+# verify_failed PHASE CONSUMER_LOG: after `verify`, a failed check becomes a FAILURES line (what
+# was lost, duplicated or miscounted) with the mismatch details and the consumer's log to show.
+verify_failed() {
+    local phase=$1 clog=$2
+    [[ "$V_OK" == 1 ]] && return 0
+    FAILURES+=("$phase: lost ${V[lost]}, duplicated ${V[dup_rows]}, unknown rows ${V[unknown]}, aggregate total ${V[agg_total]} vs ${V[rows]} rows, ${V[levels_bad]} level totals and ${V[cells_bad]} service/level cells differ (details: ${ARTIFACTS#"$REPO_ROOT"/}/$phase-mismatches.txt)")
+    FAIL_LOGS+=("$ARTIFACTS/$phase-mismatches.txt" "$clog")
 }
 
 # The exactly-once check (Python, stdlib only), written next to the logs at init.
