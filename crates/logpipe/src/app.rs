@@ -455,7 +455,7 @@ pub fn gateway_router_with(
     };
     let dashboard = gateway::dashboard::DashboardState::new(
         config,
-        ops.registry.clone(),
+        gateway_metrics.clone(),
         consumer.clone(),
         query.clone(),
     );

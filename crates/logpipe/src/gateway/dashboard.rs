@@ -7,7 +7,7 @@
 //!   the page turns successive snapshots into rates.
 //!
 //! Where the figures come from:
-//! - gateway counters: this process's metrics registry;
+//! - gateway counters: read from this gateway's metric handles ([`GatewayMetrics::figures`]);
 //! - consumer figures (stored, DLQ, retries, rebalances, lag per partition, end-to-end latency):
 //!   read from the consumer's metric handles when it runs in this process (`logpipe run`,
 //!   `demo`), otherwise the typed JSON `/stats` of every consumer in
@@ -37,13 +37,11 @@ use logpipe_store::{LogQuery, StoredLog};
 use serde_json::{json, Map, Value};
 
 use super::auth::{self, ApiKeys};
-use super::QueryBackend;
+use super::{GatewayMetrics, QueryBackend};
 use crate::config::redact::redact_url;
 use crate::config::Config;
 use crate::consumer::ConsumerMetrics;
 use crate::telemetry::buckets::Buckets;
-use crate::telemetry::metrics::{render, SharedRegistry};
-use crate::telemetry::prom_text::Samples;
 use crate::telemetry::stats::{stats_url, ConsumerSnapshot};
 
 /// The page.
@@ -66,7 +64,7 @@ const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the dashboard reads.
 #[derive(Clone)]
 pub struct DashboardState {
-    registry: SharedRegistry,
+    gateway: GatewayMetrics,
     consumer: Option<ConsumerMetrics>,
     query: Option<QueryBackend>,
     consumer_urls: Vec<String>,
@@ -74,12 +72,11 @@ pub struct DashboardState {
 }
 
 impl DashboardState {
-    /// `registry` is the one this process serves at `/metrics` (the gateway's counters);
-    /// `consumer` the consumer's metrics when one runs in this process; `query` the stores of
+    /// `gateway` is this gateway's metrics; `consumer` the consumer's metrics when one runs in this process; `query` the stores of
     /// the query API, when the gateway has them.
     pub fn new(
         config: &Config,
-        registry: SharedRegistry,
+        gateway: GatewayMetrics,
         consumer: Option<ConsumerMetrics>,
         query: Option<QueryBackend>,
     ) -> Self {
@@ -89,7 +86,7 @@ impl DashboardState {
             .build()
             .unwrap_or_default();
         Self {
-            registry,
+            gateway,
             consumer,
             query,
             consumer_urls: config.gateway.consumer_metrics_urls.clone(),
@@ -134,34 +131,16 @@ async fn page() -> Response {
 
 async fn snapshot(State(state): State<Arc<DashboardState>>) -> Response {
     let now = Utc::now();
-    let local = Samples::parse(&render(&state.registry));
     let (consumer, (recent, top)) = tokio::join!(consumer(&state), errors(&state));
     let body = json!({
         "generated_at": now.to_rfc3339_opts(SecondsFormat::Millis, true),
         "generated_at_ms": now.timestamp_millis(),
-        "gateway": gateway(&local),
+        "gateway": state.gateway.figures(),
         "consumer": consumer,
         "recent_errors": recent,
         "top_errors": top,
     });
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
-}
-
-fn count(v: f64) -> u64 {
-    v.max(0.0).round() as u64
-}
-
-fn counts(map: BTreeMap<String, f64>) -> BTreeMap<String, u64> {
-    map.into_iter().map(|(k, v)| (k, count(v))).collect()
-}
-
-fn gateway(m: &Samples) -> Value {
-    let rejected = counts(m.by_label("gateway_events_rejected_total", "reason"));
-    json!({
-        "accepted": count(m.sum("gateway_events_accepted_total")),
-        "rejected": rejected.values().sum::<u64>(),
-        "rejected_by_reason": rejected,
-    })
 }
 
 /// The consumer section: from this process, or from the configured consumers' `/stats`.

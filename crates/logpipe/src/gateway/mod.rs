@@ -16,6 +16,7 @@ pub mod body;
 pub mod dashboard;
 pub mod query;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,12 +67,7 @@ impl GatewayMetrics {
             m.rejected.clone(),
         );
         // Every reason exists from the start, so `rate()` sees the first rejection.
-        for code in Rejection::ALL_CODES.iter().chain(&[
-            "saturated",
-            "kafka_unavailable",
-            "delivery_failed",
-            "timeout",
-        ]) {
+        for code in reasons() {
             m.reject(code, 0);
         }
         registry.register(
@@ -82,6 +78,24 @@ impl GatewayMetrics {
         m
     }
 
+    /// The counts now, read from the metric handles (the dashboard's gateway section).
+    pub fn figures(&self) -> GatewayFigures {
+        let rejected_by_reason: BTreeMap<String, u64> = reasons()
+            .map(|reason| {
+                let labels = ReasonLabels {
+                    reason: reason.to_string(),
+                };
+                let n = self.rejected.get(&labels).map_or(0, |c| c.get());
+                (labels.reason, n)
+            })
+            .collect();
+        GatewayFigures {
+            accepted: self.accepted.get(),
+            rejected: rejected_by_reason.values().sum(),
+            rejected_by_reason,
+        }
+    }
+
     fn reject(&self, reason: &str, n: u64) {
         self.rejected
             .get_or_create(&ReasonLabels {
@@ -89,6 +103,27 @@ impl GatewayMetrics {
             })
             .inc_by(n);
     }
+}
+
+/// Why the gateway refuses events: the validation codes, and the publish failures.
+const PUBLISH_FAILURES: [&str; 5] = [
+    "saturated",
+    "kafka_unavailable",
+    "embedded_backlog_full",
+    "delivery_failed",
+    "timeout",
+];
+
+fn reasons() -> impl Iterator<Item = &'static str> {
+    Rejection::ALL_CODES.iter().copied().chain(PUBLISH_FAILURES)
+}
+
+/// The gateway's event counts since it started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewayFigures {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
 }
 
 /// Everything a gateway request needs.

@@ -5,5 +5,4 @@
 pub mod buckets;
 pub mod logging;
 pub mod metrics;
-pub mod prom_text;
 pub mod stats;
