@@ -19,6 +19,13 @@ use crate::telemetry::metrics::{e2e_histogram, latency_histogram, size_histogram
 pub(super) const REBALANCE_KINDS: [&str; 3] = ["assign", "revoke", "error"];
 pub(super) const DEPENDENCIES: [&str; 3] = ["store", "aggregates", "dlq"];
 pub(super) const DLQ_CLASSES: [&str; 2] = ["poison", "exhausted"];
+/// Why the dead-letter topic may refuse a record for good (see `dead_letter::permanent_refusal`).
+const DLQ_REFUSALS: [&str; 4] = [
+    "message_too_large",
+    "not_authorized",
+    "unknown_topic",
+    "invalid_record",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -70,6 +77,8 @@ pub struct ConsumerMetrics {
     pub circuits: Family<DependencyLabels, Gauge>,
     pub retries: Counter,
     pub dead_letters: Family<ClassLabels, Counter>,
+    /// Records the dead-letter topic refused for good, parked instead, by reason.
+    pub dlq_refused: Family<ReasonLabels, Counter>,
     pub pauses: Family<ReasonLabels, Counter>,
     pub resumes: Counter,
     pub skipped_offsets: Counter,
@@ -104,6 +113,7 @@ impl ConsumerMetrics {
             circuits: Family::default(),
             retries: Counter::default(),
             dead_letters: Family::default(),
+            dlq_refused: Family::default(),
             pauses: Family::default(),
             resumes: Counter::default(),
             skipped_offsets: Counter::default(),
@@ -193,6 +203,16 @@ impl ConsumerMetrics {
             "Records written to the dead-letter topic, by class (poison, exhausted)",
             m.dead_letters.clone(),
         );
+        for reason in DLQ_REFUSALS {
+            let _ = m.dlq_refused.get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            });
+        }
+        registry.register(
+            "log_consumer_dlq_refused",
+            "Records the dead-letter topic refused for good (message_too_large, not_authorized, unknown_topic, invalid_record), written to the parking topic instead",
+            m.dlq_refused.clone(),
+        );
         registry.register(
             "log_consumer_partition_pauses",
             "Times a member paused its partitions, by reason (outage, backpressure)",
@@ -275,6 +295,14 @@ impl ConsumerMetrics {
         self.dead_letters
             .get_or_create(&ClassLabels {
                 class: class.into(),
+            })
+            .inc();
+    }
+
+    pub fn dlq_refused(&self, reason: &str) {
+        self.dlq_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
             })
             .inc();
     }

@@ -57,6 +57,11 @@ pub mod headers {
     /// Set by `logpipe dlq replay` on the republished record, and carried into the DLQ again if
     /// the replayed record fails again.
     pub const REPLAY_COUNT: &str = "logpipe-replay-count";
+    /// On a record in the parking topic that the dead-letter topic refused for good (too large,
+    /// not authorized, ...): why, as `code: broker message`.
+    pub const REFUSED_BY_DLQ: &str = "logpipe-dlq-refused";
+    /// With [`REFUSED_BY_DLQ`]: the value's length before it was cut to fit.
+    pub const ORIGINAL_VALUE_BYTES: &str = "logpipe-dlq-original-value-bytes";
 }
 
 /// Why a record is in the DLQ.

@@ -949,3 +949,114 @@ async fn a_slow_record_holds_back_only_its_own_key() {
     .await;
     app.shutdown().await.unwrap();
 }
+
+/// A record the dead-letter topic refuses for good (here: larger than the DLQ topic's
+/// `max.message.bytes`) is not an outage: it goes to the parking topic with the refusal in its
+/// headers, and its partition moves on (later records are stored and the offset is committed
+/// past it) instead of pausing forever behind a write that can never succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_a_record_the_dlq_refuses_for_good_is_parked_and_its_partition_moves_on() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    let config = external_config().await;
+    let bootstrap = config.kafka.brokers.clone();
+    // The DLQ topic exists before logpipe starts, with a record size limit the poison exceeds.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let brokers = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata")
+        .brokers()
+        .len()
+        .clamp(1, 3) as i32;
+    let dlq_topic = NewTopic::new(
+        &config.kafka.dlq_topic,
+        config.kafka.dlq_partitions,
+        TopicReplication::Fixed(brokers),
+    )
+    .set("max.message.bytes", "1024");
+    for result in admin
+        .create_topics([&dlq_topic], &AdminOptions::new())
+        .await
+        .expect("create the DLQ topic")
+    {
+        result.expect("DLQ topic created");
+    }
+
+    let app = crate::support::start(config.clone(), Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    let run = unique("refused-dlq");
+    let poison = vec![b'#'; 4096];
+    let after = serde_json::to_vec(&event(&run, "svc", "after the refused one")).unwrap();
+    let coordinates = produce(
+        &bootstrap,
+        &config.kafka.topic,
+        &[
+            (Some(b"same-key".to_vec()), poison.clone()),
+            (Some(b"same-key".to_vec()), after),
+        ],
+    )
+    .await;
+
+    let parked = read_all(&bootstrap, &config.kafka.parked_topic, 1).await;
+    assert_eq!(parked.len(), 1, "the refused record is parked");
+    let p = &parked[0];
+    let refusal = p.header(dlq::REFUSED_BY_DLQ).unwrap_or_default();
+    assert!(
+        refusal.starts_with("message_too_large: "),
+        "refusal header: {refusal:?}"
+    );
+    assert_eq!(p.header(dlq::ORIGINAL_VALUE_BYTES), Some("4096"));
+    assert_eq!(p.header(dlq::ERROR_CLASS), Some("poison"));
+    assert_eq!(
+        p.header(dlq::ORIGINAL_OFFSET),
+        Some(coordinates[0].1.to_string().as_str())
+    );
+    assert_eq!(
+        p.raw_value.clone().unwrap_or_default(),
+        poison,
+        "value kept (under the cut)"
+    );
+
+    eventually(
+        Duration::from_secs(30),
+        "the same-key record after it stored",
+        || async { all_logs(&base, &run).await.len() == 1 },
+    )
+    .await;
+    let (partition, offset) = coordinates[1];
+    eventually(
+        Duration::from_secs(30),
+        "committed past both records",
+        || async {
+            committed(
+                &bootstrap,
+                &config.consumer.group_id,
+                &config.kafka.topic,
+                config.kafka.partitions,
+            )
+            .get(&partition)
+            .is_some_and(|c| *c > offset)
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &base,
+            "log_consumer_dlq_refused_total{reason=\"message_too_large\"}"
+        )
+        .await,
+        1.0
+    );
+    assert!(
+        read_all(&bootstrap, &config.kafka.dlq_topic, 0)
+            .await
+            .is_empty(),
+        "nothing reached the DLQ topic"
+    );
+    app.shutdown().await.unwrap();
+}

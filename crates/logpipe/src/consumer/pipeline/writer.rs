@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::circuit::Circuit;
 use super::item::{Item, Stage};
-use super::letters::{self, Origin};
+use super::letters::{self, Landing, Origin};
 use super::scheduler::Scheduler;
 use super::step_runner::{StepOutcome, StepRunner};
 use super::store::write_round;
@@ -215,8 +215,11 @@ impl Writer {
             &mut self.dlq_circuit,
             &origin,
             pending,
-            |item, class| {
+            |item, class, landing| {
                 metrics.dead_lettered(class.as_str());
+                if let Landing::Parked(reason) = landing {
+                    metrics.dlq_refused(reason);
+                }
                 let (reason, _) = item.error();
                 metrics.failed(reason);
                 if class == ErrorClass::Poison {
