@@ -302,6 +302,7 @@ impl App {
                 let listener = http::bind(config.gateway.listen, "the gateway").await?;
                 gateway_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+                warn_about_access(&config.gateway, listener.local_addr()?);
                 servers.spawn(http::serve(listener, router, stop.clone()));
             }
         }
@@ -466,7 +467,7 @@ pub fn gateway_router_with(
         query,
         gateway_metrics,
     );
-    let keys = ApiKeys::new(&config.gateway.api_keys);
+    let keys = ApiKeys::from_config(&config.gateway);
     let mut routes =
         gateway::router(state, keys.clone()).merge(gateway::dashboard::router(dashboard, keys));
     if let Some(consumer) = consumer {
@@ -491,6 +492,20 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
         config.gateway.retry_after,
     );
     http::with_common_layers(router, ops, http_metrics)
+}
+
+/// Says at start-up, loudly, who may ingest and who may read stored logs when no API key is
+/// configured (with keys, each key's scopes decide).
+fn warn_about_access(gateway: &crate::config::GatewayConfig, addr: std::net::SocketAddr) {
+    if !gateway.api_keys.is_empty() || !gateway.keys.is_empty() {
+        return;
+    }
+    let public = !addr.ip().is_loopback();
+    if gateway.public_reads_without_keys && public {
+        tracing::error!(%addr, "NO API KEYS and gateway.public_reads_without_keys = true: ANYONE who can reach {addr} may ingest and read EVERY stored log; configure gateway.keys with scopes");
+    } else if public {
+        tracing::warn!(%addr, "no API keys: anyone who can reach {addr} may ingest; stored logs (query API, dashboard data) are served only to clients on this machine. Configure gateway.keys (scopes ingest, read, admin) before exposing the gateway");
+    }
 }
 
 /// Creates partitions ahead and drops expired ones, now and then hourly.

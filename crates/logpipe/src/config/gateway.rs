@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ApiKeyConfig;
+
 /// The HTTP ingest gateway (`logpipe gateway`, :8080).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -24,9 +26,16 @@ pub struct GatewayConfig {
     /// `Retry-After` sent with 503 responses.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
-    /// API keys; empty disables authentication. Clients send `Authorization: Bearer KEY` or
-    /// `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
+    /// Plain API keys, each with the `ingest` and `read` scopes. Clients send
+    /// `Authorization: Bearer KEY` or `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
+    /// Prefer `keys`, which stores digests and scopes each key.
     pub api_keys: Vec<String>,
+    /// Scoped API keys, stored as SHA-256 digests (`[[gateway.keys]]`). With neither these nor
+    /// `api_keys`, ingest is open and stored logs are served only to clients on this machine.
+    pub keys: Vec<ApiKeyConfig>,
+    /// Without any API key, serve stored logs (query API, dashboard data) to clients that are not
+    /// on this machine too. Off: an explicit opt-in to exposing every stored log.
+    pub public_reads_without_keys: bool,
     /// The consumers the dashboard reads in split mode (`logpipe gateway`), summed over all of
     /// them: each one's typed figures come from `/stats` beside the URL (a `/metrics` URL, a base
     /// URL or a `/stats` URL all work). Empty shows consumer figures as not available. `logpipe
@@ -44,6 +53,8 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(15),
             retry_after: Duration::from_secs(1),
             api_keys: Vec::new(),
+            keys: Vec::new(),
+            public_reads_without_keys: false,
             consumer_metrics_urls: vec!["http://127.0.0.1:8082/metrics".into()],
         }
     }

@@ -243,6 +243,24 @@ impl Config {
             g.api_keys.iter().all(|key| key.len() >= 16),
             "config key `gateway.api_keys`: every key must be at least 16 characters"
         );
+        let mut names = std::collections::BTreeSet::new();
+        for key in &g.keys {
+            ensure!(
+                !key.name.is_empty() && names.insert(key.name.as_str()),
+                "config key `gateway.keys`: every key needs a name of its own (`{}` is empty or used twice)",
+                key.name
+            );
+            ensure!(
+                key.digest().is_some(),
+                "config key `gateway.keys` (`{}`): `sha256` must be the key's SHA-256 as 64 hex digits (`printf %s \"$KEY\" | sha256sum`)",
+                key.name
+            );
+            ensure!(
+                !key.scopes.is_empty(),
+                "config key `gateway.keys` (`{}`): `scopes` must name at least one of ingest, read, admin",
+                key.name
+            );
+        }
         url::Url::parse(&g.producer_url).map_err(|e| {
             anyhow::anyhow!(
                 "config key `gateway.producer_url`: `{}` is not a URL: {e}",

@@ -1,43 +1,87 @@
-//! Optional API keys. A client sends `Authorization: Bearer KEY` or `X-API-Key: KEY`. Keys are
-//! compared as SHA-256 digests in constant time, against every configured key without stopping
-//! early, so timing says nothing about how much of a key matched or which key it was.
+//! API keys and their scopes. A client sends `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+//! Keys are compared as SHA-256 digests in constant time, against every configured key without
+//! stopping early, so timing says nothing about how much of a key matched or which key it was.
+//!
+//! Which scope a request needs: `ingest` for `POST` (the ingest routes), `read` for everything
+//! else behind the check (the query API and the dashboard's data); `admin` opens both. Without
+//! any key configured, ingest is open and stored logs are served only to clients on this machine
+//! (loopback), unless `gateway.public_reads_without_keys` says otherwise.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use crate::config::{GatewayConfig, Scope};
 use crate::http::{ApiError, RequestId};
 
-/// Digests of the accepted keys; empty means authentication is off.
+const INGEST: u8 = 1;
+const READ: u8 = 2;
+
+fn bits(scopes: &[Scope]) -> u8 {
+    scopes.iter().fold(0, |acc, scope| {
+        acc | match scope {
+            Scope::Ingest => INGEST,
+            Scope::Read => READ,
+            Scope::Admin => INGEST | READ,
+        }
+    })
+}
+
+/// The accepted keys (digest and scopes), and what keyless clients may do.
 #[derive(Clone, Default)]
-pub struct ApiKeys(Arc<Vec<[u8; 32]>>);
+pub struct ApiKeys {
+    keys: Arc<Vec<([u8; 32], u8)>>,
+    public_reads: bool,
+}
 
 impl ApiKeys {
+    /// Plain keys with the `ingest` and `read` scopes (tests, embedding programs).
     pub fn new(keys: &[String]) -> Self {
-        Self(Arc::new(
-            keys.iter()
-                .map(|k| Sha256::digest(k.as_bytes()).into())
-                .collect(),
-        ))
+        Self::from_config(&GatewayConfig {
+            api_keys: keys.to_vec(),
+            ..GatewayConfig::default()
+        })
+    }
+
+    /// `gateway.api_keys` (ingest and read) and `gateway.keys` (digests, scoped).
+    pub fn from_config(gateway: &GatewayConfig) -> Self {
+        let plain = gateway
+            .api_keys
+            .iter()
+            .map(|k| (Sha256::digest(k.as_bytes()).into(), INGEST | READ));
+        let scoped = gateway
+            .keys
+            .iter()
+            .filter_map(|k| Some((k.digest()?, bits(&k.scopes))));
+        Self {
+            keys: Arc::new(plain.chain(scoped).collect()),
+            public_reads: gateway.public_reads_without_keys,
+        }
     }
 
     pub fn enabled(&self) -> bool {
-        !self.0.is_empty()
+        !self.keys.is_empty()
     }
 
     /// True when `presented` is one of the keys.
     pub fn accepts(&self, presented: &str) -> bool {
+        self.scopes_of(presented) != 0
+    }
+
+    /// The scope bits of `presented` (0: not a key).
+    fn scopes_of(&self, presented: &str) -> u8 {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = subtle::Choice::from(0);
-        for key in self.0.iter() {
-            found |= key.ct_eq(&digest);
+        let mut scopes = 0u8;
+        for (key, key_scopes) in self.keys.iter() {
+            scopes |= u8::conditional_select(&0, key_scopes, key.ct_eq(&digest));
         }
-        found.into()
+        scopes
     }
 }
 
@@ -51,32 +95,113 @@ fn presented_key(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Middleware: 401 unless the request carries an accepted key (when keys are configured).
+/// The scope a request needs.
+fn required(request: &Request) -> (u8, Scope) {
+    if request.method() == Method::POST {
+        (INGEST, Scope::Ingest)
+    } else {
+        (READ, Scope::Read)
+    }
+}
+
+/// Whether the client is on this machine. Without the peer address (a router called directly)
+/// it is not.
+fn from_loopback(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback())
+}
+
+/// Middleware: the request carries a key with the scope it needs (401 without a valid key, 403
+/// with a key that lacks the scope); without configured keys, reads need a loopback client.
 pub async fn require_api_key(
     State(keys): State<ApiKeys>,
     id: RequestId,
     request: Request,
     next: Next,
 ) -> Response {
+    let (need, scope) = required(&request);
     if !keys.enabled() {
+        if need == INGEST || keys.public_reads || from_loopback(&request) {
+            return next.run(request).await;
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "stored logs are served only to clients on the gateway's machine while no API key is configured: configure `gateway.keys` with the `read` scope (or set `gateway.public_reads_without_keys = true` to serve them to anyone)",
+        )
+        .with_request_id(&id)
+        .into_response();
+    }
+    let presented = presented_key(&request);
+    let scopes = presented.map_or(0, |key| keys.scopes_of(key));
+    if scopes & need != 0 {
         return next.run(request).await;
     }
-    match presented_key(&request) {
-        Some(key) if keys.accepts(key) => next.run(request).await,
-        presented => {
-            let message = if presented.is_some() {
-                "the API key is not valid"
-            } else {
-                "an API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
-            };
-            let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-                .with_request_id(&id)
-                .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("static header"),
-            );
-            response
-        }
+    if scopes != 0 {
+        let message = format!("this API key lacks the `{}` scope", scope.as_str());
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", &message)
+            .with_request_id(&id)
+            .into_response();
+    }
+    let message = if presented.is_some() {
+        "the API key is not valid"
+    } else {
+        "an API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+    };
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        .with_request_id(&id)
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("static header"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiKeyConfig;
+
+    fn hex(key: &str) -> String {
+        Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn each_key_opens_only_its_scopes() {
+        let gateway = GatewayConfig {
+            api_keys: vec!["plain-key-0123456789".into()],
+            keys: vec![
+                ApiKeyConfig {
+                    name: "shipper".into(),
+                    sha256: hex("shipper-key-0123456789"),
+                    scopes: vec![Scope::Ingest],
+                },
+                ApiKeyConfig {
+                    name: "grafana".into(),
+                    sha256: hex("reader-key-0123456789"),
+                    scopes: vec![Scope::Read],
+                },
+                ApiKeyConfig {
+                    name: "ops".into(),
+                    sha256: hex("admin-key-0123456789"),
+                    scopes: vec![Scope::Admin],
+                },
+            ],
+            ..GatewayConfig::default()
+        };
+        let keys = ApiKeys::from_config(&gateway);
+        assert_eq!(keys.scopes_of("plain-key-0123456789"), INGEST | READ);
+        assert_eq!(keys.scopes_of("shipper-key-0123456789"), INGEST);
+        assert_eq!(keys.scopes_of("reader-key-0123456789"), READ);
+        assert_eq!(keys.scopes_of("admin-key-0123456789"), INGEST | READ);
+        assert_eq!(keys.scopes_of("nobody-0123456789"), 0);
+        assert!(keys.accepts("reader-key-0123456789"));
+        assert!(!keys.accepts(""));
     }
 }

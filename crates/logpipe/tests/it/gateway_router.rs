@@ -51,10 +51,24 @@ async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
     }
 }
 
+/// Sends `request` through the router as a client on this machine would.
 async fn call(
     router: &Router,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
+    call_from(router, request, "127.0.0.1:40000").await
+}
+
+/// Sends `request` through the router as the client at `peer`.
+async fn call_from(
+    router: &Router,
+    mut request: Request<Body>,
+    peer: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -390,6 +404,148 @@ async fn api_keys_guard_the_api_but_not_health() {
 
     let live = Request::get("/health/live").body(Body::empty()).unwrap();
     assert_eq!(call(&h.router, live).await.0, StatusCode::OK);
+}
+
+fn with_key(mut request: Request<Body>, key: &str) -> Request<Body> {
+    request
+        .headers_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    request
+}
+
+fn read_logs() -> Request<Body> {
+    Request::get("/api/v1/logs?since=1h")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn without_keys_ingest_is_open_and_stored_logs_are_served_only_to_this_machine() {
+    let h = harness(|_| {}).await;
+    let ingest = post(
+        "/api/v1/logs",
+        "application/json",
+        event("a", "m").to_string(),
+    );
+    assert_eq!(
+        call_from(&h.router, ingest, "10.1.2.3:5000").await.0,
+        StatusCode::ACCEPTED
+    );
+    let (status, _, body) = call_from(&h.router, read_logs(), "10.1.2.3:5000").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.keys"),
+        "says what to configure: {body}"
+    );
+    let dashboard = Request::get("/api/v1/dashboard")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        call_from(&h.router, dashboard, "[2001:db8::1]:5000")
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // From this machine the read passes the check (this harness has no stores: 503).
+    let (status, _, _) = call_from(&h.router, read_logs(), "[::1]:5000").await;
+    assert_ne!(status, StatusCode::FORBIDDEN);
+
+    let open = harness(|c| c.gateway.public_reads_without_keys = true).await;
+    let (status, _, _) = call_from(&open.router, read_logs(), "10.1.2.3:5000").await;
+    assert_ne!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the explicit opt-in serves everyone"
+    );
+}
+
+#[tokio::test]
+async fn scoped_keys_open_only_their_routes() {
+    use logpipe::config::{ApiKeyConfig, Scope};
+    let digest = |key: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let (ingest_key, read_key, admin_key) = (
+        "shipper-0123456789abcdef",
+        "grafana-0123456789abcdef",
+        "operator-0123456789abcdef",
+    );
+    let h = harness(|c| {
+        c.gateway.keys = vec![
+            ApiKeyConfig {
+                name: "shipper".into(),
+                sha256: digest(ingest_key),
+                scopes: vec![Scope::Ingest],
+            },
+            ApiKeyConfig {
+                name: "grafana".into(),
+                sha256: digest(read_key),
+                scopes: vec![Scope::Read],
+            },
+            ApiKeyConfig {
+                name: "operator".into(),
+                sha256: digest(admin_key),
+                scopes: vec![Scope::Admin],
+            },
+        ]
+    })
+    .await;
+    let ingest = || {
+        post(
+            "/api/v1/logs",
+            "application/json",
+            event("a", "m").to_string(),
+        )
+    };
+    let status = |(s, _, _): (StatusCode, axum::http::HeaderMap, Value)| s;
+
+    assert_eq!(
+        status(call(&h.router, with_key(ingest(), ingest_key)).await),
+        StatusCode::ACCEPTED
+    );
+    let (s, _, body) = call(&h.router, with_key(read_logs(), ingest_key)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "an ingest key cannot read");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`read`"));
+
+    let (s, _, body) = call(&h.router, with_key(ingest(), read_key)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a read key cannot ingest");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`ingest`"));
+    assert_ne!(
+        status(call_from(&h.router, with_key(read_logs(), read_key), "10.1.2.3:5000").await),
+        StatusCode::FORBIDDEN
+    );
+
+    assert_eq!(
+        status(call(&h.router, with_key(ingest(), admin_key)).await),
+        StatusCode::ACCEPTED
+    );
+    assert_ne!(
+        status(call(&h.router, with_key(read_logs(), admin_key)).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(call(&h.router, read_logs()).await),
+        StatusCode::UNAUTHORIZED,
+        "with keys configured, even this machine needs one"
+    );
+    assert_eq!(
+        status(call(&h.router, with_key(read_logs(), "nobody-0123456789abcdef")).await),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
