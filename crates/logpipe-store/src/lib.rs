@@ -53,6 +53,13 @@ pub struct StoreOptions {
     pub schema: String,
     /// PostgreSQL connections in the pool. SQLite always uses one connection.
     pub pool_size: usize,
+    /// PostgreSQL: the server cancels any statement of this pool's connections that runs longer
+    /// (`statement_timeout`). None: the server's setting. The query API's pool sets it, so no
+    /// search can hold a connection for long. Ignored by SQLite.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// PostgreSQL: `application_name` of the pool's connections, unless the URL sets one (it
+    /// names them in `pg_stat_activity`). Ignored by SQLite.
+    pub application_name: String,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +69,8 @@ impl Default for StoreOptions {
             partitions_ahead_days: 3,
             schema: "public".to_owned(),
             pool_size: 4,
+            statement_timeout: None,
+            application_name: "logpipe".to_owned(),
         }
     }
 }

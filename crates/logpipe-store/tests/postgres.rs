@@ -224,3 +224,46 @@ async fn migrating_an_existing_schema_does_not_wait_for_writers() {
         .unwrap();
     tx.rollback().await.unwrap();
 }
+
+/// A pool opened with a statement timeout and a name (the query API's) gets both on every
+/// connection: the server cancels a longer statement, and `pg_stat_activity` tells its
+/// connections from the writers'.
+#[tokio::test]
+async fn a_pool_can_bound_its_statements_and_name_its_connections() {
+    let schema = PgSchema::new();
+    let options = StoreOptions {
+        pool_size: 1,
+        statement_timeout: Some(StdDuration::from_millis(200)),
+        application_name: "logpipe-query".into(),
+        ..StoreOptions::default()
+    };
+    // The URL without `application_name`, so the pool's own name applies.
+    let store = LogStore::open(&common::postgres_url(), &schema.options(&options))
+        .await
+        .expect("open");
+    let LogStore::Postgres(pg) = &store else {
+        panic!("a PostgreSQL store")
+    };
+    let client = pg.pool().get().await.unwrap();
+    let timeout: String = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "200ms");
+    let name: String = client
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "logpipe-query");
+    let error = client
+        .query_one("SELECT pg_sleep(2)", &[])
+        .await
+        .expect_err("cancelled after 200 ms");
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{error}"
+    );
+}

@@ -70,6 +70,10 @@ const TOPIC_ENSURE_BACKOFF: Backoff =
 #[derive(Clone)]
 pub struct Stores {
     pub store: Arc<LogStore>,
+    /// What the query API reads: on PostgreSQL a pool of its own whose statements are bounded,
+    /// so searches never take the consumer's connections; on the embedded SQLite the same store
+    /// (one in-memory database, one connection).
+    pub query_store: Arc<LogStore>,
     pub aggregates: Aggregates,
 }
 
@@ -96,8 +100,19 @@ impl Stores {
         } else {
             tracing::info!(url = %crate::config::redact::redact_url(&config.redis.url), "aggregates: Redis");
         }
+        let store = Arc::new(store);
+        let query_store = if config.postgres.url.is_empty() {
+            store.clone()
+        } else {
+            Arc::new(
+                LogStore::open(&config.postgres.url, &config.postgres.query_store_options())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening the query API's connections to the log store: {e}; check `postgres.url` and `postgres.query_pool_size`"))?,
+            )
+        };
         Ok(Stores {
-            store: Arc::new(store),
+            store,
+            query_store,
             aggregates,
         })
     }
@@ -291,7 +306,7 @@ impl App {
                     );
                 }
                 let query = stores.as_ref().map(|s| QueryBackend {
-                    store: s.store.clone(),
+                    store: s.query_store.clone(),
                     aggregates: s.aggregates.clone(),
                 });
                 if query.is_none() {

@@ -215,7 +215,13 @@ impl PgStore {
             .map_err(|err| StoreError::Schema(format!("invalid PostgreSQL URL: {err}")))?;
         // Settings the URL can override: it names the connection in pg_stat_activity.
         if config.get_application_name().is_none() {
-            config.application_name("logpipe");
+            config.application_name(&options.application_name);
+        }
+        if let Some(timeout) = options.statement_timeout {
+            config.options(format!(
+                "-c statement_timeout={}",
+                timeout.as_millis().max(1)
+            ));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);

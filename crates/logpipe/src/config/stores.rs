@@ -14,6 +14,13 @@ pub struct PostgresConfig {
     pub schema: String,
     /// Connections in the pool (per process).
     pub pool_size: usize,
+    /// Connections of the query API's own pool (per gateway), apart from the consumer's writes:
+    /// searches can wait for each other, never delay a write.
+    pub query_pool_size: usize,
+    /// The server cancels a query API statement that runs longer (`statement_timeout` of the
+    /// query pool's connections); the client gets 503.
+    #[serde(with = "humantime_serde")]
+    pub query_statement_timeout: Duration,
     /// Daily partitions older than this are dropped.
     pub retention_days: u32,
     /// Daily partitions created ahead of today.
@@ -26,6 +33,8 @@ impl Default for PostgresConfig {
             url: String::new(),
             schema: "public".into(),
             pool_size: 4,
+            query_pool_size: 2,
+            query_statement_timeout: Duration::from_secs(5),
             retention_days: 7,
             partitions_ahead_days: 3,
         }
@@ -40,6 +49,18 @@ impl PostgresConfig {
             partitions_ahead_days: self.partitions_ahead_days,
             schema: self.schema.clone(),
             pool_size: self.pool_size,
+            ..logpipe_store::StoreOptions::default()
+        }
+    }
+
+    /// The query API's pool: its own connections, each statement bounded, named
+    /// `logpipe-query` in `pg_stat_activity`.
+    pub fn query_store_options(&self) -> logpipe_store::StoreOptions {
+        logpipe_store::StoreOptions {
+            pool_size: self.query_pool_size,
+            statement_timeout: Some(self.query_statement_timeout),
+            application_name: "logpipe-query".into(),
+            ..self.store_options()
         }
     }
 }
