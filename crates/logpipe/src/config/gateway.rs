@@ -32,6 +32,15 @@ pub struct GatewayConfig {
     /// URL or a `/stats` URL all work). Empty shows consumer figures as not available. `logpipe
     /// run` reads its own consumer in-process and ignores this.
     pub consumer_metrics_urls: Vec<String>,
+    /// `GET /api/v1/logs?q=…` (a substring scan) without `since` searches this far back from
+    /// `until` (or now).
+    #[serde(with = "humantime_serde")]
+    pub query_default_range: Duration,
+    /// Widest time range a `q` search may cover (400 beyond, naming this maximum).
+    #[serde(with = "humantime_serde")]
+    pub query_max_range: Duration,
+    /// Longest `q`, in characters (400 beyond).
+    pub query_max_q_chars: usize,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +54,9 @@ impl Default for GatewayConfig {
             retry_after: Duration::from_secs(1),
             api_keys: Vec::new(),
             consumer_metrics_urls: vec!["http://127.0.0.1:8082/metrics".into()],
+            query_default_range: Duration::from_secs(24 * 3600),
+            query_max_range: Duration::from_secs(7 * 24 * 3600),
+            query_max_q_chars: 200,
         }
     }
 }
