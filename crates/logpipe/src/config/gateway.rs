@@ -93,3 +93,27 @@ impl LimitsConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn query_bounds_are_validated_naming_the_key() {
+        let error = |tune: fn(&mut Config)| {
+            let mut c = Config::default();
+            tune(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(Config::default().validate().is_ok());
+        let e = error(|c| c.gateway.query_default_range = Duration::from_secs(8 * 24 * 3600));
+        assert!(e.contains("gateway.query_default_range"), "{e}");
+        let e = error(|c| c.gateway.query_default_range = Duration::ZERO);
+        assert!(e.contains("gateway.query_default_range"), "{e}");
+        let e = error(|c| c.gateway.query_max_range = Duration::from_secs(1));
+        assert!(e.contains("gateway.query_max_range"), "{e}");
+        let e = error(|c| c.gateway.query_max_q_chars = 0);
+        assert!(e.contains("gateway.query_max_q_chars"), "{e}");
+    }
+}
