@@ -296,18 +296,12 @@ impl App {
                             config.gateway.request_timeout,
                         )?;
                         client.start_health_monitor(HEALTH_INTERVAL, stop.clone());
-                        tracing::info!(url = %config.gateway.producer_url, "gateway forwards to the producer service");
+                        tracing::info!(url = %crate::config::redact::redact_url(&config.gateway.producer_url), "gateway forwards to the producer service");
                         Upstream::Remote(client)
                     }
                 };
-                if config.gateway.api_keys.is_empty() {
-                    tracing::info!(
-                        "gateway API keys are off (set gateway.api_keys to require them)"
-                    );
-                }
-                let query = stores.as_ref().map(|s| QueryBackend {
-                    store: s.query_store.clone(),
-                    aggregates: s.aggregates.clone(),
+                let query = stores.as_ref().map(|s| {
+                    QueryBackend::new(s.query_store.clone(), s.aggregates.clone(), &config.gateway)
                 });
                 if query.is_none() {
                     tracing::info!("query API off: the gateway has no shared stores (set postgres.url and redis.url, or use `logpipe run`)");

@@ -41,6 +41,15 @@ pub struct GatewayConfig {
     /// URL or a `/stats` URL all work). Empty shows consumer figures as not available. `logpipe
     /// run` reads its own consumer in-process and ignores this.
     pub consumer_metrics_urls: Vec<String>,
+    /// `GET /api/v1/logs?q=…` (a substring scan) without `since` searches this far back from
+    /// `until` (or now).
+    #[serde(with = "humantime_serde")]
+    pub query_default_range: Duration,
+    /// Widest time range a `q` search may cover (400 beyond, naming this maximum).
+    #[serde(with = "humantime_serde")]
+    pub query_max_range: Duration,
+    /// Longest `q`, in characters (400 beyond).
+    pub query_max_q_chars: usize,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +65,9 @@ impl Default for GatewayConfig {
             keys: Vec::new(),
             public_reads_without_keys: false,
             consumer_metrics_urls: vec!["http://127.0.0.1:8082/metrics".into()],
+            query_default_range: Duration::from_secs(24 * 3600),
+            query_max_range: Duration::from_secs(7 * 24 * 3600),
+            query_max_q_chars: 200,
         }
     }
 }
@@ -90,5 +102,29 @@ impl LimitsConfig {
             max_attributes: self.max_attributes,
             max_attributes_bytes: self.max_attributes_bytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn query_bounds_are_validated_naming_the_key() {
+        let error = |tune: fn(&mut Config)| {
+            let mut c = Config::default();
+            tune(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(Config::default().validate().is_ok());
+        let e = error(|c| c.gateway.query_default_range = Duration::from_secs(8 * 24 * 3600));
+        assert!(e.contains("gateway.query_default_range"), "{e}");
+        let e = error(|c| c.gateway.query_default_range = Duration::ZERO);
+        assert!(e.contains("gateway.query_default_range"), "{e}");
+        let e = error(|c| c.gateway.query_max_range = Duration::from_secs(1));
+        assert!(e.contains("gateway.query_max_range"), "{e}");
+        let e = error(|c| c.gateway.query_max_q_chars = 0);
+        assert!(e.contains("gateway.query_max_q_chars"), "{e}");
     }
 }

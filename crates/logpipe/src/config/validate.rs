@@ -264,15 +264,28 @@ impl Config {
         url::Url::parse(&g.producer_url).map_err(|e| {
             anyhow::anyhow!(
                 "config key `gateway.producer_url`: `{}` is not a URL: {e}",
-                g.producer_url
+                super::redact::redact_url(&g.producer_url)
             )
         })?;
         for raw in &g.consumer_metrics_urls {
             ensure!(
                 matches!(url::Url::parse(raw), Ok(u) if u.scheme() == "http"),
-                "config key `gateway.consumer_metrics_urls`: `{raw}` is not an http:// URL (like http://127.0.0.1:8082/metrics)"
+                "config key `gateway.consumer_metrics_urls`: `{}` is not an http:// URL (like http://127.0.0.1:8082/metrics)",
+                super::redact::redact_url(raw)
             );
         }
+        ensure!(
+            g.query_max_range >= Duration::from_secs(60),
+            "config key `gateway.query_max_range`: must be at least 1m"
+        );
+        ensure!(
+            !g.query_default_range.is_zero() && g.query_default_range <= g.query_max_range,
+            "config key `gateway.query_default_range`: must be above 0 and at most `gateway.query_max_range`"
+        );
+        ensure!(
+            g.query_max_q_chars >= 1,
+            "config key `gateway.query_max_q_chars`: must be at least 1"
+        );
 
         let l = &self.limits;
         ensure!(

@@ -13,7 +13,10 @@
 //!   `demo`), otherwise the typed JSON `/stats` of every consumer in
 //!   `gateway.consumer_metrics_urls` (each given by its `/metrics` URL or its base URL; `/stats`
 //!   is fetched beside it), summed (split mode). When neither answers, the snapshot says so
-//!   (`consumer.available: false` and why) and the page shows "not available" instead of zeros;
+//!   (`consumer.available: false` and why) and the page shows "not available" instead of zeros.
+//!   Each consumer is listed in `consumer.instances` by its URL (secrets masked) and, when it
+//!   did not answer, a short class (`unreachable`, `timeout`, `bad_status`, `bad_response`,
+//!   `failed`); the detail goes to the gateway's log, never to the page;
 //! - recent errors: the newest ERROR and FATAL rows of the log store, and the top error
 //!   fingerprints of the aggregates, when this gateway has the stores (the query API's).
 //!
@@ -169,14 +172,14 @@ async fn consumer(state: &DashboardState) -> Value {
             response.json::<ConsumerSnapshot>().await
         }
         .await;
+        let shown = redact_url(url);
         let outcome = result.map_err(|e| {
-            if e.is_decode() {
-                "answered without consumer stats (is this a consumer's address?)".to_string()
-            } else {
-                e.without_url().to_string()
-            }
+            let class = failure_class(&e);
+            // The detail (addresses, library messages) is for the operator's log, not the page.
+            tracing::warn!(url = %shown, class, error = %e.without_url(), "dashboard: a consumer's /stats did not answer");
+            class
         });
-        (redact_url(url), outcome)
+        (shown, outcome)
     });
     let mut merged = ConsumerSnapshot::default();
     let mut instances = Vec::new();
@@ -204,6 +207,22 @@ async fn consumer(state: &DashboardState) -> Value {
     out.insert("source".into(), "remote".into());
     out.insert("instances".into(), instances.into());
     Value::Object(out)
+}
+
+/// A short, stable name for why a consumer's `/stats` did not answer.
+fn failure_class(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "unreachable"
+    } else if e.is_status() {
+        "bad_status"
+    } else if e.is_decode() || e.is_body() {
+        // Something answered, but not with a consumer's stats: a wrong address, most likely.
+        "bad_response"
+    } else {
+        "failed"
+    }
 }
 
 fn consumer_figures(s: &ConsumerSnapshot) -> Map<String, Value> {
@@ -282,7 +301,10 @@ async fn recent_errors(backend: &QueryBackend) -> Value {
             let rows: Vec<Value> = rows.iter().map(error_row).collect();
             json!({"available": true, "rows": rows})
         }
-        Ok(Err(e)) => json!({"available": false, "message": format!("log store: {e}")}),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "dashboard: the log store query failed");
+            json!({"available": false, "message": "log store: query failed (see the gateway log)"})
+        }
         Err(_) => json!({"available": false, "message": "log store: no answer within 2 s"}),
     }
 }
@@ -317,7 +339,10 @@ async fn top_errors(backend: &QueryBackend) -> Value {
             "window_minutes": TOP_WINDOW_MINUTES,
             "rows": stats.top_errors,
         }),
-        Ok(Err(e)) => json!({"available": false, "message": format!("aggregates: {e}")}),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "dashboard: the aggregates query failed");
+            json!({"available": false, "message": "aggregates: query failed (see the gateway log)"})
+        }
         Err(_) => json!({"available": false, "message": "aggregates: no answer within 2 s"}),
     }
 }

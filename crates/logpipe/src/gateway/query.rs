@@ -3,7 +3,10 @@
 //! the consumer writes: PostgreSQL and Redis, or the embedded ones inside `logpipe run`.
 //!
 //! Times (`since`, `until`) take RFC 3339 (`2026-11-25T12:00:00Z`) or a duration meaning "that
-//! long ago" (`15m`, `2h`).
+//! long ago" (`15m`, `2h`); [`range`] parses them without overflow and bounds a `q` search in
+//! time and length.
+
+mod range;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,20 +14,35 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use logpipe_aggregates::{Aggregates, StatsQuery};
 use logpipe_model::Level;
 use logpipe_store::{LogQuery, LogStore, StoreError};
 use serde::Deserialize;
 
 use super::GatewayState;
+use crate::config::GatewayConfig;
 use crate::http::{ApiError, RequestId};
+use range::parse_time;
+pub use range::QueryLimits;
 
 /// The stores the query API reads.
 #[derive(Clone)]
 pub struct QueryBackend {
     pub store: Arc<LogStore>,
     pub aggregates: Aggregates,
+    pub limits: QueryLimits,
+}
+
+impl QueryBackend {
+    /// The stores, with the `q` bounds of `gateway`.
+    pub fn new(store: Arc<LogStore>, aggregates: Aggregates, gateway: &GatewayConfig) -> Self {
+        Self {
+            store,
+            aggregates,
+            limits: QueryLimits::from_config(gateway),
+        }
+    }
 }
 
 /// Most rows one page returns.
@@ -53,21 +71,6 @@ pub struct StatsParams {
 
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
-/// `2026-11-25T12:00:00Z`, or a duration ago (`15m`).
-fn parse_time(name: &str, raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(ago) = humantime::parse_duration(raw) {
-        let ago = chrono::Duration::from_std(ago)
-            .map_err(|_| bad_request(format!("`{name}` is too far back")))?;
-        return Ok(now - ago);
-    }
-    Err(bad_request(format!(
-        "`{name}` must be an RFC 3339 time (2026-11-25T12:00:00Z) or a duration ago (15m), got `{raw}`"
-    )))
 }
 
 fn backend(state: &GatewayState) -> Result<&QueryBackend, ApiError> {
@@ -143,6 +146,15 @@ async fn query_logs(
         .as_deref()
         .map(|t| parse_time("until", t, now))
         .transpose()?;
+    let text = p.q.filter(|q| !q.is_empty());
+    // A substring scan: bounded in time and length, whatever the client asks.
+    let since = match &text {
+        Some(q) => {
+            backend.limits.check_text(q)?;
+            Some(backend.limits.text_window(since, until, now)?)
+        }
+        None => since,
+    };
     let limit = p.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(bad_request(format!("`limit` must be 1 to {MAX_LIMIT}")));
@@ -152,7 +164,7 @@ async fn query_logs(
         level,
         since,
         until,
-        text: p.q.filter(|q| !q.is_empty()),
+        text,
         limit,
         cursor: p.cursor,
     };
