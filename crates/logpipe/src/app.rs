@@ -29,7 +29,7 @@ use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::health::{metadata_probe, KafkaHealth};
 use crate::producer::backlog::BacklogGuard;
 use crate::producer::client::ProducerClient;
-use crate::producer::{service, Producer, ProducerMetrics, Upstream};
+use crate::producer::{internal_auth, service, Producer, ProducerMetrics, Upstream};
 use crate::retry::{self, Backoff};
 use crate::telemetry::metrics::{new_registry, HttpMetrics};
 
@@ -253,6 +253,10 @@ impl App {
                 let p = producer
                     .clone()
                     .context("producer role without a producer")?;
+                internal_auth::check_listen(
+                    config.producer.listen,
+                    &config.producer.internal_token,
+                )?;
                 let router = producer_router(&config, p, registry);
                 let listener = http::bind(config.producer.listen, "the producer service").await?;
                 producer_addr = Some(listener.local_addr()?);
@@ -294,6 +298,7 @@ impl App {
                         let client = ProducerClient::new(
                             &config.gateway.producer_url,
                             config.gateway.request_timeout,
+                            &config.producer.internal_token,
                         )?;
                         client.start_health_monitor(HEALTH_INTERVAL, stop.clone());
                         tracing::info!(url = %crate::config::redact::redact_url(&config.gateway.producer_url), "gateway forwards to the producer service");
@@ -494,12 +499,7 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
         registry: Arc::new(registry),
         checks: Arc::new(checks),
     };
-    let router = service::router(
-        producer,
-        config.limits.to_model(),
-        config.gateway.max_body_bytes,
-        config.gateway.retry_after,
-    );
+    let router = service::router(producer, config);
     http::with_common_layers(router, ops, http_metrics)
 }
 

@@ -47,8 +47,17 @@ pub enum KeyStrategy {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProducerConfig {
-    /// Listen address of the producer's internal HTTP endpoint (split mode).
+    /// Listen address of the producer's internal HTTP endpoint (split mode). Loopback by default;
+    /// any other address needs `internal_token`, or `logpipe producer` refuses to start.
     pub listen: SocketAddr,
+    /// Shared secret of the internal endpoint: the gateway sends it as `Authorization: Bearer
+    /// TOKEN` and the producer answers 401 without it. Required when `listen` is not a loopback
+    /// address; set the same value for the gateway and the producer (at least 16 characters).
+    /// Env: `LOGPIPE_PRODUCER_INTERNAL_TOKEN`. Empty (default) means no check, loopback only.
+    pub internal_token: String,
+    /// Most events one internal publish request may carry (413 beyond). At least
+    /// `gateway.max_batch_events`, so every batch the gateway accepts fits.
+    pub max_request_events: usize,
     /// Compression codec (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
     pub compression: Compression,
     /// `linger.ms`: how long librdkafka waits to fill a batch.
@@ -77,7 +86,11 @@ pub struct ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            // Loopback: the endpoint is internal, and anything wider needs `internal_token`.
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            internal_token: String::new(),
+            // The gateway's default `max_batch_events`.
+            max_request_events: 10_000,
             compression: Compression::Lz4,
             // 1 ms: under load librdkafka batches whatever queues while a request is in
             // flight anyway; idle, each ms of linger is a ms of end-to-end latency.

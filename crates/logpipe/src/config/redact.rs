@@ -20,6 +20,9 @@ pub fn redacted(config: &Config) -> Config {
     for url in &mut c.gateway.consumer_metrics_urls {
         *url = redact_url(url);
     }
+    if !c.producer.internal_token.is_empty() {
+        c.producer.internal_token = MASK.to_string();
+    }
     c.gateway.api_keys = c
         .gateway
         .api_keys
@@ -226,8 +229,9 @@ mod tests {
         let mut c = Config::default();
         c.gateway.producer_url = "http://u:pp1@producer:8081/?token=tt1".into();
         c.gateway.consumer_metrics_urls = vec!["http://c:8082/metrics?api_key=kk1".into()];
+        c.producer.internal_token = "internal-token-0123456789".into();
         let shown = toml::to_string(&redacted(&c)).unwrap();
-        for secret in ["pp1", "tt1", "kk1"] {
+        for secret in ["pp1", "tt1", "kk1", "internal-token-0123456789"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
         assert!(

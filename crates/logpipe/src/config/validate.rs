@@ -220,6 +220,16 @@ impl Config {
             self.gateway.max_batch_events
         );
         ensure!(
+            p.max_request_events >= self.gateway.max_batch_events,
+            "config key `producer.max_request_events` ({}) must be at least `gateway.max_batch_events` ({}), or the producer service would refuse full batches the gateway accepted",
+            p.max_request_events,
+            self.gateway.max_batch_events
+        );
+        ensure!(
+            p.internal_token.is_empty() || p.internal_token.len() >= 16,
+            "config key `producer.internal_token` (env LOGPIPE_PRODUCER_INTERNAL_TOKEN): must be at least 16 characters, or empty to turn the check off on a loopback listen address"
+        );
+        ensure!(
             p.delivery_timeout < self.gateway.request_timeout,
             "config key `producer.delivery_timeout` ({}) must be below `gateway.request_timeout` ({}) so a failed delivery is reported before the request gives up",
             humantime::format_duration(p.delivery_timeout),
@@ -334,4 +344,26 @@ fn valid_topic_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_request_cap_and_internal_token_are_checked() {
+        let mut config = Config::default();
+        config.gateway.max_batch_events = 500;
+        config.producer.max_request_events = 499;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("producer.max_request_events"), "{error}");
+        config.producer.max_request_events = 500;
+        config.validate().unwrap();
+
+        config.producer.internal_token = "short".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("producer.internal_token"), "{error}");
+        config.producer.internal_token = "0123456789abcdef".into();
+        config.validate().unwrap();
+    }
 }

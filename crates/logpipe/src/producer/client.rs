@@ -1,7 +1,9 @@
 //! The gateway's client for the producer service in split mode: keep-alive connection pool,
-//! one POST per ingest request, failures mapped back to [`PublishError`], and a readiness probe
-//! of the producer's `/health/ready` (which itself means "Kafka reachable").
+//! one POST per ingest request carrying `producer.internal_token` (when set) as a bearer token,
+//! failures mapped back to [`PublishError`], and a readiness probe of the producer's
+//! `/health/ready` (which itself means "Kafka reachable").
 
+use crate::config::redact::redact_url;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,6 +20,8 @@ use crate::retry;
 pub struct ProducerClient {
     http: reqwest::Client,
     base: String,
+    /// `Authorization` value sent with each publish; `None` when no token is configured.
+    authorization: Option<reqwest::header::HeaderValue>,
     health: KafkaHealth,
 }
 
@@ -26,6 +30,9 @@ struct ErrorBody {
     error: ErrorDetail,
     #[serde(default)]
     failed: Vec<FailedItem>,
+    /// The producer's limit, with `too_many_events`.
+    #[serde(default)]
+    limit: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -41,8 +48,21 @@ struct FailedItem {
 }
 
 impl ProducerClient {
-    /// A client for the producer at `base` (`http://host:8081`); `timeout` bounds each call.
-    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// A client for the producer at `base` (`http://host:8081`); `timeout` bounds each call;
+    /// `token` is `producer.internal_token` (empty sends none).
+    pub fn new(base: &str, timeout: Duration, token: &str) -> anyhow::Result<Self> {
+        let authorization = if token.is_empty() {
+            None
+        } else {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "config key `producer.internal_token`: must be visible ASCII characters only"
+                    )
+                })?;
+            value.set_sensitive(true);
+            Some(value)
+        };
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
@@ -52,6 +72,7 @@ impl ProducerClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
+            authorization,
             health: KafkaHealth::default(),
         })
     }
@@ -87,29 +108,42 @@ impl ProducerClient {
             event.write_json(&mut body);
             body.push(b'\n');
         }
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}{PUBLISH_PATH}", self.base))
             .header(REQUEST_ID_HEADER, &*batch.request_id)
             .header(INGEST_MS_HEADER, batch.ingest_ms.to_string())
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                PublishError::Unavailable(format!(
-                    "producer service at {} unreachable: {e}",
-                    self.base
-                ))
-            })?;
+            .header("content-type", "application/x-ndjson");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+        }
+        let response = request.body(body).send().await.map_err(|e| {
+            PublishError::Unavailable(format!(
+                "producer service at {} unreachable: {}",
+                redact_url(&self.base),
+                e.without_url()
+            ))
+        })?;
         if response.status().is_success() {
             return Ok(());
         }
         let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(PublishError::Unavailable(format!(
+                "the producer service at {} refused the gateway's internal token (401): set \
+                 `producer.internal_token` (LOGPIPE_PRODUCER_INTERNAL_TOKEN) to the same value for \
+                 the gateway and the producer",
+                redact_url(&self.base)
+            )));
+        }
         let parsed: Option<ErrorBody> = response.json().await.ok();
         Err(match parsed {
             Some(body) => match body.error.code.as_str() {
                 "saturated" => PublishError::Saturated,
+                "too_many_events" => PublishError::TooLarge {
+                    events: batch.events.len(),
+                    limit: body.limit.unwrap_or(0),
+                },
                 "delivery_failed" => PublishError::Partial {
                     failed: body
                         .failed

@@ -5,13 +5,16 @@
 //! gateway's 2xx means "Kafka has it". In-flight events are bounded by a semaphore sized below
 //! librdkafka's own queue: a caller that finds no room waits up to `enqueue_timeout` and then gets
 //! [`PublishError::Saturated`] (HTTP 503 + Retry-After), so `QueueFull` becomes backpressure and
-//! never a dropped event.
+//! never a dropped event. A batch larger than the whole semaphore could never get its permits, and
+//! the semaphore is fair (FIFO), so waiting for them would hold back every smaller batch queued
+//! behind it: such a batch is refused at once ([`PublishError::TooLarge`], HTTP 413).
 //!
 //! [`Upstream`] is the gateway's view of the producer: the same call in-process (`logpipe run`) or
 //! over the internal HTTP endpoint in split mode ([`service`] serves it, [`client`] calls it).
 
 pub mod backlog;
 pub mod client;
+pub mod internal_auth;
 pub mod service;
 
 use std::sync::Arc;
@@ -58,6 +61,10 @@ pub enum PublishError {
     /// [`backlog`]); nothing was sent.
     #[error("{0}. New events wait until the consumer catches up: retry shortly, or set kafka.brokers to use a real Kafka cluster for larger backlogs")]
     BacklogFull(String),
+    /// The batch has more events than the whole in-flight budget (`producer.max_in_flight`), so
+    /// it could never be sent at once; nothing was sent. Retrying does not help: split it.
+    #[error("the batch holds {events} events, more than the producer takes at once ({limit}: `producer.max_in_flight`, `producer.max_request_events`); split it")]
+    TooLarge { events: usize, limit: usize },
     /// These records (index within the batch, reason) were not acknowledged; the others were.
     #[error("{} of the events were not acknowledged by Kafka", failed.len())]
     Partial { failed: Vec<(usize, String)> },
@@ -71,6 +78,7 @@ impl PublishError {
             PublishError::Unavailable(_) => "kafka_unavailable",
             PublishError::BacklogFull(_) => "embedded_backlog_full",
             PublishError::Partial { .. } => "delivery_failed",
+            PublishError::TooLarge { .. } => "too_many_events",
         }
     }
 }
@@ -97,7 +105,12 @@ impl ProducerMetrics {
             batch_events: size_histogram(),
         };
         // Every reason exists from the start, so `rate()` sees the first failure.
-        for reason in ["saturated", "kafka_unavailable", "delivery_failed"] {
+        for reason in [
+            "saturated",
+            "kafka_unavailable",
+            "delivery_failed",
+            "too_many_events",
+        ] {
             let _ = m.failed.get_or_create(&ReasonLabels {
                 reason: reason.into(),
             });
@@ -143,6 +156,8 @@ pub struct Producer {
     key: KeyStrategy,
     /// One permit per in-flight record; sized below librdkafka's queue so QueueFull is rare.
     permits: Arc<Semaphore>,
+    /// The semaphore's size (`producer.max_in_flight`): no batch larger than this can ever fit.
+    max_in_flight: usize,
     enqueue_timeout: Duration,
     health: KafkaHealth,
     /// The health probe's own client. A broker answers the requests of one connection in order,
@@ -187,6 +202,7 @@ impl Producer {
             topic: config.kafka.topic.clone(),
             key: p.key,
             permits: Arc::new(Semaphore::new(p.max_in_flight)),
+            max_in_flight: p.max_in_flight,
             enqueue_timeout: p.enqueue_timeout,
             health: KafkaHealth::default(),
             probe,
@@ -226,6 +242,10 @@ impl Producer {
         let n = batch.events.len();
         if n == 0 {
             return Ok(());
+        }
+        if let Err(e) = fits_in_flight(n, self.max_in_flight) {
+            self.count_failed(e.code(), n);
+            return Err(e);
         }
         if !self.health.is_up() {
             self.count_failed("kafka_unavailable", n);
@@ -383,10 +403,26 @@ impl Producer {
     }
 }
 
+/// Refuses at once a batch that could never get its permits (see the module docs).
+fn fits_in_flight(events: usize, max_in_flight: usize) -> Result<(), PublishError> {
+    if events > max_in_flight {
+        return Err(PublishError::TooLarge {
+            events,
+            limit: max_in_flight,
+        });
+    }
+    Ok(())
+}
+
+/// A record's failure reason as sent to callers: librdkafka's fixed error-code description, and
+/// for anything else a fixed sentence (the full error, which may name brokers, is logged).
 fn describe(e: &KafkaError) -> String {
     match e {
         KafkaError::MessageProduction(code) => format!("Kafka refused the record: {code}"),
-        other => other.to_string(),
+        other => {
+            tracing::warn!(error = %other, "a record could not be handed to Kafka");
+            "the record could not be handed to Kafka".into()
+        }
     }
 }
 
@@ -411,5 +447,25 @@ impl Upstream {
             Upstream::InProcess(producer) => producer.health().is_up(),
             Upstream::Remote(client) => client.health().is_up(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_larger_than_the_in_flight_budget_is_refused_not_queued() {
+        assert!(fits_in_flight(10, 10).is_ok());
+        let refused = fits_in_flight(11, 10).unwrap_err();
+        assert_eq!(
+            refused,
+            PublishError::TooLarge {
+                events: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(refused.code(), "too_many_events");
+        assert!(refused.to_string().contains("producer.max_in_flight"));
     }
 }

@@ -3,9 +3,13 @@
 //!
 //! `POST /internal/v1/publish`: body is NDJSON of canonical events (what the gateway already
 //! validated), `X-Request-Id` and `X-Logpipe-Ingest-Ms` headers carry what goes into the record
-//! headers. The events are decoded again (cheap, and the endpoint must not trust its network);
-//! the answer comes after Kafka acknowledged every record: 200 `{"delivered": N}`, or 503 with the
-//! shared error shape and `failed: [{index, reason}]`.
+//! headers. With `producer.internal_token` set, only a caller sending it (the gateway) gets past
+//! [`internal_auth::require_token`], so only the gateway sets those headers; without it the
+//! endpoint listens on loopback only. The events are decoded again (cheap, and the endpoint must
+//! not trust its network); more than `producer.max_request_events` is 413. The answer comes
+//! after Kafka acknowledged every record: 200 `{"delivered": N}`, or 503 with the shared error
+//! shape and `failed: [{index, reason}]`. Error bodies say what to do; the internal cause (broker
+//! errors, addresses) goes to the log only.
 
 use std::sync::Arc;
 
@@ -17,7 +21,9 @@ use axum::{Json, Router};
 use logpipe_model::{ndjson_lines, LogEvent};
 use serde_json::json;
 
+use super::internal_auth::{require_token, InternalToken};
 use super::{Batch, Producer, PublishError};
+use crate::config::Config;
 use crate::http::{ApiError, RequestId};
 
 /// Route of the internal publish endpoint.
@@ -30,22 +36,25 @@ struct ServiceState {
     producer: Arc<Producer>,
     limits: logpipe_model::Limits,
     retry_after: std::time::Duration,
+    max_events: usize,
 }
 
-/// The producer service's routes (without the shared layers).
-pub fn router(
-    producer: Arc<Producer>,
-    limits: logpipe_model::Limits,
-    max_body_bytes: usize,
-    retry_after: std::time::Duration,
-) -> Router {
+/// The producer service's routes (without the shared layers): body limit from
+/// `gateway.max_body_bytes`, token and event cap from `[producer]`.
+pub fn router(producer: Arc<Producer>, config: &Config) -> Router {
+    let token = InternalToken::new(&config.producer.internal_token);
     Router::new()
         .route(PUBLISH_PATH, post(publish))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.gateway.max_body_bytes,
+        ))
+        // Outermost on the route: the token is checked before the body is read.
+        .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(ServiceState {
             producer,
-            limits,
-            retry_after,
+            limits: config.limits.to_model(),
+            retry_after: config.gateway.retry_after,
+            max_events: config.producer.max_request_events,
         })
 }
 
@@ -60,7 +69,20 @@ async fn publish(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    let mut events = Vec::new();
+    let count = ndjson_lines(&body).count();
+    if count > state.max_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "the request holds {count} events, more than `producer.max_request_events` ({}); split it",
+                state.max_events
+            ),
+        )
+        .with_details(limit_detail(state.max_events))
+        .with_request_id(&id));
+    }
+    let mut events = Vec::with_capacity(count);
     let mut rejected = Vec::new();
     for (line, bytes) in ndjson_lines(&body) {
         match LogEvent::decode(bytes, &state.limits) {
@@ -93,10 +115,28 @@ async fn publish(
     }
 }
 
-/// The HTTP answer for a publish failure: always 503 with `Retry-After`, `failed` items listed.
+/// The HTTP answer for a publish failure: 503 with `Retry-After` and the `failed` items listed,
+/// or 413 for a batch that can never fit. The body names what to do; the internal cause (broker
+/// errors, the producer service's address) is logged here and never sent.
 pub fn publish_error_response(e: &PublishError, retry_after: std::time::Duration) -> ApiError {
-    let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
-        .retry_after(retry_after);
+    let message = match e {
+        PublishError::Saturated => e.to_string(),
+        PublishError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "publish failed: upstream unavailable");
+            "Kafka is not reachable from logpipe right now; nothing was written. Retry after the \
+             Retry-After delay"
+                .into()
+        }
+        // The embedded broker's own guidance: sizes and what to configure, nothing internal.
+        PublishError::BacklogFull(_) => e.to_string(),
+        PublishError::Partial { .. } => e.to_string(),
+        PublishError::TooLarge { limit, .. } => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.code(), e.to_string())
+                .with_details(limit_detail(*limit));
+        }
+    };
+    let mut error =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), message).retry_after(retry_after);
     if let PublishError::Partial { failed } = e {
         let mut details = serde_json::Map::new();
         details.insert(
@@ -110,4 +150,11 @@ pub fn publish_error_response(e: &PublishError, retry_after: std::time::Duration
         error = error.with_details(details);
     }
     error
+}
+
+/// `{"limit": N}` beside a 413's error, so the gateway can name the producer's limit.
+fn limit_detail(limit: usize) -> serde_json::Map<String, serde_json::Value> {
+    let mut details = serde_json::Map::new();
+    details.insert("limit".into(), limit.into());
+    details
 }

@@ -40,7 +40,7 @@ async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
         stores.aggregates.clone(),
         &config.gateway,
     );
-    let upstream = ProducerClient::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap();
+    let upstream = ProducerClient::new("http://127.0.0.1:9", Duration::from_secs(1), "").unwrap();
     let router = gateway_router(
         &config,
         Upstream::Remote(upstream),

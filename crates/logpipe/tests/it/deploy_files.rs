@@ -3,7 +3,8 @@
 //! `LOGPIPE_*` variable they set is accepted by `logpipe config check` (names and values); every
 //! logpipe command is a real subcommand; ports, probes, Services and Prometheus targets agree with
 //! the roles' listen ports; grace periods exceed the drain bound plus the producer flush; KEDA's
-//! maxReplicaCount equals the topic's partitions. Images are not built and manifests are not
+//! maxReplicaCount equals the topic's partitions; the producer, listening beyond loopback, has the
+//! internal token its gateways send, and a NetworkPolicy admits only gateways to it. Images are not built and manifests are not
 //! validated against the Kubernetes schemas here (no Docker daemon, no kubeconform).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -273,6 +274,7 @@ fn compose_has_the_stack_and_matches_the_binary() {
     let known = known_env_names();
     let defaults = defaults();
     let mut consumers = Vec::new();
+    let mut internal_tokens = BTreeMap::new();
     let mut role_of = BTreeMap::new();
     for (name, service) in services {
         let name = s(name);
@@ -337,6 +339,15 @@ fn compose_has_the_stack_and_matches_the_binary() {
                 );
             }
         }
+        if role == "gateway" || role == "producer" {
+            internal_tokens.insert(
+                role.clone(),
+                env.get("LOGPIPE_PRODUCER_INTERNAL_TOKEN").cloned(),
+            );
+        }
+        if role == "producer" {
+            assert_producer_listen_is_safe(&format!("compose service {name}"), &config);
+        }
         if role == "gateway" {
             let upstream =
                 url::Url::parse(config["gateway"]["producer_url"].as_str().unwrap()).unwrap();
@@ -356,6 +367,11 @@ fn compose_has_the_stack_and_matches_the_binary() {
             }
         }
     }
+    assert_eq!(
+        internal_tokens.get("gateway"),
+        internal_tokens.get("producer"),
+        "the compose gateway must send the producer's internal token"
+    );
     let total: u64 = consumers.iter().map(|(_, r)| r).sum();
     assert_eq!(total, 3, "compose should run 3 consumers: {consumers:?}");
     assert!(role_of.values().any(|r| r == "gateway"));
@@ -461,12 +477,26 @@ fn find<'a>(objects: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value
         .unwrap_or_else(|| panic!("no {kind} {name} in deploy/k8s"))
 }
 
+/// The producer's effective listen address either is loopback or comes with an internal token,
+/// the same rule `logpipe producer` applies at start.
+fn assert_producer_listen_is_safe(what: &str, config: &serde_json::Value) {
+    let listen = config["producer"]["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = config["producer"]["internal_token"].as_str().unwrap();
+    logpipe::producer::internal_auth::check_listen(listen, token)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
 /// A placeholder for a variable filled from a Secret, valid for its key.
 fn secret_placeholder(var: &str) -> String {
     match var {
         "LOGPIPE_POSTGRES_URL" => "postgres://logpipe:secret@postgres:5432/logpipe".into(),
         "LOGPIPE_REDIS_URL" => "redis://:secret@redis:6379/0".into(),
         "LOGPIPE_GATEWAY_API_KEYS" => "0123456789abcdef0123,fedcba9876543210fedc".into(),
+        "LOGPIPE_PRODUCER_INTERNAL_TOKEN" => "0123456789abcdef-internal".into(),
         _ => "secret".into(),
     }
 }
@@ -630,6 +660,19 @@ fn kubernetes_manifests_match_the_binary() {
                     "{what}"
                 );
             }
+            if role == "gateway" || role == "producer" {
+                // Both sides read the internal token from the same required Secret key.
+                let token = seq(&container["env"])
+                    .into_iter()
+                    .find(|v| s(&v["name"]) == "LOGPIPE_PRODUCER_INTERNAL_TOKEN")
+                    .unwrap_or_else(|| panic!("{what}: no LOGPIPE_PRODUCER_INTERNAL_TOKEN"));
+                let key_ref = &token["valueFrom"]["secretKeyRef"];
+                assert_eq!(s(&key_ref["key"]), "producer-internal-token", "{what}");
+                assert_ne!(key_ref["optional"], Value::Bool(true), "{what}");
+            }
+            if role == "producer" {
+                assert_producer_listen_is_safe(&what, &config);
+            }
             if role == "gateway" {
                 let upstream =
                     url::Url::parse(config["gateway"]["producer_url"].as_str().unwrap()).unwrap();
@@ -661,6 +704,54 @@ fn kubernetes_manifests_match_the_binary() {
         roles_seen,
         ["consumer", "gateway", "producer"].map(String::from).into(),
         "a Deployment per role"
+    );
+
+    // Only the gateway pods reach the producer's port.
+    let policy = find(&objects, "NetworkPolicy", "logpipe-producer");
+    let producer = find(&objects, "Deployment", "logpipe-producer");
+    let gateway = find(&objects, "Deployment", "logpipe-gateway");
+    let producer_pod = &producer["spec"]["template"];
+    assert!(
+        selector_matches(
+            &policy["spec"]["podSelector"]["matchLabels"],
+            &producer_pod["metadata"]["labels"]
+        ),
+        "the NetworkPolicy does not select the producer pods"
+    );
+    assert!(
+        !selector_matches(
+            &policy["spec"]["podSelector"]["matchLabels"],
+            &gateway["spec"]["template"]["metadata"]["labels"]
+        ),
+        "the NetworkPolicy selects the gateway pods too"
+    );
+    assert_eq!(strings(&policy["spec"]["policyTypes"]), ["Ingress"]);
+    let rules = seq(&policy["spec"]["ingress"]);
+    assert_eq!(rules.len(), 1, "one ingress rule: from the gateways");
+    let from = seq(&rules[0]["from"]);
+    assert_eq!(from.len(), 1, "only the gateways: {from:?}");
+    assert!(from[0].get("namespaceSelector").is_none() && from[0].get("ipBlock").is_none());
+    assert!(
+        selector_matches(
+            &from[0]["podSelector"]["matchLabels"],
+            &gateway["spec"]["template"]["metadata"]["labels"]
+        ),
+        "the NetworkPolicy does not admit the gateway pods"
+    );
+    assert!(
+        !selector_matches(
+            &from[0]["podSelector"]["matchLabels"],
+            &producer_pod["metadata"]["labels"]
+        ),
+        "the NetworkPolicy admits more than the gateways"
+    );
+    let container_port = &producer_pod["spec"]["containers"][0]["ports"][0];
+    let allowed = seq(&rules[0]["ports"]);
+    assert_eq!(allowed.len(), 1);
+    assert!(
+        s(&allowed[0]["port"]) == s(&container_port["name"])
+            || allowed[0]["port"] == container_port["containerPort"],
+        "the NetworkPolicy opens a port the producer does not listen on"
     );
 
     // Each PodDisruptionBudget covers a Deployment.
