@@ -242,7 +242,12 @@ impl App {
                 let listener = http::bind(config.producer.listen, "the producer service").await?;
                 producer_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "producer service listening");
-                servers.spawn(http::serve(listener, router, stop.clone()));
+                servers.spawn(http::serve_with(
+                    listener,
+                    router,
+                    config.http.clone(),
+                    stop.clone(),
+                ));
             }
             Roles::Consumer => {
                 let mut checks: Vec<ReadyCheck> = Vec::new();
@@ -266,11 +271,16 @@ impl App {
                     .clone()
                     .map(stats_routes)
                     .unwrap_or_default();
-                let router = http::with_common_layers(stats, ops, http_metrics);
+                let router = http::with_common_layers(stats, ops, http_metrics, &config.http);
                 let listener = http::bind(config.consumer.listen, "the consumer").await?;
                 consumer_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "consumer health and metrics listening");
-                servers.spawn(http::serve(listener, router, stop.clone()));
+                servers.spawn(http::serve_with(
+                    listener,
+                    router,
+                    config.http.clone(),
+                    stop.clone(),
+                ));
             }
             Roles::Gateway | Roles::All => {
                 let upstream = match &producer {
@@ -302,7 +312,12 @@ impl App {
                 let listener = http::bind(config.gateway.listen, "the gateway").await?;
                 gateway_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-                servers.spawn(http::serve(listener, router, stop.clone()));
+                servers.spawn(http::serve_with(
+                    listener,
+                    router,
+                    config.http.clone(),
+                    stop.clone(),
+                ));
             }
         }
 
@@ -472,7 +487,7 @@ pub fn gateway_router_with(
     if let Some(consumer) = consumer {
         routes = routes.merge(stats_routes(consumer));
     }
-    http::with_common_layers(routes, ops, http_metrics)
+    http::with_common_layers(routes, ops, http_metrics, &config.http)
 }
 
 /// The producer service as served (split mode).
@@ -490,7 +505,7 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
         config.gateway.max_body_bytes,
         config.gateway.retry_after,
     );
-    http::with_common_layers(router, ops, http_metrics)
+    http::with_common_layers(router, ops, http_metrics, &config.http)
 }
 
 /// Creates partitions ahead and drops expired ones, now and then hourly.
