@@ -261,7 +261,12 @@ impl App {
                 let listener = http::bind(config.producer.listen, "the producer service").await?;
                 producer_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "producer service listening");
-                servers.spawn(http::serve(listener, router, stop.clone()));
+                servers.spawn(http::serve_with(
+                    listener,
+                    router,
+                    config.http.clone(),
+                    stop.clone(),
+                ));
             }
             Roles::Consumer => {
                 let mut checks: Vec<ReadyCheck> = Vec::new();
@@ -285,11 +290,16 @@ impl App {
                     .clone()
                     .map(stats_routes)
                     .unwrap_or_default();
-                let router = http::with_common_layers(stats, ops, http_metrics);
+                let router = http::with_common_layers(stats, ops, http_metrics, &config.http);
                 let listener = http::bind(config.consumer.listen, "the consumer").await?;
                 consumer_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "consumer health and metrics listening");
-                servers.spawn(http::serve(listener, router, stop.clone()));
+                servers.spawn(http::serve_with(
+                    listener,
+                    router,
+                    config.http.clone(),
+                    stop.clone(),
+                ));
             }
             Roles::Gateway | Roles::All => {
                 let upstream = match &producer {
@@ -317,7 +327,12 @@ impl App {
                 gateway_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "gateway listening");
                 warn_about_access(&config.gateway, listener.local_addr()?);
-                servers.spawn(http::serve(listener, router, stop.clone()));
+                servers.spawn(http::serve_with(
+                    listener,
+                    router,
+                    config.http.clone(),
+                    stop.clone(),
+                ));
             }
         }
 
@@ -487,7 +502,7 @@ pub fn gateway_router_with(
     if let Some(consumer) = consumer {
         routes = routes.merge(stats_routes(consumer));
     }
-    http::with_common_layers(routes, ops, http_metrics)
+    http::with_common_layers(routes, ops, http_metrics, &config.http)
 }
 
 /// The producer service as served (split mode).
@@ -500,7 +515,7 @@ pub fn producer_router(config: &Config, producer: Arc<Producer>, mut registry: R
         checks: Arc::new(checks),
     };
     let router = service::router(producer, config);
-    http::with_common_layers(router, ops, http_metrics)
+    http::with_common_layers(router, ops, http_metrics, &config.http)
 }
 
 /// Says at start-up, loudly, who may ingest and who may read stored logs when no API key is

@@ -1,6 +1,10 @@
 //! What every logpipe HTTP service shares: the one JSON error shape ([`ApiError`]), request ids,
 //! per-route request metrics, the operational routes (`/health/live`, `/health/ready`,
-//! `/metrics`), serving with graceful shutdown, and waiting for a service to be ready.
+//! `/metrics`), the `[http]` limits (per request in `limits.rs`, per connection and shutdown in
+//! `serve.rs`), and waiting for a service to be ready.
+
+mod limits;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +17,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+pub use limits::RequestLimits;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+pub use serve::{serve, serve_with};
 
-use crate::telemetry::metrics::{render, HttpLabels, HttpMetrics, RouteLabels, SharedRegistry};
+use crate::config::HttpConfig;
+use crate::telemetry::metrics::{
+    method_label, render, HttpLabels, HttpMetrics, RouteLabels, SharedRegistry,
+};
 
 /// Header carrying the request id, in requests (optional) and every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -67,7 +75,7 @@ pub async fn track_metrics(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let started = Instant::now();
     metrics.in_flight.inc();
     let response = next.run(request).await;
@@ -244,14 +252,29 @@ fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// Wraps a service router with the shared layers: request ids, metrics, panic guard, fallback,
-/// ops routes.
-pub fn with_common_layers(router: Router, ops: Ops, metrics: HttpMetrics) -> Router {
+/// Wraps a service router with the shared layers: request ids, metrics, the request timeout,
+/// panic guard, fallback, ops routes, and the in-flight limit on the service's own routes (the
+/// ops routes stay exempt so an overloaded service still reports health and metrics).
+pub fn with_common_layers(
+    router: Router,
+    ops: Ops,
+    metrics: HttpMetrics,
+    http: &HttpConfig,
+) -> Router {
+    let request_limits = RequestLimits::new(http);
     router
+        .layer(axum::middleware::from_fn_with_state(
+            request_limits.clone(),
+            limits::shed_load,
+        ))
         .merge(ops_routes(ops))
         .fallback(fallback)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            request_limits,
+            limits::bound_request,
         ))
         .layer(axum::middleware::from_fn_with_state(metrics, track_metrics))
         .layer(axum::middleware::from_fn(request_id))
@@ -285,21 +308,6 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::Tc
     })
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled, then finishes in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -328,7 +336,10 @@ mod tests {
                 "never"
             }),
         );
-        (with_common_layers(router, ops, metrics.clone()), metrics)
+        (
+            with_common_layers(router, ops, metrics.clone(), &HttpConfig::default()),
+            metrics,
+        )
     }
 
     #[tokio::test]

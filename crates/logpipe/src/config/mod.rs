@@ -9,7 +9,7 @@
 //! full dotted path (`gateway.max_batch_events: invalid type ...`).
 //!
 //! One file per section (`kafka.rs`, `producer.rs`, `consumer.rs` with `[retry]`, `gateway.rs`
-//! with `[limits]`, `stores.rs`, `logging.rs`, `dlq.rs`): every field is documented there and in
+//! with `[limits]`, `http.rs`, `stores.rs`, `logging.rs`, `dlq.rs`): every field is documented there and in
 //! `config/logpipe.example.toml`, and its default lives in the `Default` impl beside it. Rules
 //! that span fields are in `validate.rs` ([`Config::validate`]); pass-through librdkafka
 //! properties are checked by `properties.rs` ([`check_properties`]) without creating a client.
@@ -18,6 +18,7 @@ mod consumer;
 mod dlq;
 mod env;
 mod gateway;
+mod http;
 mod kafka;
 mod keys;
 mod logging;
@@ -34,6 +35,7 @@ pub use consumer::*;
 pub use dlq::*;
 pub use env::variables;
 pub use gateway::*;
+pub use http::*;
 pub use kafka::*;
 pub use keys::{ApiKeyConfig, Scope};
 pub use logging::*;
@@ -52,6 +54,7 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     pub gateway: GatewayConfig,
     pub limits: LimitsConfig,
+    pub http: HttpConfig,
     pub postgres: PostgresConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,

@@ -80,8 +80,30 @@ pub fn render(registry: &Registry) -> String {
 pub struct HttpLabels {
     /// Route template (`/api/v1/logs/batch`), or `unmatched`.
     pub route: String,
+    /// One of [`METHOD_LABELS`], from [`method_label`].
     pub method: String,
     pub status: u16,
+}
+
+/// The values of the `method` label: the methods an HTTP API uses, and `other`.
+pub const METHOD_LABELS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
+];
+
+/// The `method` label of a request. Any client can send any token as a method (`FOO1`), and
+/// requests are counted before authentication, so an open set would let anyone create series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Labels carrying one low-cardinality reason code.
@@ -132,3 +154,25 @@ impl HttpMetrics {
 
 /// The frozen registry shared by every listener of the process.
 pub type SharedRegistry = Arc<Registry>;
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn the_method_label_is_one_of_a_fixed_set() {
+        for known in [Method::GET, Method::POST, Method::DELETE, Method::OPTIONS] {
+            assert_eq!(method_label(&known), known.as_str());
+        }
+        for odd in ["FOO1", "FOO2", "CONNECT", "TRACE", "get", "PROPFIND"] {
+            let method = Method::from_bytes(odd.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{odd}");
+        }
+        for value in METHOD_LABELS {
+            let method = Method::from_bytes(value.as_bytes()).unwrap();
+            assert!(METHOD_LABELS.contains(&method_label(&method)));
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod abuse_http;
 mod abuse_producer;
 mod abuse_query;
 mod cli;
