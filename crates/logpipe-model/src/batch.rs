@@ -210,15 +210,9 @@ mod tests {
     fn at_most_takes_exactly_max_and_refuses_one_more() {
         let three = b"[1, {\"a\":[2]}, \"3\"]";
         assert_eq!(at_most(three, 3), Ok(3));
-        assert_eq!(
-            at_most(three, 2),
-            Err(SplitError::TooMany { max: 2 })
-        );
+        assert_eq!(at_most(three, 2), Err(SplitError::TooMany { max: 2 }));
         assert_eq!(at_most(b"[]", 0), Ok(0));
-        assert_eq!(
-            at_most(b"[1]", 0),
-            Err(SplitError::TooMany { max: 0 })
-        );
+        assert_eq!(at_most(b"[1]", 0), Err(SplitError::TooMany { max: 0 }));
 
         // Blank lines are not events, so they do not count.
         let lines = b"{}\n\n{}\r\n  \n{}\n";

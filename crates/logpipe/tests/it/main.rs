@@ -5,6 +5,7 @@
 
 mod support;
 
+mod abuse_body;
 mod cli;
 mod consumer_embedded;
 mod consumer_flow;
