@@ -44,7 +44,9 @@ mod rejection;
 mod template;
 mod wire;
 
-pub use batch::{ndjson_lines, split_json_array};
+pub use batch::{
+    ndjson_lines, ndjson_lines_at_most, split_json_array, split_json_array_at_most, SplitError,
+};
 pub use enrich::{enrich, RecordMeta, REQUEST_ID_MAX_BYTES};
 pub use enriched::{fingerprint, EnrichedLog, Fingerprint, KafkaCoordinates};
 pub use event::{normalise_timestamp, LogEvent};

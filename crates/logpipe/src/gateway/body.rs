@@ -1,8 +1,13 @@
 //! Reading an ingest request body: content type, size limit (before and after gzip), and gzip.
 //! Bodies are read with a hard limit on the wire and a hard limit on the decompressed size, so
 //! neither a huge upload nor a gzip bomb can take more than `max_body_bytes` of memory.
+//!
+//! Inflating stops as soon as the output passes the limit, and only [`INFLATE_SLOTS`] bodies
+//! inflate at once, process-wide: a gzip body of 10 KB can inflate to the whole limit, so without
+//! that bound many small bombs at once would cost their number times the limit.
 
 use std::io::Read;
+use std::sync::LazyLock;
 
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -110,8 +115,14 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
     if !gzip {
         return Ok(raw);
     }
+    // The compressed body is read whole before a slot is taken: a slot held across network reads
+    // would let a slow client block every gzip request.
+    let _slot = INFLATE_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let big = raw.len() > 64 * 1024;
-    let decode = move || gunzip(&raw, limit);
+    let decode = move || gunzip(&raw[..], raw.len(), limit);
     // Large bodies decompress on the blocking pool so they do not stall other requests.
     if big {
         tokio::task::spawn_blocking(decode).await.map_err(|e| {
@@ -144,8 +155,18 @@ const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// How long [`drain`] reads at most.
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
-    let mut out = Vec::with_capacity((raw.len() * 4).min(limit));
+/// How many gzip bodies inflate at the same time, process-wide (one per CPU): each may grow to
+/// `max_body_bytes` while it inflates, so this bounds the memory of many bombs sent at once.
+static INFLATE_SLOTS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(cpus)
+});
+
+/// Inflates `raw` (`raw_len` compressed bytes), reading no further than the first output byte
+/// past `limit`: a bomb costs at most `limit` bytes and the work to produce them, whatever it
+/// would inflate to.
+fn gunzip(raw: impl Read, raw_len: usize, limit: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(raw_len.saturating_mul(4).min(limit));
     let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
     decoder.read_to_end(&mut out).map_err(|e| {
         ApiError::new(
@@ -158,4 +179,84 @@ fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
         return Err(too_large(limit, "the decompressed body"));
     }
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Counts the compressed bytes the decoder asked for.
+    struct Counting<'a> {
+        inner: &'a [u8],
+        read: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn gunzip_takes_up_to_the_limit_and_refuses_one_byte_more() {
+        let body = gzip(&[b'x'; 1000]);
+        assert_eq!(gunzip(&body[..], body.len(), 1000).unwrap().len(), 1000);
+        let refused = gunzip(&body[..], body.len(), 999).unwrap_err();
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.code, "payload_too_large");
+        assert!(
+            refused.message.contains("decompressed body"),
+            "{}",
+            refused.message
+        );
+        // Concatenated gzip members are one body, counted together.
+        let twice = [body.clone(), body].concat();
+        assert_eq!(gunzip(&twice[..], twice.len(), 2000).unwrap().len(), 2000);
+        assert_eq!(
+            gunzip(&twice[..], twice.len(), 1999).unwrap_err().code,
+            "payload_too_large"
+        );
+    }
+
+    #[test]
+    fn a_bomb_is_refused_without_inflating_the_rest() {
+        // 256 members of 1 MiB each: 256 MiB once inflated, against a 1 MiB limit.
+        let member = gzip(&vec![b' '; 1024 * 1024]);
+        let bomb: Vec<u8> = std::iter::repeat_n(&member[..], 256)
+            .flatten()
+            .copied()
+            .collect();
+        let mut counting = Counting {
+            inner: &bomb,
+            read: 0,
+        };
+        let refused = gunzip(&mut counting, bomb.len(), 1024 * 1024).unwrap_err();
+        assert_eq!(refused.code, "payload_too_large");
+        // Decoding stopped in the second member (reads are buffered, so a little more is read).
+        assert!(
+            counting.read < 4 * member.len() + 64 * 1024,
+            "read {} of {} compressed bytes",
+            counting.read,
+            bomb.len()
+        );
+    }
+
+    #[test]
+    fn broken_gzip_is_invalid_gzip() {
+        let mut truncated = gzip(b"{\"message\":\"m\"}");
+        truncated.truncate(truncated.len() / 2);
+        let refused = gunzip(&truncated[..], truncated.len(), 1024).unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused.code, "invalid_gzip");
+    }
 }

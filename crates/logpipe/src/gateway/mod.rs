@@ -26,7 +26,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use logpipe_model::{ndjson_lines, split_json_array, LogEvent, Rejection};
+use logpipe_model::{
+    ndjson_lines_at_most, split_json_array_at_most, LogEvent, Rejection, SplitError,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -292,26 +294,24 @@ async fn ingest_batch(
     respond(&id, valid_count, result)
 }
 
-/// Splits a batch body into items with their positions, enforcing `max_events`.
+/// Splits a batch body into items with their positions, enforcing `max_events` while it scans:
+/// a body with more items is refused at item `max_events + 1`, before any vector grows past the
+/// limit, however many items follow.
 fn split_items(
     bytes: &[u8],
     framing: Framing,
     max_events: usize,
 ) -> Result<Vec<(Position, &[u8])>, ApiError> {
     let items: Vec<(Position, &[u8])> = match framing {
-        Framing::Json => split_json_array(bytes)
-            .map_err(|reason| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    reason.code(),
-                    format!("{reason}; the batch route takes a JSON array of events, or NDJSON with Content-Type application/x-ndjson"),
-                )
-            })?
+        Framing::Json => split_json_array_at_most(bytes, max_events)
+            .map_err(|err| split_error(err, framing))?
             .into_iter()
             .enumerate()
             .map(|(i, raw)| (Position::Index(i), raw.get().as_bytes()))
             .collect(),
-        Framing::Ndjson => ndjson_lines(bytes)
+        Framing::Ndjson => ndjson_lines_at_most(bytes, max_events)
+            .map_err(|err| split_error(err, framing))?
+            .into_iter()
             .map(|(line, raw)| (Position::Line(line), raw))
             .collect(),
     };
@@ -322,17 +322,26 @@ fn split_items(
             "the batch holds no events",
         ));
     }
-    if items.len() > max_events {
-        return Err(ApiError::new(
+    Ok(items)
+}
+
+fn split_error(err: SplitError, framing: Framing) -> ApiError {
+    match err {
+        SplitError::TooMany { max } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_events",
             format!(
-                "the batch holds {} events, more than the limit of {max_events}; split it",
-                items.len()
+                "the batch holds more than the limit of {max} events; split it into batches of at most {max}"
             ),
-        ));
+        ),
+        SplitError::Invalid(reason) => {
+            let hint = match framing {
+                Framing::Json => "; the batch route takes a JSON array of events, or NDJSON with Content-Type application/x-ndjson",
+                Framing::Ndjson => "",
+            };
+            ApiError::new(StatusCode::BAD_REQUEST, reason.code(), format!("{reason}{hint}"))
+        }
     }
-    Ok(items)
 }
 
 fn rejected_item(position: Position, reason: &Rejection) -> RejectedItem {

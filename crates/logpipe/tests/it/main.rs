@@ -5,6 +5,7 @@
 
 mod support;
 
+mod abuse_body;
 mod abuse_http;
 mod abuse_producer;
 mod abuse_query;
