@@ -50,8 +50,13 @@ async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
     Harness { router, stores }
 }
 
+/// GETs `path` through the router as a client on the gateway's machine (keyless reads need one).
 async fn get(router: &Router, path: &str) -> (StatusCode, Value) {
-    let request = Request::get(path).body(Body::empty()).unwrap();
+    let mut request = Request::get(path).body(Body::empty()).unwrap();
+    let local: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(local));
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
