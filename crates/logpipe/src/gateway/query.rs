@@ -86,12 +86,16 @@ fn backend(state: &GatewayState) -> Result<&QueryBackend, ApiError> {
 fn store_error(e: StoreError, retry_after: Duration) -> ApiError {
     match e {
         StoreError::InvalidQuery(m) => bad_request(m),
-        e if e.is_outage() => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            e.to_string(),
-        )
-        .retry_after(retry_after),
+        e if e.is_outage() => {
+            // The cause (addresses, server text) stays in the gateway's log.
+            tracing::warn!(error = %e, "log query: the store is unavailable or cancelled the query");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the log store did not answer: it is unreachable, or the search ran longer than `postgres.query_statement_timeout` (narrow it with since/until, service or level); retry later",
+            )
+            .retry_after(retry_after)
+        }
         e => {
             tracing::error!(error = %e, "log query failed");
             ApiError::new(
@@ -215,10 +219,11 @@ async fn query_stats(
     };
     let stats = backend.aggregates.stats(&query).await.map_err(|e| {
         if e.is_outage() {
+            tracing::warn!(error = %e, "stats query: the aggregates are unavailable");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "aggregates_unavailable",
-                e.to_string(),
+                "the aggregates store did not answer; retry later",
             )
             .retry_after(state.retry_after)
         } else {
