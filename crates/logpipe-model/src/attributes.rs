@@ -51,6 +51,16 @@ pub(crate) fn check(raw: &RawValue, limits: &Limits) -> Result<Option<Box<RawVal
             ),
         });
     }
+    // The parser that produced `raw` skips over strings without decoding their escapes, so a
+    // lone surrogate (`"\ud800"`) got this far; serde_json's `Value` and PostgreSQL's `jsonb`
+    // both refuse one. Decoding is only needed when a surrogate escape is there at all.
+    if has_surrogate_escape(text) {
+        if let Err(err) = serde_json::from_str::<serde_json::Value>(text) {
+            return Err(Rejection::InvalidJson {
+                detail: format!("`attributes`: {err}"),
+            });
+        }
+    }
     if scanned.members > limits.max_attributes {
         return Err(Rejection::TooManyAttributes {
             count: scanned.members,
@@ -196,6 +206,17 @@ fn readable_number(number: &str) -> bool {
         .all(|byte| !byte.is_ascii_digit() || byte == b'0')
 }
 
+/// Whether `text` may hold a `\uD800`..`\uDFFF` escape (a false positive, such as an escaped
+/// backslash before `ud800`, only costs a decode).
+fn has_surrogate_escape(text: &str) -> bool {
+    text.as_bytes().windows(4).any(|w| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && matches!(w[2], b'd' | b'D')
+            && matches!(w[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+    })
+}
+
 /// Largest written exponent accepted in a number in `attributes`: past every `f64` (about
 /// ±308, ±324 for subnormals) and well inside PostgreSQL's numeric range (about ±16383).
 const MAX_EXPONENT: i64 = 400;
@@ -221,6 +242,25 @@ mod tests {
             (r#"{"a":"\\","b":1}"#, 2),
         ] {
             assert_eq!(scan(text).members, members, "{text}");
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_refused() {
+        for fine in [
+            r#"{"emoji":"\ud83d\ude00","k\uD83D\uDE00":1,"s":"\\ud800"}"#,
+            r#"{"plain":"\u00e9"}"#,
+        ] {
+            assert!(checked(fine, &Limits::DEFAULT).is_ok(), "{fine}");
+        }
+        for text in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"\udE00":1}"#,
+            r#"{"a":["x\ud83d y"]}"#,
+        ] {
+            let err = checked(text, &Limits::DEFAULT).unwrap_err();
+            assert_eq!(err.code(), "invalid_json", "{text}");
+            assert!(err.to_string().contains("`attributes`"), "{err}");
         }
     }
 

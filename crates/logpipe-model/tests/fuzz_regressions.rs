@@ -19,3 +19,19 @@ fn attributes_with_a_number_past_f64_are_refused() {
     let attributes = event.attributes.expect("attributes kept");
     serde_json::from_str::<serde_json::Value>(attributes.get()).unwrap();
 }
+
+/// `event_decode` then found attributes holding a lone surrogate escape (`\ude00`): the event
+/// parser skips string contents, so it was stored, and then serde_json's `Value` (the query API)
+/// and PostgreSQL's `jsonb` (the batch insert) both refused it.
+#[test]
+fn attributes_with_a_lone_surrogate_escape_are_refused() {
+    let record = br#"{"timestamp":"2026-11-25T12:00:00.123000Z","service":"checkout-api","message":"m","attributes":{"userlllllllllll3d\ude00 ta":{"a":[0,2.5,null,true,"x\"y"]}}}"#;
+    let err = LogEvent::decode(record, &Limits::DEFAULT).unwrap_err();
+    assert_eq!(err.code(), "invalid_json");
+    assert!(err.to_string().contains("surrogate"), "{err}");
+
+    // A full pair (an emoji as Python's json.dumps writes it) is accepted.
+    let paired = String::from_utf8_lossy(record).replace(r"3d\ude00", r"\ud83d\ude00");
+    let event = LogEvent::decode(paired.as_bytes(), &Limits::DEFAULT).unwrap();
+    serde_json::from_str::<serde_json::Value>(event.attributes.unwrap().get()).unwrap();
+}
