@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use crate::limits::Limits;
-use crate::rejection::Rejection;
+use crate::rejection::{echo, Rejection};
 
 /// Deepest nesting accepted inside `attributes` (the object itself is level 1).
 ///
@@ -41,6 +41,25 @@ pub(crate) fn check(raw: &RawValue, limits: &Limits) -> Result<Option<Box<RawVal
                 scanned.max_depth
             ),
         });
+    }
+    if let Some(number) = scanned.unreadable_number {
+        return Err(Rejection::InvalidJson {
+            detail: format!(
+                "`attributes` hold the number {}, beyond what a 64-bit float holds (it would \
+                 round to infinity or to 0); send it as a string",
+                echo(number)
+            ),
+        });
+    }
+    // The parser that produced `raw` skips over strings without decoding their escapes, so a
+    // lone surrogate (`"\ud800"`) got this far; serde_json's `Value` and PostgreSQL's `jsonb`
+    // both refuse one. Decoding is only needed when a surrogate escape is there at all.
+    if has_surrogate_escape(text) {
+        if let Err(err) = serde_json::from_str::<serde_json::Value>(text) {
+            return Err(Rejection::InvalidJson {
+                detail: format!("`attributes`: {err}"),
+            });
+        }
     }
     if scanned.members > limits.max_attributes {
         return Err(Rejection::TooManyAttributes {
@@ -78,6 +97,13 @@ struct Scanned<'a> {
     compact: Cow<'a, str>,
     /// Deepest nesting of objects and arrays (the object itself is 1).
     max_depth: usize,
+    /// The first number that is not a finite, non-zero-when-written-non-zero 64-bit float.
+    ///
+    /// Such numbers are valid JSON, but the readers of stored attributes cannot take them:
+    /// serde_json refuses to build a `Value` from one past `f64::MAX` (so a query page holding
+    /// it fails), and PostgreSQL's `jsonb` refuses exponents past about ±16383 (so the insert of
+    /// the whole batch fails). A number that underflows to 0 is refused too, for the second.
+    unreadable_number: Option<&'a str>,
 }
 
 /// Scans a JSON object that is already known to be valid.
@@ -92,7 +118,18 @@ fn scan(text: &str) -> Scanned<'_> {
     let mut top_level_commas = 0;
     let mut in_string = false;
     let mut escaped = false;
+    let mut number_start: Option<usize> = None;
+    let mut unreadable_number = None;
     for (i, byte) in text.bytes().enumerate() {
+        if let Some(start) = number_start {
+            if matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                continue;
+            }
+            number_start = None;
+            if unreadable_number.is_none() && !readable_number(&text[start..i]) {
+                unreadable_number = Some(&text[start..i]);
+            }
+        }
         if in_string {
             if escaped {
                 escaped = false;
@@ -111,6 +148,9 @@ fn scan(text: &str) -> Scanned<'_> {
                 run_start = i + 1;
             }
             b'"' => in_string = true,
+            // Outside strings only a number starts with these (`true`, `false` hold an `e` but
+            // start with a letter), and the object's closing `}` always ends it.
+            b'-' | b'0'..=b'9' => number_start = Some(i),
             b'{' | b'[' => {
                 depth += 1;
                 max_depth = max_depth.max(depth);
@@ -137,8 +177,49 @@ fn scan(text: &str) -> Scanned<'_> {
         members,
         compact,
         max_depth,
+        unreadable_number,
     }
 }
+
+/// Whether a JSON number reads as a finite `f64` that is 0 only when every digit is 0, with a
+/// written exponent of at most [`MAX_EXPONENT`] either way (PostgreSQL refuses `0e-99999` too).
+/// Rust's float syntax is a superset of JSON's, so valid JSON numbers always parse.
+fn readable_number(number: &str) -> bool {
+    let mut parts = number.split(['e', 'E']);
+    let mantissa = parts.next().unwrap_or(number);
+    if let Some(exponent) = parts.next() {
+        if !exponent
+            .parse::<i64>()
+            .is_ok_and(|exponent| exponent.abs() <= MAX_EXPONENT)
+        {
+            return false;
+        }
+    }
+    let Ok(value) = number.parse::<f64>() else {
+        return false;
+    };
+    if value != 0.0 {
+        return value.is_finite();
+    }
+    mantissa
+        .bytes()
+        .all(|byte| !byte.is_ascii_digit() || byte == b'0')
+}
+
+/// Whether `text` may hold a `\uD800`..`\uDFFF` escape (a false positive, such as an escaped
+/// backslash before `ud800`, only costs a decode).
+fn has_surrogate_escape(text: &str) -> bool {
+    text.as_bytes().windows(4).any(|w| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && matches!(w[2], b'd' | b'D')
+            && matches!(w[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+    })
+}
+
+/// Largest written exponent accepted in a number in `attributes`: past every `f64` (about
+/// ±308, ±324 for subnormals) and well inside PostgreSQL's numeric range (about ±16383).
+const MAX_EXPONENT: i64 = 400;
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +242,52 @@ mod tests {
             (r#"{"a":"\\","b":1}"#, 2),
         ] {
             assert_eq!(scan(text).members, members, "{text}");
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_refused() {
+        for fine in [
+            r#"{"emoji":"\ud83d\ude00","k\uD83D\uDE00":1,"s":"\\ud800"}"#,
+            r#"{"plain":"\u00e9"}"#,
+        ] {
+            assert!(checked(fine, &Limits::DEFAULT).is_ok(), "{fine}");
+        }
+        for text in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"\udE00":1}"#,
+            r#"{"a":["x\ud83d y"]}"#,
+        ] {
+            let err = checked(text, &Limits::DEFAULT).unwrap_err();
+            assert_eq!(err.code(), "invalid_json", "{text}");
+            assert!(err.to_string().contains("`attributes`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_a_64_bit_float_are_refused() {
+        for fine in [
+            r#"{"a":0,"b":-0.0,"c":0e-400,"d":1.5e308,"e":-2e-300,"f":[1,true,false,null]}"#,
+            r#"{"big":12345678901234567890123,"tiny":5e-324,"s":"1e99999"}"#,
+        ] {
+            assert_eq!(scan(fine).unreadable_number, None, "{fine}");
+            assert!(checked(fine, &Limits::DEFAULT).is_ok(), "{fine}");
+        }
+        for (text, number) in [
+            (r#"{"a":1e309}"#, "1e309"),
+            (r#"{"a":[1,-1E+400]}"#, "-1E+400"),
+            (r#"{"a": 1e-400 ,"b":1e999}"#, "1e-400"),
+            (r#"{"a":0e-99999}"#, "0e-99999"),
+            (r#"{"a":0.0E+401}"#, "0.0E+401"),
+            (
+                r#"{"a":{"b":2000000000211110E24442}}"#,
+                "2000000000211110E24442",
+            ),
+        ] {
+            assert_eq!(scan(text).unreadable_number, Some(number), "{text}");
+            let err = checked(text, &Limits::DEFAULT).unwrap_err();
+            assert_eq!(err.code(), "invalid_json", "{text}");
+            assert!(err.to_string().contains(number), "{err}");
         }
     }
 
