@@ -29,6 +29,17 @@ use crate::telemetry::metrics::{
 /// Header carrying the request id, in requests (optional) and every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The token of an `Authorization: Bearer TOKEN` header (scheme in any case), if the request has
+/// one: the gateway's API keys and the producer's internal token both arrive this way.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = auth.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The request id of the current request: the client's `X-Request-Id` when it is sane
 /// (1-128 visible ASCII characters), otherwise a fresh UUIDv7.
 #[derive(Debug, Clone)]

@@ -108,16 +108,12 @@ impl GatewayMetrics {
 }
 
 /// Why the gateway refuses events: the validation codes, and the publish failures.
-const PUBLISH_FAILURES: [&str; 5] = [
-    "saturated",
-    "kafka_unavailable",
-    "embedded_backlog_full",
-    "delivery_failed",
-    "timeout",
-];
-
 fn reasons() -> impl Iterator<Item = &'static str> {
-    Rejection::ALL_CODES.iter().copied().chain(PUBLISH_FAILURES)
+    Rejection::ALL_CODES
+        .iter()
+        .copied()
+        .chain(PublishError::CODES)
+        .chain(["timeout"])
 }
 
 /// The gateway's event counts since it started.

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::http::{ApiError, RequestId};
+use crate::http::{bearer_token, ApiError, RequestId};
 
 /// The expected token as a digest; `None` means the check is off (loopback only).
 #[derive(Clone, Default)]
@@ -56,16 +56,6 @@ pub fn check_listen(listen: SocketAddr, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn presented_token(request: &Request) -> Option<&str> {
-    let auth = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = auth.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 /// Middleware: 401 in the shared error shape unless the request carries the token. It runs
 /// before the body is read, so an unauthenticated caller never gets its body buffered.
 pub async fn require_token(
@@ -74,7 +64,7 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if token.accepts(presented_token(&request)) {
+    if token.accepts(bearer_token(request.headers())) {
         return next.run(request).await;
     }
     tracing::debug!("internal publish refused: missing or wrong internal token");

@@ -71,6 +71,15 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// Every code [`code`](Self::code) returns, so metrics can create each series at start.
+    pub const CODES: [&'static str; 5] = [
+        "saturated",
+        "kafka_unavailable",
+        "embedded_backlog_full",
+        "delivery_failed",
+        "too_many_events",
+    ];
+
     /// Stable reason code for metrics and API responses.
     pub fn code(&self) -> &'static str {
         match self {
@@ -105,12 +114,7 @@ impl ProducerMetrics {
             batch_events: size_histogram(),
         };
         // Every reason exists from the start, so `rate()` sees the first failure.
-        for reason in [
-            "saturated",
-            "kafka_unavailable",
-            "delivery_failed",
-            "too_many_events",
-        ] {
+        for reason in PublishError::CODES {
             let _ = m.failed.get_or_create(&ReasonLabels {
                 reason: reason.into(),
             });
@@ -453,6 +457,26 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_lists_every_code() {
+        for error in [
+            PublishError::Saturated,
+            PublishError::Unavailable(String::new()),
+            PublishError::BacklogFull(String::new()),
+            PublishError::Partial { failed: Vec::new() },
+            PublishError::TooLarge {
+                events: 2,
+                limit: 1,
+            },
+        ] {
+            assert!(
+                PublishError::CODES.contains(&error.code()),
+                "{}",
+                error.code()
+            );
+        }
+    }
 
     #[test]
     fn a_batch_larger_than_the_in_flight_budget_is_refused_not_queued() {
