@@ -27,7 +27,7 @@ pub struct StatsQuery {
 }
 
 /// Counts for a range of minutes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Start of the range actually counted (rounded down to the minute, after clamping).
     pub since: DateTime<Utc>,
@@ -47,13 +47,13 @@ pub struct Stats {
     pub all_time: Totals,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MinuteCount {
     pub minute: DateTime<Utc>,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TopError {
     /// 16 hex digits.
     pub fingerprint: String,
@@ -64,7 +64,7 @@ pub struct TopError {
     pub service: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub total: u64,
     /// Level name → records.

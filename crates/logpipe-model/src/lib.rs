@@ -17,6 +17,8 @@
 //! - `attributes` (private): limits and compaction for the `attributes` object.
 //! - `limits`: [`Limits`], the configurable sizes.
 //! - `rejection`: [`Rejection`] and its codes.
+//! - `schema`: [`event_schema`] and [`level_schema`], the JSON Schemas of the gateway's OpenAPI
+//!   document, built from the parser's own rules and limits.
 //! - `batch`: [`split_json_array`] and [`ndjson_lines`], splitting a batch body into events.
 //! - `enriched`: [`EnrichedLog`], an event after the consumer enriched it (what the stores take),
 //!   with [`Fingerprint`] (computed by [`fingerprint`]) and [`KafkaCoordinates`].
@@ -41,6 +43,7 @@ mod fnv;
 mod level;
 mod limits;
 mod rejection;
+mod schema;
 mod template;
 mod wire;
 
@@ -55,6 +58,7 @@ pub use fnv::{fnv1a_64, Fnv1a64};
 pub use level::Level;
 pub use limits::Limits;
 pub use rejection::{Rejection, ECHO_MAX_CHARS};
+pub use schema::{event_schema, level_input_pattern, level_schema};
 pub use template::{message_template, TEMPLATE_MAX_BYTES};
 
 /// Re-exported so callers can name `LogEvent::attributes` and batch elements without adding

@@ -74,7 +74,7 @@ pub(crate) fn classify_non_container(text: &str, wrong_shape: Rejection) -> Reje
 
 /// The model's top-level fields. The discriminant is the field's bit in the duplicate check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+pub(crate) enum Field {
     Timestamp,
     Level,
     Service,
@@ -86,6 +86,18 @@ enum Field {
 }
 
 impl Field {
+    /// Every field, in declaration order.
+    pub(crate) const ALL: [Field; 8] = [
+        Field::Timestamp,
+        Field::Level,
+        Field::Service,
+        Field::Message,
+        Field::Host,
+        Field::TraceId,
+        Field::SpanId,
+        Field::Attributes,
+    ];
+
     fn from_name(name: &str) -> Option<Field> {
         Some(match name {
             "timestamp" => Field::Timestamp,
@@ -100,7 +112,7 @@ impl Field {
         })
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Field::Timestamp => "timestamp",
             Field::Level => "level",

@@ -75,7 +75,7 @@ impl Default for LogQuery {
 
 /// One page of results: newest first (event timestamp descending, then Kafka topic, partition and
 /// offset descending, so the order is total and pages never overlap or skip).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     pub logs: Vec<StoredLog>,
     /// Pass back as [`LogQuery::cursor`] for the next page; `None` on the last page.
@@ -84,10 +84,11 @@ pub struct LogPage {
 
 /// A stored log as the query API returns it. Field names are the JSON names of
 /// `GET /api/v1/logs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredLog {
     pub timestamp: DateTime<Utc>,
     /// Serialises upper-case (`"ERROR"`).
+    #[schema(schema_with = logpipe_model::level_schema)]
     pub level: Level,
     pub service: String,
     /// As sent, except that NUL characters are stored as U+FFFD (see `sanitize`).
@@ -96,6 +97,7 @@ pub struct StoredLog {
     pub trace_id: Option<String>,
     pub span_id: Option<String>,
     /// The client's attributes object.
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<serde_json::Value>,
     /// OpenTelemetry severity number of `level`.
     pub severity_number: u8,
@@ -115,7 +117,7 @@ pub struct StoredLog {
 }
 
 /// Where a stored log came from in Kafka.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KafkaPosition {
     pub topic: String,
     pub partition: i32,

@@ -6,6 +6,7 @@
 mod limits;
 mod serve;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,26 +161,39 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer: `error` and, for some errors, more top-level fields (a
+/// batch's `rejected` items, a publish's `failed` ones).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse<'a> {
+    error: ErrorBody<'a>,
+    /// More fields, named by the error (`rejected`, `failed`, `accepted`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What went wrong, for programs (`code`) and for people (`message`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// Stable and machine-readable, e.g. `payload_too_large`.
     code: &'a str,
+    /// What went wrong and what to do next.
     message: &'a str,
+    /// The request's id, also in the `X-Request-Id` header: quote it when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = self.details.unwrap_or_default();
-        body.insert(
-            "error".into(),
-            serde_json::to_value(ErrorBody {
+        let body = ErrorResponse {
+            error: ErrorBody {
                 code: self.code,
                 message: &self.message,
                 request_id: self.request_id.as_deref(),
-            })
-            .unwrap_or_default(),
-        );
+            },
+            details: self.details.unwrap_or_default(),
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
@@ -196,6 +210,17 @@ pub async fn fallback(id: RequestId) -> ApiError {
     ApiError::not_found().with_request_id(&id)
 }
 
+/// A known route asked with a method it does not serve: 405 in the shared error shape (axum adds
+/// the `Allow` header).
+pub async fn method_not_allowed(id: RequestId) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; the Allow header lists the ones it takes",
+    )
+    .with_request_id(&id)
+}
+
 /// A named readiness condition (`kafka`, `producer`), evaluated on each `/health/ready`.
 pub type ReadyCheck = (&'static str, Arc<dyn Fn() -> bool + Send + Sync>);
 
@@ -209,31 +234,69 @@ pub struct Ops {
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_routes(ops: Ops) -> Router {
     Router::new()
-        .route(
-            "/health/live",
-            get(|| async { Json(serde_json::json!({"status": "live"})) }),
-        )
+        .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(ops)
 }
 
-async fn ready(State(ops): State<Ops>) -> Response {
-    let mut all = true;
-    let mut checks = serde_json::Map::new();
-    for (name, check) in ops.checks.iter() {
-        let up = check();
-        all &= up;
-        checks.insert((*name).into(), (if up { "up" } else { "down" }).into());
-    }
-    let status = if all {
-        StatusCode::OK
+/// The answer of the health routes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `live`, `ready` or `not_ready`.
+    status: &'static str,
+    /// Each readiness condition (`kafka`, `producer`): `up` or `down`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    checks: BTreeMap<&'static str, &'static str>,
+}
+
+/// `GET /health/live`.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    operation_id = "live",
+    summary = "Liveness: the process runs",
+    responses((status = 200, description = "Live", body = Health)),
+)]
+pub async fn live() -> Json<Health> {
+    Json(Health {
+        status: "live",
+        checks: BTreeMap::new(),
+    })
+}
+
+/// `GET /health/ready`.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    operation_id = "ready",
+    summary = "Readiness: Kafka (or the producer) is reachable",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Not ready; `checks` names what is down", body = Health),
+    ),
+)]
+pub async fn ready(State(ops): State<Ops>) -> (StatusCode, Json<Health>) {
+    let checks: BTreeMap<&'static str, &'static str> = ops
+        .checks
+        .iter()
+        .map(|(name, check)| (*name, if check() { "up" } else { "down" }))
+        .collect();
+    let all = checks.values().all(|state| *state == "up");
+    let (status, word) = if all {
+        (StatusCode::OK, "ready")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     };
-    let body =
-        serde_json::json!({"status": if all { "ready" } else { "not_ready" }, "checks": checks});
-    (status, Json(body)).into_response()
+    (
+        status,
+        Json(Health {
+            status: word,
+            checks,
+        }),
+    )
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
@@ -279,6 +342,7 @@ pub fn with_common_layers(
             limits::shed_load,
         ))
         .merge(ops_routes(ops))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(fallback)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,

@@ -6,6 +6,7 @@
 //!   index (or line) and reason, the valid ones are accepted; all invalid is 400.
 //! - `GET /api/v1/logs`, `GET /api/v1/stats`: the query API ([`query`]).
 //! - `GET /dashboard`, `GET /api/v1/dashboard`: the live dashboard page and its data ([`dashboard`]).
+//! - `GET /api/v1/openapi.json`: the OpenAPI document of this API ([`openapi`]).
 //!
 //! Limits (body size after gzip too, events per batch) answer 413, a wrong content type 415, a
 //! saturated or unreachable producer 503 with `Retry-After`, and a request never waits longer than
@@ -14,6 +15,7 @@
 pub mod auth;
 pub mod body;
 pub mod dashboard;
+pub mod openapi;
 pub mod query;
 
 use std::collections::BTreeMap;
@@ -36,7 +38,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::config::GatewayConfig;
-use crate::http::{ApiError, RequestId};
+use crate::http::{ApiError, ErrorResponse, RequestId};
 use crate::producer::service::publish_error_response;
 use crate::producer::{Batch, PublishError, Upstream};
 use crate::telemetry::metrics::{size_histogram, ReasonLabels};
@@ -161,6 +163,7 @@ impl GatewayState {
 
 /// The gateway's API routes, behind the API key check (health and metrics stay open).
 pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
+    let document = openapi::document(&state.limits, state.max_batch_events, keys.enabled());
     Router::new()
         .route("/api/v1/logs", post(ingest_one).get(query::logs))
         .route("/api/v1/logs/batch", post(ingest_batch))
@@ -172,10 +175,11 @@ pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
         // Our own reader enforces `max_body_bytes`; lift axum's default 2 MiB cap above it.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::new(state))
+        .merge(openapi::router(&document))
 }
 
 /// Where a rejected item was in the request.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Position {
     /// 0-based index in a JSON array.
@@ -184,22 +188,47 @@ pub enum Position {
     Line(usize),
 }
 
-#[derive(Debug, Serialize)]
-struct RejectedItem {
+/// An event of a batch that was refused, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RejectedItem {
     #[serde(flatten)]
     position: Position,
+    /// The rejection code (`invalid_level`, `message_too_large`, ...).
     code: &'static str,
+    /// For people: which field broke which rule.
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Accepted<'a> {
+/// The answer to an accepted ingest request: Kafka acknowledged every accepted event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted<'a> {
+    /// Events acknowledged by Kafka.
     accepted: usize,
+    /// Events of a batch refused for their content, with their position (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rejected: Vec<RejectedItem>,
     request_id: &'a str,
 }
 
+/// `POST /api/v1/logs`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/logs",
+    tag = "ingest",
+    operation_id = "ingest_event",
+    summary = "Ingest one event",
+    description = "Answers 202 only after Kafka acknowledged the event. The body may be gzip-compressed (`Content-Encoding: gzip`); its size limit applies before and after decompression.",
+    request_body(content = openapi::EventBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored in Kafka", body = Accepted),
+        (status = 400, description = "The event breaks a rule (`error.code` names it)", body = ErrorResponse),
+        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
+        (status = 403, description = "The API key lacks the `ingest` scope", body = ErrorResponse),
+        (status = 413, description = "The body is larger than `gateway.max_body_bytes`", body = ErrorResponse),
+        (status = 415, description = "Content-Type is not `application/json`, or an unknown Content-Encoding", body = ErrorResponse),
+        (status = 503, description = "Kafka or the producer is unavailable or saturated; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn ingest_one(
     State(state): State<Arc<GatewayState>>,
     id: RequestId,
@@ -220,6 +249,25 @@ async fn ingest_one(
     respond(&id, 1, bounded(&state, outcome).await)
 }
 
+/// `POST /api/v1/logs/batch`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/logs/batch",
+    tag = "ingest",
+    operation_id = "ingest_batch",
+    summary = "Ingest a batch of events",
+    description = "A JSON array of events (or NDJSON, one event per line, with `Content-Type: application/x-ndjson`). Each event is checked on its own: invalid ones are listed in `rejected` with their position and reason, the valid ones are stored, and the answer (202) comes only after Kafka acknowledged them. All invalid is 400. The body may be gzip-compressed.",
+    request_body(content = openapi::BatchBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The valid events are stored in Kafka", body = Accepted),
+        (status = 400, description = "Not a batch, or no event is valid (`rejected` lists why)", body = ErrorResponse),
+        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
+        (status = 403, description = "The API key lacks the `ingest` scope", body = ErrorResponse),
+        (status = 413, description = "More events than `gateway.max_batch_events`, or a body larger than `gateway.max_body_bytes`", body = ErrorResponse),
+        (status = 415, description = "Content-Type is not `application/json` or `application/x-ndjson`, or an unknown Content-Encoding", body = ErrorResponse),
+        (status = 503, description = "Kafka or the producer is unavailable or saturated; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn ingest_batch(
     State(state): State<Arc<GatewayState>>,
     id: RequestId,

@@ -15,14 +15,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use logpipe_aggregates::{Aggregates, StatsQuery};
+use logpipe_aggregates::{Aggregates, Stats, StatsQuery};
 use logpipe_model::Level;
-use logpipe_store::{LogQuery, LogStore, StoreError};
-use serde::Deserialize;
+use logpipe_store::{LogPage, LogQuery, LogStore, StoreError};
+use serde::{Deserialize, Serialize};
 
-use super::GatewayState;
+use super::{openapi, GatewayState};
 use crate::config::GatewayConfig;
-use crate::http::{ApiError, RequestId};
+use crate::http::{ApiError, ErrorResponse, RequestId};
 use range::parse_time;
 pub use range::QueryLimits;
 
@@ -48,25 +48,68 @@ impl QueryBackend {
 /// Most rows one page returns.
 pub const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+/// Longest `top_errors` list.
+pub const MAX_TOP: usize = 100;
+
+/// The filters of `GET /api/v1/logs`. Unknown parameters are refused.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsParams {
+    /// Only this service's logs.
     service: Option<String>,
+    /// Only this level (any letter case).
+    #[param(schema_with = openapi::level_param)]
     level: Option<String>,
+    /// From this time on: RFC 3339, or a duration ago (`15m`).
+    #[param(schema_with = openapi::time_param)]
     since: Option<String>,
+    /// Before this time: RFC 3339, or a duration ago.
+    #[param(schema_with = openapi::time_param)]
     until: Option<String>,
+    /// Messages containing this text (case-insensitive). Searches cover at most
+    /// `gateway.query_max_range` (from `since`, default `gateway.query_default_range` before
+    /// `until`) and `q` has at most `gateway.query_max_q_chars` characters.
     q: Option<String>,
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page (empty: the first page).
     cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The filters of `GET /api/v1/stats`. Unknown parameters are refused.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
+    /// Only this service's counts.
     service: Option<String>,
+    /// Start of the range (default 15 minutes ago): RFC 3339, or a duration ago.
+    #[param(schema_with = openapi::time_param)]
     since: Option<String>,
+    /// End of the range (default a minute from now), after `since`.
+    #[param(schema_with = openapi::time_param)]
     until: Option<String>,
+    /// Length of `top_errors`.
+    #[param(minimum = 1, maximum = 100)]
     top: Option<usize>,
+}
+
+/// A page of stored logs, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogsResponse {
+    #[serde(flatten)]
+    page: LogPage,
+    request_id: String,
+}
+
+/// The aggregates over a range.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsResponse {
+    #[serde(flatten)]
+    stats: Stats,
+    request_id: String,
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -110,22 +153,39 @@ fn store_error(e: StoreError, retry_after: Duration) -> ApiError {
 type Params<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
 /// `GET /api/v1/logs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs",
+    tag = "query",
+    operation_id = "query_logs",
+    summary = "Stored logs, newest first",
+    params(LogsParams),
+    responses(
+        (status = 200, description = "A page of logs; `next_cursor` is null on the last page", body = LogsResponse),
+        (status = 400, description = "A parameter is invalid (`error.code`: `invalid_query`, `time_out_of_range`, `range_too_large`, `q_too_long`)", body = ErrorResponse),
+        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
+        (status = 403, description = "The API key lacks the `read` scope, or (without API keys) the client is not on the gateway's machine", body = ErrorResponse),
+        (status = 503, description = "The store did not answer in time, or this gateway has no stores; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 pub async fn logs(
     State(state): State<Arc<GatewayState>>,
     id: RequestId,
     params: Params<LogsParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut body = query_logs(&state, params)
+) -> Result<Json<LogsResponse>, ApiError> {
+    let page = query_logs(&state, params)
         .await
         .map_err(|e| e.with_request_id(&id))?;
-    body["request_id"] = serde_json::Value::String(id.0.to_string());
-    Ok(Json(body))
+    Ok(Json(LogsResponse {
+        page,
+        request_id: id.0.to_string(),
+    }))
 }
 
 async fn query_logs(
     state: &GatewayState,
     params: Params<LogsParams>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<LogPage, ApiError> {
     let backend = backend(state)?;
     let Query(p) = params.map_err(|e| bad_request(e.body_text()))?;
     let now = Utc::now();
@@ -170,33 +230,49 @@ async fn query_logs(
         until,
         text,
         limit,
-        cursor: p.cursor,
+        cursor: p.cursor.filter(|c| !c.is_empty()),
     };
-    let page = backend
+    backend
         .store
         .query(&query)
         .await
-        .map_err(|e| store_error(e, state.retry_after))?;
-    Ok(serde_json::json!({"logs": page.logs, "next_cursor": page.next_cursor}))
+        .map_err(|e| store_error(e, state.retry_after))
 }
 
 /// `GET /api/v1/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats",
+    tag = "query",
+    operation_id = "stats",
+    summary = "Counts over a time range",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "Counts by level, service and minute, and the top errors", body = StatsResponse),
+        (status = 400, description = "A parameter is invalid (`error.code`: `invalid_query`, `time_out_of_range`, `range_too_large`, `q_too_long`)", body = ErrorResponse),
+        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
+        (status = 403, description = "The API key lacks the `read` scope, or (without API keys) the client is not on the gateway's machine", body = ErrorResponse),
+        (status = 503, description = "The store did not answer in time, or this gateway has no stores; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 pub async fn stats(
     State(state): State<Arc<GatewayState>>,
     id: RequestId,
     params: Params<StatsParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut body = query_stats(&state, params)
+) -> Result<Json<StatsResponse>, ApiError> {
+    let stats = query_stats(&state, params)
         .await
         .map_err(|e| e.with_request_id(&id))?;
-    body["request_id"] = serde_json::Value::String(id.0.to_string());
-    Ok(Json(body))
+    Ok(Json(StatsResponse {
+        stats,
+        request_id: id.0.to_string(),
+    }))
 }
 
 async fn query_stats(
     state: &GatewayState,
     params: Params<StatsParams>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Stats, ApiError> {
     let backend = backend(state)?;
     let Query(p) = params.map_err(|e| bad_request(e.body_text()))?;
     let now = Utc::now();
@@ -211,13 +287,16 @@ async fn query_stats(
     if until <= since {
         return Err(bad_request("`until` must be after `since`"));
     }
+    if let Some(top) = p.top.filter(|top| !(1..=MAX_TOP).contains(top)) {
+        return Err(bad_request(format!("`top` must be 1 to {MAX_TOP} (got {top})")));
+    }
     let query = StatsQuery {
         since,
         until,
         service: p.service,
-        top_n: p.top.unwrap_or(10).clamp(1, 100),
+        top_n: p.top.unwrap_or(10),
     };
-    let stats = backend.aggregates.stats(&query).await.map_err(|e| {
+    backend.aggregates.stats(&query).await.map_err(|e| {
         if e.is_outage() {
             tracing::warn!(error = %e, "stats query: the aggregates are unavailable");
             ApiError::new(
@@ -234,6 +313,5 @@ async fn query_stats(
                 "the stats query failed; see the gateway log",
             )
         }
-    })?;
-    Ok(serde_json::to_value(&stats).unwrap_or_default())
+    })
 }

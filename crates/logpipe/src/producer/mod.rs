@@ -302,7 +302,7 @@ impl Producer {
                 KeyStrategy::TraceId => event.trace_id.as_ref().map(|t| t.as_str()),
                 KeyStrategy::None => None,
             };
-            match self.enqueue(key, &payload, &headers, event, deadline).await {
+            match self.enqueue(key, &payload, &headers, batch.ingest_ms, deadline).await {
                 Ok(delivery) => {
                     payload_bytes += payload.len();
                     deliveries.push((index, payload.len(), delivery));
@@ -358,19 +358,25 @@ impl Producer {
 
     /// Hands one record to librdkafka; on QueueFull (only when the queue is shared with other
     /// work) waits briefly and tries again until `deadline`.
+    ///
+    /// The record's Kafka timestamp is `ingest_ms`, when the gateway received the event, not the
+    /// event's own time (which the value carries): a broker refuses a timestamp too far in the
+    /// future (`message.timestamp.after.max.ms`, one hour by default), so a client's skewed clock
+    /// would get its events refused for good; and retention, time lag and time lookups all mean
+    /// arrival in Kafka, which a backfill of old events would otherwise upset.
     async fn enqueue(
         &self,
         key: Option<&str>,
         payload: &[u8],
         headers: &OwnedHeaders,
-        event: &LogEvent,
+        ingest_ms: i64,
         deadline: Instant,
     ) -> Result<rdkafka::producer::DeliveryFuture, String> {
         loop {
             let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic)
                 .payload(payload)
                 .headers(headers.clone())
-                .timestamp(event.timestamp.timestamp_millis());
+                .timestamp(ingest_ms);
             if let Some(key) = key {
                 record = record.key(key);
             }

@@ -64,11 +64,14 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // The gateway's receive time, never later than this clock: it becomes the records' Kafka
+    // timestamp, which the broker refuses too far in the future.
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let ingest_ms = headers
         .get(INGEST_MS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        .map_or(now_ms, |ms| ms.min(now_ms));
     let count = ndjson_lines(&body).count();
     if count > state.max_events {
         return Err(ApiError::new(

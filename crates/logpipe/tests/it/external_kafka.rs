@@ -135,3 +135,52 @@ async fn external_ingest_end_to_end_reads_back_every_event() {
     }
     app.shutdown().await.unwrap();
 }
+
+/// A broker refuses record timestamps more than `message.timestamp.after.max.ms` (one hour by
+/// default) in the future: events whose own time is years ahead or behind (a skewed client
+/// clock, a backfill) are still accepted, because the record's Kafka timestamp is the time the
+/// gateway received them; the event keeps its own time in the value.
+#[tokio::test]
+async fn external_events_far_in_the_future_or_past_are_accepted_with_the_arrival_as_kafka_time() {
+    let config = test_config(&kafka_brokers());
+    let topic = config.kafka.topic.clone();
+    let app = start(config, Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    let times = [
+        "4928-09-21T01:45:09.430Z",
+        "2099-01-01T00:00:00.000Z",
+        "1999-01-01T00:00:00.000Z",
+        "0001-01-01T00:00:00.000Z",
+    ];
+    let events: Vec<Value> = times
+        .iter()
+        .map(|t| json!({"service": "clock-skew", "message": format!("at {t}"), "timestamp": t}))
+        .collect();
+    let before = chrono::Utc::now().timestamp_millis();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/logs/batch"))
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 4, "{body}");
+    let after = chrono::Utc::now().timestamp_millis();
+    let records = read_all(&app.bootstrap.clone().unwrap(), &topic, 4).await;
+    let mut seen: Vec<&str> = records
+        .iter()
+        .map(|r| r.value["timestamp"].as_str().unwrap())
+        .collect();
+    seen.sort();
+    let mut expected: Vec<String> = times.iter().map(|t| t.replace(".430Z", ".430000Z").replace(".000Z", ".000000Z")).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    for r in &records {
+        let kafka_ms = r.timestamp_ms.expect("a record timestamp");
+        assert!((before..=after).contains(&kafka_ms), "{kafka_ms} not in {before}..={after}");
+        assert_eq!(r.header("logpipe-ingest-ms"), Some(kafka_ms.to_string().as_str()));
+    }
+    app.shutdown().await.unwrap();
+}

@@ -1,0 +1,238 @@
+//! The OpenAPI 3.1 document of the gateway's public API (ingest, query, stats, health), served at
+//! `GET /api/v1/openapi.json`.
+//!
+//! Nothing in it is written by hand twice: paths, parameters and answers come from the handlers'
+//! `#[utoipa::path]` annotations and the types they return; the event and batch schemas from the
+//! parser's own rules with this gateway's configured limits ([`logpipe_model::event_schema`]);
+//! the security section from whether API keys are configured. So the document a gateway serves
+//! describes what that gateway does.
+
+use std::borrow::Cow;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use logpipe_model::{event_schema, Limits};
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OneOfBuilder, RefOr, SecurityRequirement};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
+
+/// Where the document is served.
+pub const PATH: &str = "/api/v1/openapi.json";
+
+/// A duration ago: a whole number and one unit (the grammar `query::range` parses). One that
+/// reaches before the year 0000 is a 400 `time_out_of_range`.
+const AGO_PATTERN: &str = "^[0-9]+[smhdwy]$";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "logpipe gateway",
+        description = "Send log events (answered only once Kafka has them), read them back, and count them. Every error answer has the same shape: `{\"error\": {\"code\", \"message\", \"request_id\"}}`. Without API keys configured, ingest is open and reads are served only to clients on the gateway's machine.",
+    ),
+    paths(
+        super::ingest_one,
+        super::ingest_batch,
+        super::query::logs,
+        super::query::stats,
+        crate::http::live,
+        crate::http::ready,
+        openapi_json,
+    ),
+    components(schemas(EventBody, BatchBody)),
+    tags(
+        (name = "ingest", description = "Sending events"),
+        (name = "query", description = "Reading stored events and their counts"),
+        (name = "health", description = "Liveness, readiness and this document (never need a key)"),
+    ),
+)]
+struct ApiDoc;
+
+/// One event as the ingest routes take it (component `Event`).
+pub struct EventBody;
+
+impl PartialSchema for EventBody {
+    fn schema() -> RefOr<Schema> {
+        event_schema(&Limits::DEFAULT)
+    }
+}
+
+impl ToSchema for EventBody {
+    fn name() -> Cow<'static, str> {
+        "Event".into()
+    }
+}
+
+/// A batch of events (component `Batch`).
+pub struct BatchBody;
+
+impl PartialSchema for BatchBody {
+    fn schema() -> RefOr<Schema> {
+        batch_schema(1000)
+    }
+}
+
+impl ToSchema for BatchBody {
+    fn name() -> Cow<'static, str> {
+        "Batch".into()
+    }
+}
+
+fn batch_schema(max_events: usize) -> RefOr<Schema> {
+    ArrayBuilder::new()
+        .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Event")))
+        .min_items(Some(1))
+        .max_items(Some(max_events))
+        .description(Some(format!(
+            "1 to {max_events} events; each is checked on its own."
+        )))
+        .into()
+}
+
+/// The schema of the `level` filter: a level name in any letter case.
+pub fn level_param() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(logpipe_model::level_input_pattern()))
+        .into()
+}
+
+/// The schema of `since` and `until`: an RFC 3339 time, or a duration ago.
+pub fn time_param() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .pattern(Some(AGO_PATTERN))
+                .description(Some("A duration ago: `90s`, `15m`, `2h`, `7d`, `2w`, `1y`.")),
+        )
+        .into()
+}
+
+/// The document for a gateway with these limits; `keys` says whether API keys are configured.
+pub fn document(limits: &Limits, max_batch_events: usize, keys: bool) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert("Event".into(), event_schema(limits));
+    components
+        .schemas
+        .insert("Batch".into(), batch_schema(max_batch_events));
+    if keys {
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+        ]);
+        // Health and this document are served without a key.
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path.starts_with("/health/") || path == PATH {
+                if let Some(get) = item.get.as_mut() {
+                    get.security = Some(vec![SecurityRequirement::default()]);
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "health",
+    operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+)]
+pub async fn openapi_json(
+    axum::extract::State(json): axum::extract::State<std::sync::Arc<str>>,
+) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json.to_string())
+}
+
+/// The route serving `document`, open to every client.
+pub fn router(document: &utoipa::openapi::OpenApi) -> axum::Router {
+    let json: std::sync::Arc<str> = document
+        .to_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+        .into();
+    axum::Router::new()
+        .route(PATH, axum::routing::get(openapi_json))
+        .with_state(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(keys: bool) -> serde_json::Value {
+        serde_json::to_value(document(&Limits::DEFAULT, 250, keys)).unwrap()
+    }
+
+    #[test]
+    fn every_public_route_is_documented() {
+        let doc = json(false);
+        let mut routes: Vec<String> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| format!("{method} {path}"))
+            })
+            .collect();
+        routes.sort();
+        assert_eq!(
+            routes,
+            [
+                "get /api/v1/logs",
+                "get /api/v1/openapi.json",
+                "get /api/v1/stats",
+                "get /health/live",
+                "get /health/ready",
+                "post /api/v1/logs",
+                "post /api/v1/logs/batch",
+            ]
+        );
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn the_configured_limits_are_in_the_document() {
+        let doc = json(false);
+        assert_eq!(doc["components"]["schemas"]["Batch"]["maxItems"], 250);
+        assert_eq!(
+            doc["components"]["schemas"]["Event"]["properties"]["message"]["maxLength"],
+            Limits::DEFAULT.max_message_bytes
+        );
+    }
+
+    #[test]
+    fn keys_add_security_everywhere_but_health() {
+        assert!(json(false).get("security").is_none());
+        let doc = json(true);
+        assert_eq!(doc["security"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            doc["paths"]["/health/ready"]["get"]["security"],
+            serde_json::json!([{}])
+        );
+        assert!(doc["paths"]["/api/v1/logs"]["get"].get("security").is_none());
+    }
+}
