@@ -9,14 +9,22 @@
 //! duplicates. `ON CONFLICT (coordinates) DO NOTHING` rather than `INSERT OR IGNORE`: `OR IGNORE`
 //! would also silently skip a row breaking any other constraint.
 //!
-//! One connection behind a `std::sync::Mutex`, used only from `spawn_blocking` threads: SQLite
-//! allows one writer at a time anyway, and `sqlite::memory:` must be a single connection (each
-//! in-memory connection is its own database). A std mutex and not a tokio one because the lock
-//! is only ever taken on a blocking thread and never held across an `.await`; a tokio mutex would
-//! add nothing but an async acquire.
+//! Two connections to one WAL database file (see `connections`): the writer, used for everything
+//! but searches (SQLite allows one writer at a time anyway), and a read-only reader for
+//! [`query`](SqliteStore::query), bounded in time, so the query API never delays the consumer.
+//! Both are used only from `spawn_blocking` threads.
 //!
-//! File databases use WAL (readers do not block the writer) with `synchronous = FULL`: a
-//! committed batch survives a power cut, which the consumer relies on when it commits offsets.
+//! The "in-memory" store is a database file in a private temporary directory, removed when the
+//! last clone of the store is dropped: a true `:memory:` database cannot be opened by a second
+//! connection (and a shared-cache one serialises the connections on one lock for the length of a
+//! statement, so a scan would still block writes). It is written with `synchronous = OFF`
+//! (nothing reads it after a restart); only a killed process leaves the directory behind.
+//! File databases use `synchronous = FULL`: a committed batch survives a power cut, which the
+//! consumer relies on when it commits offsets.
+
+mod connections;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +37,8 @@ use logpipe_model::{EnrichedLog, Fingerprint};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, TransactionBehavior};
 
+use connections::{Durability, Reader};
+
 use crate::error::{from_sqlite, StoreError};
 use crate::plan::QueryPlan;
 use crate::retention;
@@ -36,8 +46,6 @@ use crate::sanitize;
 use crate::types::{KafkaPosition, LogPage, LogQuery, Maintenance, StoredLog, WriteReport};
 use crate::StoreOptions;
 
-/// How long a statement waits for another process holding the file's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readiness probes answer within this (a long write holds the connection).
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -86,14 +94,22 @@ const SELECT_COLUMNS: &str = "ts, level, service, message, host, trace_id, span_
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    /// How long one [`query`](SqliteStore::query) may take, waiting for the reader included.
+    /// None: unbounded. Per handle, so the query API's handle is bounded and the others are not.
+    query_timeout: Option<Duration>,
 }
 
 struct Inner {
-    /// The one connection (see the module comment for why a std mutex).
-    connection: Mutex<Connection>,
-    /// For `Debug`: `:memory:` or the file path.
+    /// Writes, migrations, retention, counts, pings. A std mutex: taken only on blocking threads
+    /// and never held across an `.await`.
+    writer: Mutex<Connection>,
+    /// Searches only.
+    reader: Reader,
+    /// For `Debug`: the file path, or `temporary` and the path.
     location: String,
     options: StoreOptions,
+    /// The temporary store's directory, removed on drop (after the connections, declared above).
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -105,50 +121,72 @@ impl fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// A private in-memory database: gone when the store is dropped.
+    /// A private temporary database: gone when the store is dropped (see the module comment
+    /// for why a file and not `:memory:`).
     pub fn open_in_memory(options: &StoreOptions) -> Result<SqliteStore, StoreError> {
-        let connection = Connection::open_in_memory()
-            .map_err(|err| from_sqlite("opening an in-memory SQLite database", &err))?;
+        let directory = tempfile::Builder::new()
+            .prefix("logpipe-sqlite-")
+            .tempdir()
+            .map_err(|err| {
+                StoreError::Unavailable(format!(
+                    "creating a temporary directory for the embedded SQLite store: {err}; \
+                     check that the temporary directory (TMPDIR) is writable"
+                ))
+            })?;
+        let path = directory.path().join("logs.db");
+        let writer = connections::open_writer(&path, Durability::None)?;
+        let reader = connections::open_reader(&path)?;
+        let location = format!("temporary {}", path.display());
         Ok(SqliteStore::new(
-            connection,
-            ":memory:".into(),
+            writer,
+            reader,
+            location,
             options.clone(),
+            Some(directory),
         ))
     }
 
     /// A database file, created if missing.
     pub async fn open_file(path: String, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let location = path.clone();
-        let connection = blocking(move || {
-            let context = "opening the SQLite database";
-            let connection =
-                Connection::open(PathBuf::from(path)).map_err(|err| from_sqlite(context, &err))?;
-            connection
-                .busy_timeout(BUSY_TIMEOUT)
-                .map_err(|err| from_sqlite(context, &err))?;
-            connection
-                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(|err| from_sqlite(context, &err))?;
-            connection
-                .pragma_update(None, "synchronous", "FULL")
-                .map_err(|err| from_sqlite(context, &err))?;
-            Ok(connection)
+        let (writer, reader) = blocking(move || {
+            let path = PathBuf::from(path);
+            let writer = connections::open_writer(&path, Durability::Full)?;
+            Ok((writer, connections::open_reader(&path)?))
         })
         .await?;
-        Ok(SqliteStore::new(connection, location, options))
+        Ok(SqliteStore::new(writer, reader, location, options, None))
     }
 
-    fn new(connection: Connection, location: String, options: StoreOptions) -> SqliteStore {
+    fn new(
+        writer: Connection,
+        reader: Reader,
+        location: String,
+        options: StoreOptions,
+        temporary: Option<tempfile::TempDir>,
+    ) -> SqliteStore {
         SqliteStore {
+            query_timeout: options.statement_timeout,
             inner: Arc::new(Inner {
-                connection: Mutex::new(connection),
+                writer: Mutex::new(writer),
+                reader,
                 location,
                 options,
+                _temporary: temporary,
             }),
         }
     }
 
-    /// Runs `work` on the connection, on the blocking thread pool.
+    /// A handle on the same database whose [`query`](SqliteStore::query) stops after `timeout`
+    /// with [`StoreError::Unavailable`]: the query API's handle.
+    pub fn with_query_timeout(&self, timeout: Duration) -> SqliteStore {
+        SqliteStore {
+            inner: Arc::clone(&self.inner),
+            query_timeout: Some(timeout),
+        }
+    }
+
+    /// Runs `work` on the writer, on the blocking thread pool.
     async fn with_connection<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -158,10 +196,7 @@ impl SqliteStore {
         blocking(move || {
             // A panic while the lock was held cannot leave a transaction half done (rusqlite
             // rolls back a dropped transaction), so a poisoned lock is still a good connection.
-            let mut connection = inner
-                .connection
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut connection = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
             work(&mut connection)
         })
         .await
@@ -225,20 +260,20 @@ impl SqliteStore {
     pub async fn query(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         let plan = QueryPlan::new(query)?;
         let (sql, params) = build_query(&plan);
-        let logs = self
-            .with_connection(move |connection| {
-                let fail = |err: rusqlite::Error| from_sqlite("querying logs", &err);
-                let mut statement = connection.prepare_cached(&sql).map_err(fail)?;
-                let mut rows = statement
-                    .query(rusqlite::params_from_iter(params))
-                    .map_err(fail)?;
-                let mut logs = Vec::new();
-                while let Some(row) = rows.next().map_err(fail)? {
-                    logs.push(stored_log(row)?);
-                }
-                Ok(logs)
-            })
-            .await?;
+        let reader = &self.inner.reader;
+        let logs = connections::read_within(reader, self.query_timeout, move |connection| {
+            let fail = |err: rusqlite::Error| from_sqlite("querying logs", &err);
+            let mut statement = connection.prepare_cached(&sql).map_err(fail)?;
+            let mut rows = statement
+                .query(rusqlite::params_from_iter(params))
+                .map_err(fail)?;
+            let mut logs = Vec::new();
+            while let Some(row) = rows.next().map_err(fail)? {
+                logs.push(stored_log(row)?);
+            }
+            Ok(logs)
+        })
+        .await?;
         Ok(plan.page(logs))
     }
 
