@@ -88,7 +88,7 @@ impl Stores {
             .await
             .map_err(|e| anyhow::anyhow!("applying the log store schema: {e}"))?;
         if config.postgres.url.is_empty() {
-            tracing::warn!("log store: EMBEDDED in-memory SQLite; it keeps NOTHING across restarts. Set postgres.url / --postgres-url for PostgreSQL");
+            tracing::warn!("log store: EMBEDDED temporary SQLite (a private file in the temporary directory, removed on exit); it keeps NOTHING across restarts. Set postgres.url / --postgres-url for PostgreSQL");
         } else {
             tracing::info!(url = %crate::config::redact::redact_url(&config.postgres.url), "log store: PostgreSQL");
         }

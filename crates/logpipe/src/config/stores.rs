@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
-    /// `postgres://user:password@host:port/db`. Empty: embedded in-memory SQLite.
+    /// `postgres://user:password@host:port/db`. Empty: embedded temporary SQLite
+    /// (a file in a private temporary directory, removed on exit).
     pub url: String,
     /// Schema of the `logs` table.
     pub schema: String,
