@@ -23,27 +23,27 @@
 //! consumer relies on when it commits offsets.
 
 mod connections;
+mod rows;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use logpipe_model::{EnrichedLog, Fingerprint};
+use logpipe_model::EnrichedLog;
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use connections::{Durability, Reader};
+use rows::{stored_log, OwnedRow};
 
 use crate::error::{from_sqlite, StoreError};
 use crate::plan::QueryPlan;
 use crate::retention;
-use crate::sanitize;
-use crate::types::{KafkaPosition, LogPage, LogQuery, Maintenance, StoredLog, WriteReport};
+use crate::types::{LogPage, LogQuery, Maintenance, WriteReport};
 use crate::StoreOptions;
 
 /// Readiness probes answer within this (a long write holds the connection).
@@ -312,89 +312,6 @@ where
     }
 }
 
-/// One record, owned and sanitised, ready to bind.
-struct OwnedRow {
-    ts: i64,
-    processed_at: i64,
-    kafka_ts: Option<i64>,
-    ingested_at: Option<i64>,
-    kafka_offset: i64,
-    fingerprint: i64,
-    kafka_partition: i32,
-    severity_number: u8,
-    level: &'static str,
-    service: String,
-    kafka_topic: Arc<str>,
-    host: Option<String>,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-    request_id: Option<String>,
-    message: String,
-    template: String,
-    attributes: Option<String>,
-    tags: String,
-}
-
-impl OwnedRow {
-    fn new(log: &EnrichedLog) -> OwnedRow {
-        let event = &log.event;
-        // Same sanitising as PostgreSQL, so both stores hold the same text.
-        let tags = serde_json::to_string(&*log.tags).unwrap_or_else(|_| "{}".to_owned());
-        OwnedRow {
-            ts: event.timestamp.timestamp_micros(),
-            processed_at: log.processed_at.timestamp_micros(),
-            kafka_ts: log.kafka_timestamp.map(|at| at.timestamp_micros()),
-            ingested_at: log.ingested_at.map(|at| at.timestamp_micros()),
-            kafka_offset: log.coordinates.offset,
-            fingerprint: log.fingerprint.as_i64(),
-            kafka_partition: log.coordinates.partition,
-            severity_number: log.severity_number,
-            level: event.level.as_str(),
-            service: event.service.as_str().to_owned(),
-            kafka_topic: Arc::clone(&log.coordinates.topic),
-            host: event.host.as_ref().map(|host| host.as_str().to_owned()),
-            trace_id: event.trace_id.as_ref().map(|id| id.as_str().to_owned()),
-            span_id: event.span_id.as_ref().map(|id| id.as_str().to_owned()),
-            request_id: log
-                .request_id
-                .as_deref()
-                .map(|id| sanitize::text(id).into_owned()),
-            message: sanitize::text(event.message.as_str()).into_owned(),
-            template: sanitize::text(&log.template).into_owned(),
-            attributes: event
-                .attributes
-                .as_deref()
-                .map(|raw| sanitize::json(raw.get()).into_owned()),
-            tags: sanitize::json(&tags).into_owned(),
-        }
-    }
-
-    /// Runs the prepared [`INSERT`] for this row; returns 1 if inserted, 0 if a duplicate.
-    fn insert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
-        statement.execute(params![
-            self.ts,
-            self.processed_at,
-            self.kafka_ts,
-            self.ingested_at,
-            self.kafka_offset,
-            self.fingerprint,
-            self.kafka_partition,
-            self.severity_number,
-            self.level,
-            self.service,
-            &*self.kafka_topic,
-            self.host,
-            self.trace_id,
-            self.span_id,
-            self.request_id,
-            self.message,
-            self.template,
-            self.attributes,
-            self.tags,
-        ])
-    }
-}
-
 /// The statement and its parameters for `plan`; the same shape as PostgreSQL's.
 fn build_query(plan: &QueryPlan) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {SELECT_COLUMNS} FROM logs WHERE 1");
@@ -432,46 +349,4 @@ fn build_query(plan: &QueryPlan) -> (String, Vec<Value>) {
     );
     params.push(Value::Integer(plan.fetch()));
     (sql, params)
-}
-
-/// One row of [`SELECT_COLUMNS`] as a [`StoredLog`].
-fn stored_log(row: &rusqlite::Row<'_>) -> Result<StoredLog, StoreError> {
-    let get_err = |err: rusqlite::Error| from_sqlite("reading a stored log", &err);
-    let bad = |what: &str| StoreError::Schema(format!("reading a stored log: {what}"));
-    let instant = |micros: i64| {
-        DateTime::from_timestamp_micros(micros).ok_or_else(|| bad("timestamp out of range"))
-    };
-    let optional_instant = |micros: Option<i64>| micros.map(instant).transpose();
-    let level: String = row.get(1).map_err(get_err)?;
-    let attributes: Option<String> = row.get(7).map_err(get_err)?;
-    let tags: String = row.get(18).map_err(get_err)?;
-    Ok(StoredLog {
-        timestamp: instant(row.get(0).map_err(get_err)?)?,
-        level: level
-            .parse()
-            .map_err(|_| bad(&format!("`{level}` is not a log level")))?,
-        service: row.get(2).map_err(get_err)?,
-        message: row.get(3).map_err(get_err)?,
-        host: row.get(4).map_err(get_err)?,
-        trace_id: row.get(5).map_err(get_err)?,
-        span_id: row.get(6).map_err(get_err)?,
-        attributes: attributes
-            .map(|text| serde_json::from_str(&text))
-            .transpose()
-            .map_err(|_| bad("attributes are not JSON"))?,
-        severity_number: row.get(8).map_err(get_err)?,
-        fingerprint: Fingerprint::from_i64(row.get(9).map_err(get_err)?).to_string(),
-        template: row.get(10).map_err(get_err)?,
-        kafka: KafkaPosition {
-            topic: row.get(11).map_err(get_err)?,
-            partition: row.get(12).map_err(get_err)?,
-            offset: row.get(13).map_err(get_err)?,
-            timestamp: optional_instant(row.get(14).map_err(get_err)?)?,
-        },
-        ingested_at: optional_instant(row.get(15).map_err(get_err)?)?,
-        processed_at: instant(row.get(16).map_err(get_err)?)?,
-        request_id: row.get(17).map_err(get_err)?,
-        tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
-            .map_err(|_| bad("tags are not a JSON object of strings"))?,
-    })
 }
