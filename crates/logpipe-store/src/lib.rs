@@ -18,7 +18,8 @@
 //! - `sanitize` (private): NUL bytes and other text PostgreSQL cannot hold.
 //! - `retention` (private): day arithmetic shared by both backends' `maintain()`.
 //! - `postgres`: [`PgStore`]: partitioned table, binary COPY, pool.
-//! - `sqlite`: [`SqliteStore`]: one connection behind a mutex, on the blocking thread pool.
+//! - `sqlite`: [`SqliteStore`]: a writer and a read-only search connection on one WAL file, on
+//!   the blocking thread pool.
 
 mod cursor;
 mod error;
@@ -51,11 +52,12 @@ pub struct StoreOptions {
     pub partitions_ahead_days: u32,
     /// PostgreSQL schema holding the tables. Tests use one schema each. Ignored by SQLite.
     pub schema: String,
-    /// PostgreSQL connections in the pool. SQLite always uses one connection.
+    /// PostgreSQL connections in the pool. SQLite always uses one writer and one reader.
     pub pool_size: usize,
     /// PostgreSQL: the server cancels any statement of this pool's connections that runs longer
     /// (`statement_timeout`). None: the server's setting. The query API's pool sets it, so no
-    /// search can hold a connection for long. Ignored by SQLite.
+    /// search can hold a connection for long. SQLite: bounds each [`LogStore::query`] (waiting
+    /// for the read connection included; see [`SqliteStore::with_query_timeout`]).
     pub statement_timeout: Option<std::time::Duration>,
     /// PostgreSQL: `application_name` of the pool's connections, unless the URL sets one (it
     /// names them in `pg_stat_activity`). Ignored by SQLite.
@@ -87,8 +89,9 @@ impl LogStore {
     /// Opens the store named by `url`:
     /// - `postgres://...` or `postgresql://...`: PostgreSQL (connects once to check the server is
     ///   reachable; [`StoreError::Unavailable`] when it is not);
-    /// - `""` or `sqlite::memory:`: in-memory SQLite, the embedded default. Nothing persists, on
-    ///   purpose: the embedded Kafka broker also restarts from offset 0, and rows left from a
+    /// - `""` or `sqlite::memory:`: temporary SQLite, the embedded default: a database file in a
+    ///   private temporary directory removed with the store (a file, so searches can have their
+    ///   own connection). Nothing persists, on purpose: the embedded Kafka broker also restarts from offset 0, and rows left from a
     ///   previous run would have the same coordinates as new records and swallow them;
     /// - `sqlite://path/to/file.db`: a SQLite file (`sqlite:///abs/path.db` for an absolute path).
     ///
@@ -128,7 +131,7 @@ impl LogStore {
     }
 
     /// Whether concurrent [`write`](LogStore::write)s run in parallel: PostgreSQL writes each on
-    /// its own pooled connection; SQLite has one connection and takes them one at a time.
+    /// its own pooled connection; SQLite has one writer and takes them one at a time.
     pub fn concurrent_writes(&self) -> bool {
         matches!(self, LogStore::Postgres(_))
     }

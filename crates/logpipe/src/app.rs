@@ -70,9 +70,9 @@ const TOPIC_ENSURE_BACKOFF: Backoff =
 #[derive(Clone)]
 pub struct Stores {
     pub store: Arc<LogStore>,
-    /// What the query API reads: on PostgreSQL a pool of its own whose statements are bounded,
-    /// so searches never take the consumer's connections; on the embedded SQLite the same store
-    /// (one in-memory database, one connection).
+    /// What the query API reads, apart from the consumer's writes and bounded in time by
+    /// `postgres.query_statement_timeout`: on PostgreSQL a pool of its own; on SQLite the same
+    /// database through its read-only search connection.
     pub query_store: Arc<LogStore>,
     pub aggregates: Aggregates,
 }
@@ -88,7 +88,7 @@ impl Stores {
             .await
             .map_err(|e| anyhow::anyhow!("applying the log store schema: {e}"))?;
         if config.postgres.url.is_empty() {
-            tracing::warn!("log store: EMBEDDED in-memory SQLite; it keeps NOTHING across restarts. Set postgres.url / --postgres-url for PostgreSQL");
+            tracing::warn!("log store: EMBEDDED temporary SQLite (a private file in the temporary directory, removed on exit); it keeps NOTHING across restarts. Set postgres.url / --postgres-url for PostgreSQL");
         } else {
             tracing::info!(url = %crate::config::redact::redact_url(&config.postgres.url), "log store: PostgreSQL");
         }
@@ -100,16 +100,17 @@ impl Stores {
         } else {
             tracing::info!(url = %crate::config::redact::redact_url(&config.redis.url), "aggregates: Redis");
         }
-        let store = Arc::new(store);
-        let query_store = if config.postgres.url.is_empty() {
-            store.clone()
-        } else {
-            Arc::new(
+        let query_store = match &store {
+            LogStore::Sqlite(sqlite) => Arc::new(LogStore::Sqlite(
+                sqlite.with_query_timeout(config.postgres.query_statement_timeout),
+            )),
+            LogStore::Postgres(_) => Arc::new(
                 LogStore::open(&config.postgres.url, &config.postgres.query_store_options())
                     .await
                     .map_err(|e| anyhow::anyhow!("opening the query API's connections to the log store: {e}; check `postgres.url` and `postgres.query_pool_size`"))?,
-            )
+            ),
         };
+        let store = Arc::new(store);
         Ok(Stores {
             store,
             query_store,

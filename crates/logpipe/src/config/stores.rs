@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
-    /// `postgres://user:password@host:port/db`. Empty: embedded in-memory SQLite.
+    /// `postgres://user:password@host:port/db`. Empty: embedded temporary SQLite
+    /// (a file in a private temporary directory, removed on exit).
     pub url: String,
     /// Schema of the `logs` table.
     pub schema: String,
@@ -18,7 +19,8 @@ pub struct PostgresConfig {
     /// searches can wait for each other, never delay a write.
     pub query_pool_size: usize,
     /// The server cancels a query API statement that runs longer (`statement_timeout` of the
-    /// query pool's connections); the client gets 503.
+    /// query pool's connections); the client gets 503. The embedded SQLite store stops a search
+    /// at the same budget (waiting for its search connection included).
     #[serde(with = "humantime_serde")]
     pub query_statement_timeout: Duration,
     /// Daily partitions older than this are dropped.

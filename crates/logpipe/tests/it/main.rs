@@ -25,6 +25,7 @@ mod kafka_tools;
 mod lag;
 mod observability;
 mod pipeline_embedded;
+mod query_burst;
 mod scripts;
 mod shutdown_outage;
 mod topics_cluster;

@@ -9,35 +9,43 @@
 //! duplicates. `ON CONFLICT (coordinates) DO NOTHING` rather than `INSERT OR IGNORE`: `OR IGNORE`
 //! would also silently skip a row breaking any other constraint.
 //!
-//! One connection behind a `std::sync::Mutex`, used only from `spawn_blocking` threads: SQLite
-//! allows one writer at a time anyway, and `sqlite::memory:` must be a single connection (each
-//! in-memory connection is its own database). A std mutex and not a tokio one because the lock
-//! is only ever taken on a blocking thread and never held across an `.await`; a tokio mutex would
-//! add nothing but an async acquire.
+//! Two connections to one WAL database file (see `connections`): the writer, used for everything
+//! but searches (SQLite allows one writer at a time anyway), and a read-only reader for
+//! [`query`](SqliteStore::query), bounded in time, so the query API never delays the consumer.
+//! Both are used only from `spawn_blocking` threads.
 //!
-//! File databases use WAL (readers do not block the writer) with `synchronous = FULL`: a
-//! committed batch survives a power cut, which the consumer relies on when it commits offsets.
+//! The "in-memory" store is a database file in a private temporary directory, removed when the
+//! last clone of the store is dropped: a true `:memory:` database cannot be opened by a second
+//! connection (and a shared-cache one serialises the connections on one lock for the length of a
+//! statement, so a scan would still block writes). It is written with `synchronous = OFF`
+//! (nothing reads it after a restart); only a killed process leaves the directory behind.
+//! File databases use `synchronous = FULL`: a committed batch survives a power cut, which the
+//! consumer relies on when it commits offsets.
 
-use std::collections::BTreeMap;
+mod connections;
+mod rows;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use logpipe_model::{EnrichedLog, Fingerprint};
+use logpipe_model::EnrichedLog;
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
+
+use connections::{Durability, Reader};
+use rows::{stored_log, OwnedRow};
 
 use crate::error::{from_sqlite, StoreError};
 use crate::plan::QueryPlan;
 use crate::retention;
-use crate::sanitize;
-use crate::types::{KafkaPosition, LogPage, LogQuery, Maintenance, StoredLog, WriteReport};
+use crate::types::{LogPage, LogQuery, Maintenance, WriteReport};
 use crate::StoreOptions;
 
-/// How long a statement waits for another process holding the file's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readiness probes answer within this (a long write holds the connection).
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -86,14 +94,22 @@ const SELECT_COLUMNS: &str = "ts, level, service, message, host, trace_id, span_
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    /// How long one [`query`](SqliteStore::query) may take, waiting for the reader included.
+    /// None: unbounded. Per handle, so the query API's handle is bounded and the others are not.
+    query_timeout: Option<Duration>,
 }
 
 struct Inner {
-    /// The one connection (see the module comment for why a std mutex).
-    connection: Mutex<Connection>,
-    /// For `Debug`: `:memory:` or the file path.
+    /// Writes, migrations, retention, counts, pings. A std mutex: taken only on blocking threads
+    /// and never held across an `.await`.
+    writer: Mutex<Connection>,
+    /// Searches only.
+    reader: Reader,
+    /// For `Debug`: the file path, or `temporary` and the path.
     location: String,
     options: StoreOptions,
+    /// The temporary store's directory, removed on drop (after the connections, declared above).
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -105,50 +121,72 @@ impl fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// A private in-memory database: gone when the store is dropped.
+    /// A private temporary database: gone when the store is dropped (see the module comment
+    /// for why a file and not `:memory:`).
     pub fn open_in_memory(options: &StoreOptions) -> Result<SqliteStore, StoreError> {
-        let connection = Connection::open_in_memory()
-            .map_err(|err| from_sqlite("opening an in-memory SQLite database", &err))?;
+        let directory = tempfile::Builder::new()
+            .prefix("logpipe-sqlite-")
+            .tempdir()
+            .map_err(|err| {
+                StoreError::Unavailable(format!(
+                    "creating a temporary directory for the embedded SQLite store: {err}; \
+                     check that the temporary directory (TMPDIR) is writable"
+                ))
+            })?;
+        let path = directory.path().join("logs.db");
+        let writer = connections::open_writer(&path, Durability::None)?;
+        let reader = connections::open_reader(&path)?;
+        let location = format!("temporary {}", path.display());
         Ok(SqliteStore::new(
-            connection,
-            ":memory:".into(),
+            writer,
+            reader,
+            location,
             options.clone(),
+            Some(directory),
         ))
     }
 
     /// A database file, created if missing.
     pub async fn open_file(path: String, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let location = path.clone();
-        let connection = blocking(move || {
-            let context = "opening the SQLite database";
-            let connection =
-                Connection::open(PathBuf::from(path)).map_err(|err| from_sqlite(context, &err))?;
-            connection
-                .busy_timeout(BUSY_TIMEOUT)
-                .map_err(|err| from_sqlite(context, &err))?;
-            connection
-                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(|err| from_sqlite(context, &err))?;
-            connection
-                .pragma_update(None, "synchronous", "FULL")
-                .map_err(|err| from_sqlite(context, &err))?;
-            Ok(connection)
+        let (writer, reader) = blocking(move || {
+            let path = PathBuf::from(path);
+            let writer = connections::open_writer(&path, Durability::Full)?;
+            Ok((writer, connections::open_reader(&path)?))
         })
         .await?;
-        Ok(SqliteStore::new(connection, location, options))
+        Ok(SqliteStore::new(writer, reader, location, options, None))
     }
 
-    fn new(connection: Connection, location: String, options: StoreOptions) -> SqliteStore {
+    fn new(
+        writer: Connection,
+        reader: Reader,
+        location: String,
+        options: StoreOptions,
+        temporary: Option<tempfile::TempDir>,
+    ) -> SqliteStore {
         SqliteStore {
+            query_timeout: options.statement_timeout,
             inner: Arc::new(Inner {
-                connection: Mutex::new(connection),
+                writer: Mutex::new(writer),
+                reader,
                 location,
                 options,
+                _temporary: temporary,
             }),
         }
     }
 
-    /// Runs `work` on the connection, on the blocking thread pool.
+    /// A handle on the same database whose [`query`](SqliteStore::query) stops after `timeout`
+    /// with [`StoreError::Unavailable`]: the query API's handle.
+    pub fn with_query_timeout(&self, timeout: Duration) -> SqliteStore {
+        SqliteStore {
+            inner: Arc::clone(&self.inner),
+            query_timeout: Some(timeout),
+        }
+    }
+
+    /// Runs `work` on the writer, on the blocking thread pool.
     async fn with_connection<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -158,10 +196,7 @@ impl SqliteStore {
         blocking(move || {
             // A panic while the lock was held cannot leave a transaction half done (rusqlite
             // rolls back a dropped transaction), so a poisoned lock is still a good connection.
-            let mut connection = inner
-                .connection
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut connection = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
             work(&mut connection)
         })
         .await
@@ -225,20 +260,20 @@ impl SqliteStore {
     pub async fn query(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         let plan = QueryPlan::new(query)?;
         let (sql, params) = build_query(&plan);
-        let logs = self
-            .with_connection(move |connection| {
-                let fail = |err: rusqlite::Error| from_sqlite("querying logs", &err);
-                let mut statement = connection.prepare_cached(&sql).map_err(fail)?;
-                let mut rows = statement
-                    .query(rusqlite::params_from_iter(params))
-                    .map_err(fail)?;
-                let mut logs = Vec::new();
-                while let Some(row) = rows.next().map_err(fail)? {
-                    logs.push(stored_log(row)?);
-                }
-                Ok(logs)
-            })
-            .await?;
+        let reader = &self.inner.reader;
+        let logs = connections::read_within(reader, self.query_timeout, move |connection| {
+            let fail = |err: rusqlite::Error| from_sqlite("querying logs", &err);
+            let mut statement = connection.prepare_cached(&sql).map_err(fail)?;
+            let mut rows = statement
+                .query(rusqlite::params_from_iter(params))
+                .map_err(fail)?;
+            let mut logs = Vec::new();
+            while let Some(row) = rows.next().map_err(fail)? {
+                logs.push(stored_log(row)?);
+            }
+            Ok(logs)
+        })
+        .await?;
         Ok(plan.page(logs))
     }
 
@@ -274,89 +309,6 @@ where
         Err(err) => Err(StoreError::Unavailable(format!(
             "SQLite task did not finish: {err}"
         ))),
-    }
-}
-
-/// One record, owned and sanitised, ready to bind.
-struct OwnedRow {
-    ts: i64,
-    processed_at: i64,
-    kafka_ts: Option<i64>,
-    ingested_at: Option<i64>,
-    kafka_offset: i64,
-    fingerprint: i64,
-    kafka_partition: i32,
-    severity_number: u8,
-    level: &'static str,
-    service: String,
-    kafka_topic: Arc<str>,
-    host: Option<String>,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-    request_id: Option<String>,
-    message: String,
-    template: String,
-    attributes: Option<String>,
-    tags: String,
-}
-
-impl OwnedRow {
-    fn new(log: &EnrichedLog) -> OwnedRow {
-        let event = &log.event;
-        // Same sanitising as PostgreSQL, so both stores hold the same text.
-        let tags = serde_json::to_string(&*log.tags).unwrap_or_else(|_| "{}".to_owned());
-        OwnedRow {
-            ts: event.timestamp.timestamp_micros(),
-            processed_at: log.processed_at.timestamp_micros(),
-            kafka_ts: log.kafka_timestamp.map(|at| at.timestamp_micros()),
-            ingested_at: log.ingested_at.map(|at| at.timestamp_micros()),
-            kafka_offset: log.coordinates.offset,
-            fingerprint: log.fingerprint.as_i64(),
-            kafka_partition: log.coordinates.partition,
-            severity_number: log.severity_number,
-            level: event.level.as_str(),
-            service: event.service.as_str().to_owned(),
-            kafka_topic: Arc::clone(&log.coordinates.topic),
-            host: event.host.as_ref().map(|host| host.as_str().to_owned()),
-            trace_id: event.trace_id.as_ref().map(|id| id.as_str().to_owned()),
-            span_id: event.span_id.as_ref().map(|id| id.as_str().to_owned()),
-            request_id: log
-                .request_id
-                .as_deref()
-                .map(|id| sanitize::text(id).into_owned()),
-            message: sanitize::text(event.message.as_str()).into_owned(),
-            template: sanitize::text(&log.template).into_owned(),
-            attributes: event
-                .attributes
-                .as_deref()
-                .map(|raw| sanitize::json(raw.get()).into_owned()),
-            tags: sanitize::json(&tags).into_owned(),
-        }
-    }
-
-    /// Runs the prepared [`INSERT`] for this row; returns 1 if inserted, 0 if a duplicate.
-    fn insert(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<usize> {
-        statement.execute(params![
-            self.ts,
-            self.processed_at,
-            self.kafka_ts,
-            self.ingested_at,
-            self.kafka_offset,
-            self.fingerprint,
-            self.kafka_partition,
-            self.severity_number,
-            self.level,
-            self.service,
-            &*self.kafka_topic,
-            self.host,
-            self.trace_id,
-            self.span_id,
-            self.request_id,
-            self.message,
-            self.template,
-            self.attributes,
-            self.tags,
-        ])
     }
 }
 
@@ -397,46 +349,4 @@ fn build_query(plan: &QueryPlan) -> (String, Vec<Value>) {
     );
     params.push(Value::Integer(plan.fetch()));
     (sql, params)
-}
-
-/// One row of [`SELECT_COLUMNS`] as a [`StoredLog`].
-fn stored_log(row: &rusqlite::Row<'_>) -> Result<StoredLog, StoreError> {
-    let get_err = |err: rusqlite::Error| from_sqlite("reading a stored log", &err);
-    let bad = |what: &str| StoreError::Schema(format!("reading a stored log: {what}"));
-    let instant = |micros: i64| {
-        DateTime::from_timestamp_micros(micros).ok_or_else(|| bad("timestamp out of range"))
-    };
-    let optional_instant = |micros: Option<i64>| micros.map(instant).transpose();
-    let level: String = row.get(1).map_err(get_err)?;
-    let attributes: Option<String> = row.get(7).map_err(get_err)?;
-    let tags: String = row.get(18).map_err(get_err)?;
-    Ok(StoredLog {
-        timestamp: instant(row.get(0).map_err(get_err)?)?,
-        level: level
-            .parse()
-            .map_err(|_| bad(&format!("`{level}` is not a log level")))?,
-        service: row.get(2).map_err(get_err)?,
-        message: row.get(3).map_err(get_err)?,
-        host: row.get(4).map_err(get_err)?,
-        trace_id: row.get(5).map_err(get_err)?,
-        span_id: row.get(6).map_err(get_err)?,
-        attributes: attributes
-            .map(|text| serde_json::from_str(&text))
-            .transpose()
-            .map_err(|_| bad("attributes are not JSON"))?,
-        severity_number: row.get(8).map_err(get_err)?,
-        fingerprint: Fingerprint::from_i64(row.get(9).map_err(get_err)?).to_string(),
-        template: row.get(10).map_err(get_err)?,
-        kafka: KafkaPosition {
-            topic: row.get(11).map_err(get_err)?,
-            partition: row.get(12).map_err(get_err)?,
-            offset: row.get(13).map_err(get_err)?,
-            timestamp: optional_instant(row.get(14).map_err(get_err)?)?,
-        },
-        ingested_at: optional_instant(row.get(15).map_err(get_err)?)?,
-        processed_at: instant(row.get(16).map_err(get_err)?)?,
-        request_id: row.get(17).map_err(get_err)?,
-        tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
-            .map_err(|_| bad("tags are not a JSON object of strings"))?,
-    })
 }
