@@ -6,12 +6,14 @@
 #   SKIP_LINT=1 scripts/test.sh            # skip cargo fmt --check and clippy
 #   SKIP_BENCH=1 scripts/test.sh           # skip the benchmark smoke run (scripts/bench.sh)
 #   SKIP_KILL=1 scripts/test.sh            # skip the kill, scale and broker fault tests
+#   SKIP_API_FUZZ=1 scripts/test.sh        # skip the schemathesis run (scripts/api-fuzz.sh)
 #   KAFKA_NODES=1 scripts/test.sh          # a single-node Kafka for the suite (quicker locally)
 #
 # It provisions what the tests need (PostgreSQL, Redis, Java 17, Maven, Apache Kafka from Maven
 # Central as a 3-node KRaft cluster, Prometheus, Chromium, cargo-nextest, rustfmt, clippy), then
-# runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run, the doc tests, the
-# benchmark at smoke size, and the kill, scale and broker fault tests. All stages run even if an
+# runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run, the doc tests, the API
+# fuzzing with schemathesis, the benchmark at smoke size, and the kill, scale and broker fault
+# tests. All stages run even if an
 # earlier one fails; the exit status is non-zero if any failed. Logs go to artifacts/
 # (git-ignored). Tests find the services through:
 #   LOGPIPE_TEST_KAFKA_BROKERS   127.0.0.1:19192,127.0.0.1:19194,127.0.0.1:19196 (a fresh cluster)
@@ -140,6 +142,12 @@ run_stage "doctests" doctests.log cargo test --workspace --doc
 # suite's cluster stops here, so no more than one cluster's JVMs share the 2 cores.
 kafka_cluster_stop "$KAFKA_DIR"
 KAFKA_DIR=""
+
+# The gateway's API fuzzed by schemathesis (PyPI) from its OpenAPI document, every check on; then
+# every accepted event must be stored once (~1 minute; installs schemathesis in a virtualenv).
+if [[ "${SKIP_API_FUZZ:-0}" != 1 ]]; then
+    run_stage "api-fuzz" api-fuzz.log scripts/api-fuzz.sh
+fi
 
 # The benchmark at smoke size (debug binary, ~1 minute), so it cannot rot. It fails on errors
 # (a process not starting, an accepted event not stored), never on its figures.

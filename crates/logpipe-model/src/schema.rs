@@ -20,7 +20,8 @@ use crate::wire::Field;
 
 /// Unicode `White_Space`, which `str::trim` strips: a message must hold a character outside it.
 /// Spelled out because regex engines disagree on `\s` (Python's also matches U+001C..U+001F).
-const NOT_WHITE_SPACE: &str = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+const NOT_WHITE_SPACE: &str =
+    r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
 
 /// The level names the parser accepts, in any letter case: each level and the `WARNING` alias.
 pub fn level_input_pattern() -> String {
@@ -132,7 +133,12 @@ mod tests {
 
     fn properties(schema: &RefOr<Schema>) -> Vec<String> {
         let json = serde_json::to_value(schema).unwrap();
-        json["properties"].as_object().unwrap().keys().cloned().collect()
+        json["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
     }
 
     #[test]

@@ -163,7 +163,12 @@ impl GatewayState {
 
 /// The gateway's API routes, behind the API key check (health and metrics stay open).
 pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
-    let document = openapi::document(&state.limits, state.max_batch_events, keys.enabled());
+    let document = openapi::document(
+        &state.limits,
+        state.max_batch_events,
+        state.query.as_ref().map(|q| q.limits.max_q_chars),
+        keys.enabled(),
+    );
     Router::new()
         .route("/api/v1/logs", post(ingest_one).get(query::logs))
         .route("/api/v1/logs/batch", post(ingest_batch))

@@ -109,15 +109,40 @@ pub fn time_param() -> RefOr<Schema> {
             ObjectBuilder::new()
                 .schema_type(utoipa::openapi::Type::String)
                 .pattern(Some(AGO_PATTERN))
-                .description(Some("A duration ago: `90s`, `15m`, `2h`, `7d`, `2w`, `1y`.")),
+                .description(Some(
+                    "A duration ago: `90s`, `15m`, `2h`, `7d`, `2w`, `1y`.",
+                )),
         )
         .into()
 }
 
-/// The document for a gateway with these limits; `keys` says whether API keys are configured.
-pub fn document(limits: &Limits, max_batch_events: usize, keys: bool) -> utoipa::openapi::OpenApi {
+/// The document for a gateway with these limits; `max_q_chars` is the `q` cap when the gateway
+/// serves the query API, `keys` whether API keys are configured.
+pub fn document(
+    limits: &Limits,
+    max_batch_events: usize,
+    max_q_chars: Option<usize>,
+    keys: bool,
+) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    if let Some(max) = max_q_chars {
+        let search = doc
+            .paths
+            .paths
+            .get_mut("/api/v1/logs")
+            .and_then(|item| item.get.as_mut())
+            .and_then(|get| get.parameters.as_mut())
+            .and_then(|params| params.iter_mut().find(|p| p.name == "q"));
+        if let Some(q) = search {
+            q.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .max_length(Some(max))
+                    .into(),
+            );
+        }
+    }
     let components = doc.components.get_or_insert_with(Default::default);
     components
         .schemas
@@ -162,7 +187,10 @@ pub fn document(limits: &Limits, max_batch_events: usize, keys: bool) -> utoipa:
 pub async fn openapi_json(
     axum::extract::State(json): axum::extract::State<std::sync::Arc<str>>,
 ) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], json.to_string())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
 }
 
 /// The route serving `document`, open to every client.
@@ -181,7 +209,7 @@ mod tests {
     use super::*;
 
     fn json(keys: bool) -> serde_json::Value {
-        serde_json::to_value(document(&Limits::DEFAULT, 250, keys)).unwrap()
+        serde_json::to_value(document(&Limits::DEFAULT, 250, Some(120), keys)).unwrap()
     }
 
     #[test]
@@ -218,6 +246,13 @@ mod tests {
     fn the_configured_limits_are_in_the_document() {
         let doc = json(false);
         assert_eq!(doc["components"]["schemas"]["Batch"]["maxItems"], 250);
+        let q = doc["paths"]["/api/v1/logs"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "q")
+            .unwrap();
+        assert_eq!(q["schema"]["maxLength"], 120);
         assert_eq!(
             doc["components"]["schemas"]["Event"]["properties"]["message"]["maxLength"],
             Limits::DEFAULT.max_message_bytes
@@ -233,6 +268,8 @@ mod tests {
             doc["paths"]["/health/ready"]["get"]["security"],
             serde_json::json!([{}])
         );
-        assert!(doc["paths"]["/api/v1/logs"]["get"].get("security").is_none());
+        assert!(doc["paths"]["/api/v1/logs"]["get"]
+            .get("security")
+            .is_none());
     }
 }

@@ -182,10 +182,7 @@ pub async fn logs(
     }))
 }
 
-async fn query_logs(
-    state: &GatewayState,
-    params: Params<LogsParams>,
-) -> Result<LogPage, ApiError> {
+async fn query_logs(state: &GatewayState, params: Params<LogsParams>) -> Result<LogPage, ApiError> {
     let backend = backend(state)?;
     let Query(p) = params.map_err(|e| bad_request(e.body_text()))?;
     let now = Utc::now();
@@ -269,10 +266,7 @@ pub async fn stats(
     }))
 }
 
-async fn query_stats(
-    state: &GatewayState,
-    params: Params<StatsParams>,
-) -> Result<Stats, ApiError> {
+async fn query_stats(state: &GatewayState, params: Params<StatsParams>) -> Result<Stats, ApiError> {
     let backend = backend(state)?;
     let Query(p) = params.map_err(|e| bad_request(e.body_text()))?;
     let now = Utc::now();
@@ -288,7 +282,9 @@ async fn query_stats(
         return Err(bad_request("`until` must be after `since`"));
     }
     if let Some(top) = p.top.filter(|top| !(1..=MAX_TOP).contains(top)) {
-        return Err(bad_request(format!("`top` must be 1 to {MAX_TOP} (got {top})")));
+        return Err(bad_request(format!(
+            "`top` must be 1 to {MAX_TOP} (got {top})"
+        )));
     }
     let query = StatsQuery {
         since,

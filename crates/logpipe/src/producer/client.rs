@@ -1,9 +1,13 @@
 //! The gateway's client for the producer service in split mode: keep-alive connection pool,
 //! one POST per ingest request carrying `producer.internal_token` (when set) as a bearer token,
-//! failures mapped back to [`PublishError`], and a readiness probe of the producer's
-//! `/health/ready` (which itself means "Kafka reachable").
+//! failures mapped back to [`PublishError`], and a readiness probe: the producer's
+//! `/health/ready` (which itself means "Kafka reachable") and, until it succeeds, an empty publish
+//! that proves the producer takes this gateway's token. A gateway with the wrong token is not
+//! ready, and says why, instead of answering every ingest request 503.
 
 use crate::config::redact::redact_url;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -23,6 +27,10 @@ pub struct ProducerClient {
     /// `Authorization` value sent with each publish; `None` when no token is configured.
     authorization: Option<reqwest::header::HeaderValue>,
     health: KafkaHealth,
+    /// Whether the producer accepted the token: proven once by the probe, withdrawn by a 401.
+    authorized: Arc<AtomicBool>,
+    /// Whether the current refusal was logged (once per refusal, not per probe).
+    refusal_logged: Arc<AtomicBool>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +82,8 @@ impl ProducerClient {
             base: base.trim_end_matches('/').to_string(),
             authorization,
             health: KafkaHealth::default(),
+            authorized: Arc::new(AtomicBool::new(false)),
+            refusal_logged: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -82,23 +92,60 @@ impl ProducerClient {
         &self.health
     }
 
-    /// Probes `/health/ready` every `interval` until `stop`.
+    /// Probes `/health/ready` every `interval` until `stop`; ready also needs the token
+    /// accepted.
     pub fn start_health_monitor(&self, interval: Duration, stop: CancellationToken) {
         let me = self.clone();
         retry::spawn_every(interval, stop, move || {
             let me = me.clone();
             async move {
-                let up = me
+                let timeout = interval.max(Duration::from_secs(1));
+                let ready = me
                     .http
                     .get(format!("{}/health/ready", me.base))
-                    .timeout(interval.max(Duration::from_secs(1)))
+                    .timeout(timeout)
                     .send()
                     .await
                     .map(|r| r.status().is_success())
                     .unwrap_or(false);
-                me.health.set(up);
+                if ready && !me.authorized.load(Ordering::Relaxed) {
+                    me.probe_token(timeout).await;
+                }
+                me.health
+                    .set(ready && me.authorized.load(Ordering::Relaxed));
             }
         });
+    }
+
+    /// An empty publish (the producer answers it without touching Kafka): 2xx proves the token,
+    /// 401 refuses it.
+    async fn probe_token(&self, timeout: Duration) {
+        let mut request = self
+            .http
+            .post(format!("{}{PUBLISH_PATH}", self.base))
+            .header("content-type", "application/x-ndjson")
+            .timeout(timeout);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization.clone());
+        }
+        match request.send().await.map(|r| r.status()) {
+            Ok(status) if status.is_success() => {
+                self.authorized.store(true, Ordering::Relaxed);
+                self.refusal_logged.store(false, Ordering::Relaxed);
+            }
+            Ok(reqwest::StatusCode::UNAUTHORIZED) => self.refused(),
+            // Unreachable or busy: the next round probes again.
+            _ => {}
+        }
+    }
+
+    /// The producer refused the token: not ready until a probe succeeds again.
+    fn refused(&self) {
+        self.authorized.store(false, Ordering::Relaxed);
+        if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!(producer = %redact_url(&self.base), "the producer service refuses this gateway's internal token (401): set `producer.internal_token` (LOGPIPE_PRODUCER_INTERNAL_TOKEN) to the same value for the gateway and the producer; the gateway reports not ready until then");
+        }
+        self.health.set(false);
     }
 
     /// Sends the batch to the producer and waits for its verdict.
@@ -129,6 +176,7 @@ impl ProducerClient {
         }
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
+            self.refused();
             return Err(PublishError::Unavailable(format!(
                 "the producer service at {} refused the gateway's internal token (401): set \
                  `producer.internal_token` (LOGPIPE_PRODUCER_INTERNAL_TOKEN) to the same value for \

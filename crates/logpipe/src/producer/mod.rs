@@ -302,7 +302,10 @@ impl Producer {
                 KeyStrategy::TraceId => event.trace_id.as_ref().map(|t| t.as_str()),
                 KeyStrategy::None => None,
             };
-            match self.enqueue(key, &payload, &headers, batch.ingest_ms, deadline).await {
+            match self
+                .enqueue(key, &payload, &headers, batch.ingest_ms, deadline)
+                .await
+            {
                 Ok(delivery) => {
                     payload_bytes += payload.len();
                     deliveries.push((index, payload.len(), delivery));

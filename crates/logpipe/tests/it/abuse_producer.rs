@@ -185,12 +185,23 @@ async fn a_503_names_no_internal_address_or_error() {
     let producer = start(config.clone(), Roles::Producer).await;
     let producer_addr = producer.producer_addr.unwrap();
 
-    // A gateway holding the wrong token: the producer's 401 becomes a 503 whose cause is logged.
+    // A gateway holding the wrong token is never ready (its probe of the producer is refused),
+    // and the producer's 401 becomes a 503 whose cause is logged.
     let mut wrong = config.clone();
     wrong.producer.internal_token = "another-token-0123456789".into();
     wrong.gateway.producer_url = format!("http://{producer_addr}");
-    let gateway = start(wrong, Roles::Gateway).await;
+    let gateway = logpipe::app::App::start(wrong, Roles::Gateway)
+        .await
+        .expect("the gateway starts");
     let base = format!("http://{}", gateway.gateway_addr.unwrap());
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let ready = reqwest::get(format!("{base}/health/ready")).await.unwrap();
+        assert_eq!(ready.status(), 503, "ready with a refused token");
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["checks"]["producer"], "down", "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     let (status, body) = post_gateway(&base, 1).await;
     assert_eq!(status, 503, "{body}");
     assert_internal_free(&body, &producer_addr.to_string());

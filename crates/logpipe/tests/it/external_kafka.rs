@@ -174,13 +174,22 @@ async fn external_events_far_in_the_future_or_past_are_accepted_with_the_arrival
         .map(|r| r.value["timestamp"].as_str().unwrap())
         .collect();
     seen.sort();
-    let mut expected: Vec<String> = times.iter().map(|t| t.replace(".430Z", ".430000Z").replace(".000Z", ".000000Z")).collect();
+    let mut expected: Vec<String> = times
+        .iter()
+        .map(|t| t.replace(".430Z", ".430000Z").replace(".000Z", ".000000Z"))
+        .collect();
     expected.sort();
     assert_eq!(seen, expected);
     for r in &records {
         let kafka_ms = r.timestamp_ms.expect("a record timestamp");
-        assert!((before..=after).contains(&kafka_ms), "{kafka_ms} not in {before}..={after}");
-        assert_eq!(r.header("logpipe-ingest-ms"), Some(kafka_ms.to_string().as_str()));
+        assert!(
+            (before..=after).contains(&kafka_ms),
+            "{kafka_ms} not in {before}..={after}"
+        );
+        assert_eq!(
+            r.header("logpipe-ingest-ms"),
+            Some(kafka_ms.to_string().as_str())
+        );
     }
     app.shutdown().await.unwrap();
 }

@@ -596,3 +596,42 @@ async fn metrics_count_requests_by_route_and_status() {
         "no latency histogram for the route:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_key_and_states_the_configured_limits() {
+    let h = harness(|c| {
+        c.gateway.api_keys = vec!["doc-reader-key-0123456789".into()];
+        c.gateway.max_batch_events = 77;
+    })
+    .await;
+    let get = Request::get("/api/v1/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, doc) = call_from(&h.router, get, "203.0.113.9:40000").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["components"]["schemas"]["Batch"]["maxItems"], 77);
+    assert!(doc["security"].is_array(), "keys configured: {doc}");
+    for path in [
+        "/api/v1/logs",
+        "/api/v1/logs/batch",
+        "/api/v1/stats",
+        "/health/ready",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+}
+
+#[tokio::test]
+async fn an_unsupported_method_is_405_in_the_error_shape_with_allow() {
+    let h = harness(|_| {}).await;
+    let delete = Request::delete("/api/v1/logs/batch")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = call(&h.router, delete).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(headers["allow"], "POST");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert!(body["error"]["request_id"].is_string(), "{body}");
+}

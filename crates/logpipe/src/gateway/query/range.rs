@@ -235,7 +235,18 @@ mod tests {
 
     #[test]
     fn garbage_is_an_invalid_query() {
-        for raw in ["yesterday", "-5m", "", "12:00", "0", "1h30m", "2 hours", "15min", "m", "5µ"] {
+        for raw in [
+            "yesterday",
+            "-5m",
+            "",
+            "12:00",
+            "0",
+            "1h30m",
+            "2 hours",
+            "15min",
+            "m",
+            "5µ",
+        ] {
             assert_eq!(
                 code(parse_time("since", raw, now())),
                 "invalid_query",
