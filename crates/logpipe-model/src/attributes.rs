@@ -291,6 +291,29 @@ mod tests {
         }
     }
 
+    /// PostgreSQL's `jsonb` keeps numbers exactly and writes them without an exponent, so every
+    /// number accepted here comes back from the store as a long decimal, which the query API
+    /// reads with serde_json: it must read as the same finite `f64` (the workspace enables
+    /// serde_json's `float_roundtrip`, whose parsing is exact; the default one reads `f64::MAX`
+    /// written out in full as infinity and refuses it).
+    #[test]
+    fn accepted_numbers_read_back_from_postgresql_s_expanded_form() {
+        for (accepted, as_postgresql_writes) in [
+            ("-1.7976931348623157e+308", format!("-17976931348623157{}", "0".repeat(292))),
+            ("1.7976931348623157e308", format!("17976931348623157{}", "0".repeat(292))),
+            ("2.2250738585072014e-308", format!("0.{}22250738585072014", "0".repeat(307))),
+            ("5e-324", format!("0.{}5", "0".repeat(323))),
+        ] {
+            let text = format!(r#"{{"n":{accepted}}}"#);
+            assert_eq!(scan(&text).unreadable_number, None, "{text}");
+            let expected: f64 = accepted.parse().unwrap();
+            let read: serde_json::Value =
+                serde_json::from_str(&format!(r#"{{"n":{as_postgresql_writes}}}"#))
+                    .unwrap_or_else(|e| panic!("{accepted} as PostgreSQL writes it: {e}"));
+            assert_eq!(read["n"].as_f64(), Some(expected), "{accepted}");
+        }
+    }
+
     #[test]
     fn removes_whitespace_outside_strings_only() {
         let text = "{ \"a b\" : [ 1 ,\t2 ],\n\"c\":\"x \\\" y\" }";
