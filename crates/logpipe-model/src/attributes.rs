@@ -299,9 +299,18 @@ mod tests {
     #[test]
     fn accepted_numbers_read_back_from_postgresql_s_expanded_form() {
         for (accepted, as_postgresql_writes) in [
-            ("-1.7976931348623157e+308", format!("-17976931348623157{}", "0".repeat(292))),
-            ("1.7976931348623157e308", format!("17976931348623157{}", "0".repeat(292))),
-            ("2.2250738585072014e-308", format!("0.{}22250738585072014", "0".repeat(307))),
+            (
+                "-1.7976931348623157e+308",
+                format!("-17976931348623157{}", "0".repeat(292)),
+            ),
+            (
+                "1.7976931348623157e308",
+                format!("17976931348623157{}", "0".repeat(292)),
+            ),
+            (
+                "2.2250738585072014e-308",
+                format!("0.{}22250738585072014", "0".repeat(307)),
+            ),
             ("5e-324", format!("0.{}5", "0".repeat(323))),
         ] {
             let text = format!(r#"{{"n":{accepted}}}"#);
