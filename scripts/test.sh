@@ -20,6 +20,7 @@
 #   LOGPIPE_TEST_KAFKA_LIBS      Apache Kafka's jars, for tests that run Kafka's own tools
 #   LOGPIPE_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
 #   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
+#   LOGPIPE_TEST_PYTHON          a Python with the client libraries of tests/clients/requirements.txt
 set -euo pipefail
 # One stream, so CI logs keep helper messages (stderr) in order with step output (stdout).
 exec 2>&1
@@ -114,6 +115,12 @@ kafka_cluster_start "$KAFKA_DIR" "$KAFKA_NODES" "$KAFKA_BASE"
 export LOGPIPE_TEST_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
 LOGPIPE_TEST_KAFKA_LIBS=$(kafka_libs)
 export LOGPIPE_TEST_KAFKA_LIBS
+
+step "Python client libraries (tests/clients/requirements.txt)"
+# shellcheck source=scripts/lib/python.sh
+source scripts/lib/python.sh
+ensure_venv clients crates/logpipe/tests/clients/requirements.txt
+export LOGPIPE_TEST_PYTHON="$VENV_BIN/python"
 
 step "Test environment"
 env | grep '^LOGPIPE_TEST_' | sort

@@ -1,4 +1,8 @@
-//! API keys and their scopes. A client sends `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+//! API keys and their scopes. A client sends the key the way its protocol's clients do:
+//! `Authorization: Bearer KEY` or `X-API-Key: KEY` (logpipe's API, OTLP exporters),
+//! `Authorization: Basic base64(USER:KEY)` (the password is the key: Loki clients, Promtail,
+//! Fluent Bit, Filebeat), or `Authorization: ApiKey base64(ID:KEY)` or `ApiKey KEY`
+//! (Elasticsearch clients).
 //! Keys are compared as SHA-256 digests in constant time, against every configured key without
 //! stopping early, so timing says nothing about how much of a key matched or which key it was.
 //!
@@ -7,6 +11,7 @@
 //! any key configured, ingest is open and stored logs are served only to clients on this machine
 //! (loopback), unless `gateway.public_reads_without_keys` says otherwise.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,6 +19,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -80,12 +87,39 @@ impl ApiKeys {
     }
 }
 
-fn presented_key(request: &Request) -> Option<&str> {
+/// The key a request presents, in any of the forms above.
+fn presented_key(request: &Request) -> Option<Cow<'_, str>> {
     let headers = request.headers();
     if let Some(value) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(value.trim());
+        return Some(Cow::Borrowed(value.trim()));
     }
-    bearer_token(headers)
+    if let Some(token) = bearer_token(headers) {
+        return Some(Cow::Borrowed(token));
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = auth.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    let decoded = || {
+        STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    };
+    if scheme.eq_ignore_ascii_case("basic") {
+        let pair = decoded()?;
+        let (_user, password) = pair.split_once(':')?;
+        return Some(Cow::Owned(password.to_owned()));
+    }
+    if scheme.eq_ignore_ascii_case("apikey") {
+        // Elasticsearch clients send base64("id:key"); a bare key is taken as it is.
+        return Some(
+            match decoded().and_then(|pair| pair.split_once(':').map(|(_id, key)| key.to_owned())) {
+                Some(key) => Cow::Owned(key),
+                None => Cow::Borrowed(credentials),
+            },
+        );
+    }
+    None
 }
 
 /// The scope a request needs.
@@ -128,7 +162,7 @@ pub async fn require_api_key(
         .into_response();
     }
     let presented = presented_key(&request);
-    let scopes = presented.map_or(0, |key| keys.scopes_of(key));
+    let scopes = presented.as_deref().map_or(0, |key| keys.scopes_of(key));
     if scopes & need != 0 {
         return next.run(request).await;
     }
@@ -141,7 +175,7 @@ pub async fn require_api_key(
     let message = if presented.is_some() {
         "the API key is not valid"
     } else {
-        "an API key is required: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+        "an API key is required: send `Authorization: Bearer KEY`, `X-API-Key: KEY`, basic auth with the key as password, or `Authorization: ApiKey KEY`"
     };
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         .with_request_id(&id)
@@ -163,6 +197,32 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    fn presented(value: &str) -> Option<String> {
+        let request = Request::builder()
+            .header(header::AUTHORIZATION, value)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        presented_key(&request).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn the_key_is_read_from_each_protocols_authorization_header() {
+        let key = "the-key-0123456789";
+        assert_eq!(presented(&format!("Bearer {key}")).as_deref(), Some(key));
+        let basic = STANDARD.encode(format!("promtail:{key}"));
+        assert_eq!(presented(&format!("Basic {basic}")).as_deref(), Some(key));
+        let es = STANDARD.encode(format!("VuaCfGcBCdbkQm-e5aOx:{key}"));
+        assert_eq!(presented(&format!("ApiKey {es}")).as_deref(), Some(key));
+        assert_eq!(presented(&format!("apikey {key}")).as_deref(), Some(key));
+        assert_eq!(presented("Basic not-base64!"), None);
+        assert_eq!(presented("Digest realm=x"), None);
+        let request = Request::builder()
+            .header("x-api-key", format!(" {key} "))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(presented_key(&request).as_deref(), Some(key));
     }
 
     #[test]

@@ -31,8 +31,8 @@ const AGO_PATTERN: &str = "^[0-9]+[smhdwy]$";
         description = "Send log events (answered only once Kafka has them), read them back, and count them. Every error answer has the same shape: `{\"error\": {\"code\", \"message\", \"request_id\"}}`. Without API keys configured, ingest is open and reads are served only to clients on the gateway's machine.",
     ),
     paths(
-        super::ingest_one,
-        super::ingest_batch,
+        super::ingest::ingest_one,
+        super::ingest::ingest_batch,
         super::query::logs,
         super::query::stats,
         crate::http::live,

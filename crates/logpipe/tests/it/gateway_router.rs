@@ -580,8 +580,9 @@ async fn metrics_count_requests_by_route_and_status() {
     for needle in [
         r#"gateway_http_requests_total{route="/api/v1/logs",method="POST",status="202"} 1"#,
         r#"gateway_http_requests_total{route="/api/v1/logs",method="POST",status="400"} 1"#,
-        "gateway_events_accepted_total 1",
-        r#"gateway_events_rejected_total{reason="missing_field"} 1"#,
+        r#"gateway_events_accepted_total{protocol="logpipe"} 1"#,
+        r#"gateway_events_rejected_total{protocol="logpipe",reason="missing_field"} 1"#,
+        r#"gateway_events_accepted_total{protocol="otlp"} 0"#,
         "log_producer_sent_total 1",
         "log_producer_queue_depth 0",
         "logpipe_build_info{",

@@ -10,6 +10,7 @@ mod abuse_http;
 mod abuse_producer;
 mod abuse_query;
 mod cli;
+mod clients;
 mod consumer_embedded;
 mod consumer_flow;
 mod dashboard;

@@ -1083,7 +1083,11 @@ async fn prometheus_answers_the_spec_dashboard_and_alert_queries_from_the_runnin
             },
         )
         .await;
-        accepted_before = metric(&gateway, "gateway_events_accepted_total").await;
+        accepted_before = metric(
+            &gateway,
+            r#"gateway_events_accepted_total{protocol="logpipe"}"#,
+        )
+        .await;
         // The outage lasted a few seconds, so a few scrapes saw the circuit open: the outage
         // alert's expression has data at those instants.
         let open_at = prometheus

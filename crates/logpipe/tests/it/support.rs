@@ -218,10 +218,34 @@ pub fn kafka_brokers() -> String {
 pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "{name} is not set: this test needs an external service. Run the suite with `scripts/test.sh`, \
-             which installs and starts Apache Kafka, PostgreSQL and Redis and sets {name}"
+            "{name} is not set: this test needs an external service or tool. Run the suite with `scripts/test.sh`, \
+             which installs and starts Apache Kafka, PostgreSQL and Redis, installs the Python client \
+             libraries of tests/clients/requirements.txt, and sets {name}"
         )
     })
+}
+
+/// Runs `script` (Python source) with the interpreter of the client-library virtualenv that
+/// `scripts/test.sh` provisions from `tests/clients/requirements.txt` (LOGPIPE_TEST_PYTHON),
+/// with `args` and `env`. Returns the exit status, stdout and stderr; stderr is printed so a
+/// failing test shows what the client said.
+pub fn run_python(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String, String) {
+    let python = required_env("LOGPIPE_TEST_PYTHON");
+    let output = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("running {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    eprintln!("--- python stderr ---\n{stderr}");
+    (output.status, stdout, stderr)
 }
 
 /// The `logpipe` binary with no `LOGPIPE_*` variable inherited from the test environment.
