@@ -1,5 +1,6 @@
-//! [`LogEvent`], the one valid log event, and the two ways to get one: [`LogEvent::parse`] for a
-//! client's JSON and [`LogEvent::decode`] for a Kafka record.
+//! [`LogEvent`], the one valid log event, and the ways to get one: [`LogEvent::parse`] for a
+//! client's JSON, [`LogEvent::decode`] for a record logpipe wrote to Kafka, and
+//! [`LogEvent::decode_with_default`] and [`LogEvent::from_line`] for records other producers wrote.
 //!
 //! Parsing runs in two steps. `wire` reads the JSON into borrowed fields and owns
 //! everything about JSON structure (types, unknown and duplicate keys); `LogEvent::from_wire`
@@ -90,6 +91,54 @@ impl LogEvent {
     /// without one was not written by logpipe.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<LogEvent, Rejection> {
         LogEvent::from_wire(wire::read_event(utf8(bytes)?)?, limits, None)
+    }
+
+    /// [`decode`](LogEvent::decode) for a record another producer wrote: the same rules, but a
+    /// record without `timestamp` gets `default_timestamp` (the consumer passes the Kafka record's
+    /// timestamp), as the gateway gives an event without one its arrival time.
+    pub fn decode_with_default(
+        bytes: &[u8],
+        limits: &Limits,
+        default_timestamp: DateTime<Utc>,
+    ) -> Result<LogEvent, Rejection> {
+        LogEvent::from_wire(
+            wire::read_event(utf8(bytes)?)?,
+            limits,
+            Some(normalise_timestamp(default_timestamp)),
+        )
+    }
+
+    /// An event from one plain-text line, as producers that write unstructured logs to Kafka send
+    /// them: `bytes` is the message (UTF-8; one trailing line break is dropped), level INFO,
+    /// `service` and `timestamp` supplied by the caller. The message rules and size limit are
+    /// those of [`parse`](LogEvent::parse).
+    pub fn from_line(
+        bytes: &[u8],
+        service: ServiceName,
+        timestamp: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<LogEvent, Rejection> {
+        let text = utf8(bytes)?;
+        let text = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(text);
+        if text.len() > limits.max_message_bytes {
+            return Err(Rejection::MessageTooLarge {
+                len: text.len(),
+                max: limits.max_message_bytes,
+            });
+        }
+        Ok(LogEvent {
+            timestamp: normalise_timestamp(timestamp),
+            level: Level::Info,
+            service,
+            message: Message::from_cow(text.into())?,
+            host: None,
+            trace_id: None,
+            span_id: None,
+            attributes: None,
+        })
     }
 
     /// Applies the field rules. `default_timestamp` is used when the event has none; when it is
@@ -244,6 +293,61 @@ mod tests {
                 .unwrap();
         assert_eq!(event.timestamp.second(), 59);
         assert_eq!(event.timestamp.nanosecond(), 1_500_000_000);
+    }
+
+    #[test]
+    fn a_foreign_record_without_timestamp_gets_the_default() {
+        let kafka_time = received_at() + chrono::Duration::nanoseconds(1_234_567);
+        let bytes = br#"{"service":"svc","message":"hi"}"#;
+        let event = LogEvent::decode_with_default(bytes, &Limits::DEFAULT, kafka_time).unwrap();
+        assert_eq!(
+            event.timestamp,
+            received_at() + chrono::Duration::microseconds(1_234)
+        );
+        assert_eq!(event.level, Level::Info);
+        // The strict path still refuses it: logpipe's own records always carry one.
+        let err = LogEvent::decode(bytes, &Limits::DEFAULT).unwrap_err();
+        assert_eq!(err.code(), "missing_field");
+        // A timestamp in the record wins over the default; unknown fields stay refused.
+        let event = LogEvent::decode_with_default(
+            br#"{"timestamp":"2026-01-01T00:00:00Z","service":"s","message":"m"}"#,
+            &Limits::DEFAULT,
+            kafka_time,
+        )
+        .unwrap();
+        assert_eq!(event.timestamp.year(), 2026);
+        assert_eq!(event.timestamp.month(), 1);
+        let err = LogEvent::decode_with_default(
+            br#"{"service":"s","message":"m","logger":"x"}"#,
+            &Limits::DEFAULT,
+            kafka_time,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "unknown_field");
+    }
+
+    #[test]
+    fn a_line_becomes_an_info_event() {
+        let service = ServiceName::try_from("svc").unwrap();
+        let line = |bytes: &[u8]| {
+            LogEvent::from_line(bytes, service.clone(), received_at(), &Limits::DEFAULT)
+        };
+        let event = line(b"GET /health 200\r\n").unwrap();
+        assert_eq!(event.message.as_str(), "GET /health 200");
+        assert_eq!(event.level, Level::Info);
+        assert_eq!(event.timestamp, received_at());
+        assert_eq!(event.service, service);
+        // Only one line break is dropped; inner ones and other whitespace are kept.
+        assert_eq!(line(b"a\n  b\n\n").unwrap().message.as_str(), "a\n  b\n");
+        assert_eq!(line(b"\xff\xfe").unwrap_err().code(), "invalid_utf8");
+        assert_eq!(line(b" \n").unwrap_err().code(), "empty_message");
+        let limits = Limits {
+            max_message_bytes: 4,
+            ..Limits::DEFAULT
+        };
+        let err = LogEvent::from_line(b"12345\n", service.clone(), received_at(), &limits);
+        assert_eq!(err.unwrap_err().code(), "message_too_large");
+        assert!(LogEvent::from_line(b"1234\n", service, received_at(), &limits).is_ok());
     }
 
     #[test]

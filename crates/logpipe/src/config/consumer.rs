@@ -1,5 +1,6 @@
 //! `[consumer]` and `[retry]`: the consumer group (protocol, assignment, batching, workers,
-//! bounds on uncommitted work) and the retry schedule of records that fail on their own.
+//! bounds on uncommitted work, record formats: see `formats.rs`) and the retry schedule of
+//! records that fail on their own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::KafkaConfig;
+use super::{KafkaConfig, RecordFormat};
 
 /// Partition assignment strategy of the consumer group.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,6 +137,18 @@ pub struct ConsumerConfig {
     /// retrying record of their key, or stored but behind their partition's commit point). At
     /// the bound the member stops taking records and its partitions pause until it drains.
     pub max_uncommitted: usize,
+    /// How the value of a record becomes a log event, on every consumed topic without an entry
+    /// in `formats`: `logpipe` (the canonical JSON event; a record without `timestamp` gets the
+    /// Kafka record's timestamp) or `raw` (the value is the message). See [`RecordFormat`].
+    pub format: RecordFormat,
+    /// Per-topic format, overriding `format` (`"shipper-logs" = "raw"`); every topic named must be
+    /// consumed.
+    pub formats: BTreeMap<String, RecordFormat>,
+    /// The service of `raw` records; empty: the topic's name (cut to 128 characters).
+    pub raw_service: String,
+    /// `raw` records take their service from the record key when the key is a valid service name
+    /// (otherwise `raw_service` applies).
+    pub raw_service_from_key: bool,
     /// Static tags added to every stored log (`environment = "prod"`, `region = "eu-west-1"`).
     pub tags: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only; override `kafka.properties`.
@@ -163,6 +176,10 @@ impl Default for ConsumerConfig {
             max_poll_interval: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(10),
             max_uncommitted: 200_000,
+            format: RecordFormat::Logpipe,
+            formats: BTreeMap::new(),
+            raw_service: String::new(),
+            raw_service_from_key: false,
             tags: BTreeMap::new(),
             properties: BTreeMap::new(),
         }

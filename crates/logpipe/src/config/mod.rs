@@ -17,6 +17,7 @@
 mod consumer;
 mod dlq;
 mod env;
+mod formats;
 mod gateway;
 mod http;
 mod kafka;
@@ -34,6 +35,7 @@ use anyhow::{bail, Context};
 pub use consumer::*;
 pub use dlq::*;
 pub use env::variables;
+pub use formats::RecordFormat;
 pub use gateway::*;
 pub use http::*;
 pub use kafka::*;
@@ -161,12 +163,14 @@ fn merge(base: &mut Value, overlay: Value, path: &str, origin: &str) -> anyhow::
     }
 }
 
-/// Tables whose keys are not known in advance (passed through to librdkafka, or static tags).
+/// Tables whose keys are not known in advance (passed through to librdkafka, static tags, or
+/// topic names).
 pub(crate) const FREE_FORM_TABLES: &[&str] = &[
     "kafka.properties",
     "producer.properties",
     "consumer.properties",
     "consumer.tags",
+    "consumer.formats",
 ];
 
 #[cfg(test)]

@@ -333,6 +333,7 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| anyhow::anyhow!("config key `log.level`: {e}"))?;
         super::HttpConfig::check(self)?;
+        super::formats::check(self)?;
         Ok(())
     }
 }

@@ -1,13 +1,15 @@
 //! Decoding a batch: each record decoded and enriched on one of `workers` lanes chosen by its key
-//! (so one key's records are handled in order by one worker), then put back in fetch order. A
-//! record that cannot be decoded is *poison*, kept with its reason for the dead-letter topic; a
-//! panic while decoding costs that one record, not the batch.
+//! (so one key's records are handled in order by one worker), then put back in fetch order. Each
+//! record is read in its topic's format ([`super::formats`]). A record that cannot be decoded is
+//! *poison*, kept with its reason for the dead-letter topic; a panic while decoding costs that
+//! one record, not the batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use logpipe_model::{enrich, LogEvent, RecordMeta};
+use logpipe_model::{enrich, RecordMeta};
 
+use super::formats::Formats;
 use super::item::{Item, Prepared};
 use super::Deps;
 use crate::consumer::handoff::Fetched;
@@ -18,7 +20,7 @@ pub(super) async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
     let lanes = deps.workers.min(records.len()).max(1);
     if lanes == 1 || records.len() < 64 {
         // Fetch order is offset order within each partition.
-        let items = decode_lane(records, &deps.limits, &deps.tags, now);
+        let items = decode_lane(records, &deps.formats, &deps.limits, &deps.tags, now);
         return Prepared { items };
     }
     let total = records.len();
@@ -32,8 +34,8 @@ pub(super) async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
     let handles: Vec<_> = split
         .into_iter()
         .map(|lane| {
-            let (limits, tags) = (deps.limits, deps.tags.clone());
-            tokio::task::spawn_blocking(move || decode_lane(lane, &limits, &tags, now))
+            let (formats, limits, tags) = (deps.formats.clone(), deps.limits, deps.tags.clone());
+            tokio::task::spawn_blocking(move || decode_lane(lane, &formats, &limits, &tags, now))
         })
         .collect();
     // Back in fetch order: each item to its original position (one move each, no sort).
@@ -59,17 +61,17 @@ pub(super) async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
 /// reason for the dead-letter topic.
 fn decode_lane(
     records: Vec<Fetched>,
+    formats: &Formats,
     limits: &logpipe_model::Limits,
     tags: &Arc<BTreeMap<String, String>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<Item> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let payload = record.raw.payload.as_deref().unwrap_or_default();
         // A panic in decode or enrich is a bug, but it must cost one record (sent to the DLQ
         // with its reason), not the batch or the task.
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            LogEvent::decode(payload, limits).map(|event| {
+            formats.decode(&record, limits, now).map(|event| {
                 let meta = RecordMeta {
                     topic: &record.topic,
                     partition: record.partition,

@@ -34,7 +34,7 @@
 //! written; the refused record is retried alone.
 //!
 //! Files, in the order a record meets them: [`batch`] (the assemble stage), [`decode`] (decode
-//! and enrich lanes), [`writer`] (the write stage's event loop), [`scheduler`] (per-key order,
+//! and enrich lanes, reading each topic's [`formats`]), [`writer`] (the write stage's event loop), [`scheduler`] (per-key order,
 //! retries, commit points), [`step_runner`] (processing steps), [`store`] (store writes with
 //! bisection), [`letters`] (dead-lettering), [`tally`] (aggregates and watermarks), [`circuit`]
 //! (outage circuit breakers); [`item`] is the record on its way.
@@ -42,6 +42,7 @@
 pub mod batch;
 pub mod circuit;
 pub mod decode;
+pub mod formats;
 pub mod item;
 pub mod letters;
 pub mod scheduler;
@@ -80,6 +81,8 @@ pub struct Deps {
     pub retry: RetryConfig,
     pub group: String,
     pub limits: logpipe_model::Limits,
+    /// The record format of each consumed topic.
+    pub formats: Arc<formats::Formats>,
     pub tags: Arc<BTreeMap<String, String>>,
     pub workers: usize,
     pub batch_size: usize,
