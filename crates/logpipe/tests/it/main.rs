@@ -21,6 +21,8 @@ mod external_pipeline;
 mod failures;
 mod faults;
 mod gateway_router;
+mod ingest_elastic;
+mod ingest_loki;
 mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
