@@ -152,3 +152,47 @@ async fn every_elasticsearch_answer_names_the_product() {
     assert_eq!(body["status"], 400);
     app.shutdown().await.unwrap();
 }
+
+/// With Kafka down, both shipper protocols answer what their clients retry: Loki 503 in plain
+/// text, Elasticsearch a whole-request 503 in its error shape, each with `Retry-After`, and
+/// nothing is reported as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_is_a_retryable_503_on_both_protocols() {
+    let mut config = test_config("");
+    config.producer.delivery_timeout = std::time::Duration::from_secs(2);
+    config.gateway.request_timeout = std::time::Duration::from_secs(4);
+    let app = start(config, Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    let broker = app.embedded().unwrap();
+    broker.with_cluster(|c| c.broker_down(1)).unwrap().unwrap();
+    let client = reqwest::Client::new();
+
+    let push = json!({"streams": [{"stream": {"job": "down"}, "values": [["1700000000000000000", "line"]]}]});
+    let loki = client
+        .post(format!("{base}/loki/api/v1/push"))
+        .json(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loki.status(), 503);
+    assert!(loki.headers().contains_key("retry-after"));
+    assert!(loki.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+
+    let es = client
+        .post(format!("{base}/_bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"create\":{\"_index\":\"a\"}}\n{\"message\":\"m\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(es.status(), 503);
+    assert!(es.headers().contains_key("retry-after"));
+    assert_eq!(es.headers()["x-elastic-product"], "Elasticsearch");
+    let body: Value = es.json().await.unwrap();
+    assert_eq!(body["status"], 503, "{body}");
+    assert!(body["error"]["type"].is_string(), "{body}");
+    app.shutdown().await.unwrap();
+}

@@ -11,7 +11,7 @@ use logpipe::gateway::loki::proto::{
 };
 use serde_json::Value;
 
-use crate::support::{eventually, external_config, run_python, start, test_config, unique};
+use crate::support::{eventually, external_config, metric, run_python, start, test_config, unique};
 
 pub const KEY: &str = "it-shipper-key-0123456789";
 
@@ -250,6 +250,25 @@ async fn protobuf_push(config: Config) {
     let json_line = logs.iter().find(|l| l["message"] == "json line").unwrap();
     assert_eq!(json_line["level"], "WARN");
     assert_eq!(json_line["attributes"], serde_json::json!({"span": "s1"}));
+
+    // Counted under the protocol, refusals by their code.
+    for (series, value) in [
+        (r#"gateway_events_accepted_total{protocol="loki"}"#, 4.0),
+        (
+            r#"gateway_events_rejected_total{protocol="loki",reason="empty_message"}"#,
+            1.0,
+        ),
+        (
+            r#"gateway_events_rejected_total{protocol="loki",reason="invalid_labels"}"#,
+            1.0,
+        ),
+        (
+            r#"gateway_events_rejected_total{protocol="loki",reason="invalid_push"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric(&base, series).await, value, "{series}");
+    }
     app.shutdown().await.unwrap();
 }
 

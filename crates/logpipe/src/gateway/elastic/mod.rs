@@ -5,9 +5,10 @@
 //! Answers as Elasticsearch does, so clients retry only what failed: 200 with one result per
 //! action, `errors: true` when any failed; a document logpipe refuses is a per-item 400
 //! (`document_parsing_exception`), an action it does not take (`update`, `delete`) a per-item
-//! 400 (`illegal_argument_exception`), an event Kafka did not acknowledge a per-item 429
-//! (`es_rejected_execution_exception`, which `helpers.bulk` and Beats retry). A whole request
-//! Kafka cannot take is 503 with `Retry-After` (the clients' transports retry it). Every answer on
+//! 400 (`illegal_argument_exception`), an event Kafka did not acknowledge while others were a
+//! per-item 429 (`es_rejected_execution_exception`, which `helpers.bulk` and Beats retry). A
+//! request of which Kafka took nothing is 503 with `Retry-After` (the clients' transports retry
+//! it). Every answer on
 //! these routes carries `X-Elastic-Product: Elasticsearch`, errors and 401 included: without it
 //! the official clients refuse to talk to the server.
 //!
@@ -172,13 +173,17 @@ async fn bulk_request(
                 };
             results.push(result);
         }
-        if !events.is_empty() {
+        let published = events.len();
+        if published > 0 {
             if let Err(error) =
                 publish(&state, &id, Protocol::Elasticsearch, events, received).await
             {
-                // Events Kafka did not acknowledge are retried per item; anything else (nothing
-                // was written) is the whole request's answer.
-                let failed = reply::failed_indexes(&error).ok_or(error)?;
+                // Events Kafka did not acknowledge, when others were, are retried per item
+                // (429). When none was written, the whole request is the answer (503 +
+                // Retry-After), which the clients' transports retry on their own.
+                let failed = reply::failed_indexes(&error)
+                    .filter(|failed| failed.len() < published)
+                    .ok_or(error)?;
                 for result in &mut results {
                     if let ItemResult::Pending(i) = result {
                         if failed.contains(i) {
