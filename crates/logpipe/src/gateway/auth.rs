@@ -6,8 +6,9 @@
 //! Keys are compared as SHA-256 digests in constant time, against every configured key without
 //! stopping early, so timing says nothing about how much of a key matched or which key it was.
 //!
-//! Which scope a request needs: `ingest` for `POST` (the ingest routes), `read` for everything
-//! else behind the check (the query API and the dashboard's data); `admin` opens both. Without
+//! Which scope a request needs: `ingest` for `POST` and `PUT` (the ingest routes), either scope
+//! for the Elasticsearch root `GET /`, `read` for everything else behind the check (the query API
+//! and the dashboard's data); `admin` opens both. Without
 //! any key configured, ingest is open and stored logs are served only to clients on this machine
 //! (loopback), unless `gateway.public_reads_without_keys` says otherwise.
 
