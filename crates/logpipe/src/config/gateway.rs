@@ -50,6 +50,39 @@ pub struct GatewayConfig {
     pub query_max_range: Duration,
     /// Longest `q`, in characters (400 beyond).
     pub query_max_q_chars: usize,
+    /// Loki push: the stream labels that name the service, first present wins.
+    pub loki_service_labels: Vec<String>,
+    /// Loki push: the service of a stream with none of `loki_service_labels`.
+    pub loki_default_service: String,
+    /// Elasticsearch bulk: where a document keeps each event field.
+    pub elasticsearch_fields: ElasticsearchFields,
+}
+
+/// `[gateway.elasticsearch_fields]`: the document fields (dotted paths, looked up both as nested
+/// objects and as literal dotted keys) that become an event's fields; ECS names by default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchFields {
+    pub message: String,
+    pub timestamp: String,
+    pub level: String,
+    pub service: String,
+    pub host: String,
+    /// The service of a document without the `service` field.
+    pub default_service: String,
+}
+
+impl Default for ElasticsearchFields {
+    fn default() -> Self {
+        Self {
+            message: "message".into(),
+            timestamp: "@timestamp".into(),
+            level: "log.level".into(),
+            service: "service.name".into(),
+            host: "host.name".into(),
+            default_service: "unknown_service".into(),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +101,11 @@ impl Default for GatewayConfig {
             query_default_range: Duration::from_secs(24 * 3600),
             query_max_range: Duration::from_secs(7 * 24 * 3600),
             query_max_q_chars: 200,
+            loki_service_labels: ["service_name", "service", "job", "app"]
+                .map(String::from)
+                .to_vec(),
+            loki_default_service: "unknown_service".into(),
+            elasticsearch_fields: ElasticsearchFields::default(),
         }
     }
 }
@@ -126,5 +164,14 @@ mod tests {
         assert!(e.contains("gateway.query_max_range"), "{e}");
         let e = error(|c| c.gateway.query_max_q_chars = 0);
         assert!(e.contains("gateway.query_max_q_chars"), "{e}");
+        let e = error(|c| c.gateway.loki_default_service = "no spaces".into());
+        assert!(e.contains("gateway.loki_default_service"), "{e}");
+        let e = error(|c| c.gateway.elasticsearch_fields.default_service = String::new());
+        assert!(
+            e.contains("gateway.elasticsearch_fields.default_service"),
+            "{e}"
+        );
+        let e = error(|c| c.gateway.elasticsearch_fields.message = String::new());
+        assert!(e.contains("gateway.elasticsearch_fields.message"), "{e}");
     }
 }

@@ -296,6 +296,31 @@ impl Config {
             g.query_max_q_chars >= 1,
             "config key `gateway.query_max_q_chars`: must be at least 1"
         );
+        for (key, name) in [
+            ("gateway.loki_default_service", &g.loki_default_service),
+            (
+                "gateway.elasticsearch_fields.default_service",
+                &g.elasticsearch_fields.default_service,
+            ),
+        ] {
+            ensure!(
+                name.parse::<logpipe_model::ServiceName>().is_ok(),
+                "config key `{key}`: `{name}` is not a service name (1 to 128 of A-Z a-z 0-9 . _ -)"
+            );
+        }
+        let f = &g.elasticsearch_fields;
+        for (key, path) in [
+            ("message", &f.message),
+            ("timestamp", &f.timestamp),
+            ("level", &f.level),
+            ("service", &f.service),
+            ("host", &f.host),
+        ] {
+            ensure!(
+                !path.is_empty(),
+                "config key `gateway.elasticsearch_fields.{key}`: must name a document field (like `message` or `log.level`)"
+            );
+        }
 
         let l = &self.limits;
         ensure!(

@@ -6,8 +6,9 @@
 //! Keys are compared as SHA-256 digests in constant time, against every configured key without
 //! stopping early, so timing says nothing about how much of a key matched or which key it was.
 //!
-//! Which scope a request needs: `ingest` for `POST` (the ingest routes), `read` for everything
-//! else behind the check (the query API and the dashboard's data); `admin` opens both. Without
+//! Which scope a request needs: `ingest` for `POST` and `PUT` (the ingest routes), either scope
+//! for the Elasticsearch root `GET /`, `read` for everything else behind the check (the query API
+//! and the dashboard's data); `admin` opens both. Without
 //! any key configured, ingest is open and stored logs are served only to clients on this machine
 //! (loopback), unless `gateway.public_reads_without_keys` says otherwise.
 
@@ -122,10 +123,14 @@ fn presented_key(request: &Request) -> Option<Cow<'_, str>> {
     None
 }
 
-/// The scope a request needs.
+/// The scope a request needs: `PUT` too is ingest (Elasticsearch clients send `PUT /_bulk`), and
+/// the Elasticsearch root (`GET /`, the product check shippers make before their first bulk)
+/// opens with either scope, so an ingest-only key can pass it.
 fn required(request: &Request) -> (u8, Scope) {
-    if request.method() == Method::POST {
+    if request.method() == Method::POST || request.method() == Method::PUT {
         (INGEST, Scope::Ingest)
+    } else if request.uri().path() == "/" {
+        (INGEST | READ, Scope::Ingest)
     } else {
         (READ, Scope::Read)
     }
@@ -150,7 +155,7 @@ pub async fn require_api_key(
 ) -> Response {
     let (need, scope) = required(&request);
     if !keys.enabled() {
-        if need == INGEST || keys.public_reads || from_loopback(&request) {
+        if need & INGEST != 0 || keys.public_reads || from_loopback(&request) {
             return next.run(request).await;
         }
         return ApiError::new(
@@ -255,5 +260,28 @@ mod tests {
         assert_eq!(keys.scopes_of("admin-key-0123456789"), INGEST | READ);
         assert_eq!(keys.scopes_of("nobody-0123456789"), 0);
         assert_eq!(keys.scopes_of(""), 0);
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    fn need(method: Method, path: &str) -> u8 {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        required(&request).0
+    }
+
+    #[test]
+    fn bulk_puts_ingest_and_the_elasticsearch_root_takes_either_scope() {
+        assert_eq!(need(Method::PUT, "/_bulk"), INGEST);
+        assert_eq!(need(Method::POST, "/loki/api/v1/push"), INGEST);
+        assert_eq!(need(Method::GET, "/"), INGEST | READ);
+        assert_eq!(need(Method::HEAD, "/"), INGEST | READ);
+        assert_eq!(need(Method::GET, "/api/v1/logs"), READ);
     }
 }

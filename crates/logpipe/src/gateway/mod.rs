@@ -7,6 +7,8 @@
 //! - `GET /api/v1/logs`, `GET /api/v1/stats`: the query API ([`query`]).
 //! - `GET /dashboard`, `GET /api/v1/dashboard`: the live dashboard page and its data ([`dashboard`]).
 //! - `GET /api/v1/openapi.json`: the OpenAPI document of this API ([`openapi`]).
+//! - `POST /loki/api/v1/push`: Grafana Loki's push API ([`loki`]).
+//! - `POST|PUT /_bulk`, `/{index}/_bulk`, `GET /`: an Elasticsearch subset ([`elastic`]).
 //!
 //! Limits (body size after gzip too, events per batch) answer 413, a wrong content type 415, a
 //! saturated or unreachable producer 503 with `Retry-After`, and a request never waits longer than
@@ -15,10 +17,13 @@
 pub mod auth;
 pub mod body;
 pub mod dashboard;
+pub mod elastic;
 pub mod ingest;
+pub mod loki;
 pub mod metrics;
 pub mod openapi;
 pub mod query;
+pub mod shipped;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +31,7 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::Router;
 
-use crate::config::GatewayConfig;
+use crate::config::{ElasticsearchFields, GatewayConfig};
 use crate::producer::Upstream;
 pub use metrics::{GatewayFigures, GatewayMetrics, Protocol};
 pub use query::QueryBackend;
@@ -43,6 +48,10 @@ pub struct GatewayState {
     pub request_timeout: Duration,
     pub retry_after: Duration,
     pub metrics: GatewayMetrics,
+    /// How a Loki stream names its service.
+    pub loki: loki::map::Settings,
+    /// Where an Elasticsearch document keeps each event field.
+    pub elasticsearch_fields: ElasticsearchFields,
 }
 
 impl GatewayState {
@@ -62,6 +71,11 @@ impl GatewayState {
             request_timeout: config.request_timeout,
             retry_after: config.retry_after,
             metrics,
+            loki: loki::map::Settings {
+                service_labels: config.loki_service_labels.clone(),
+                default_service: config.loki_default_service.clone(),
+            },
+            elasticsearch_fields: config.elasticsearch_fields.clone(),
         }
     }
 }
@@ -78,10 +92,12 @@ pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
         .route("/api/v1/logs", post(ingest::ingest_one).get(query::logs))
         .route("/api/v1/logs/batch", post(ingest::ingest_batch))
         .route("/api/v1/stats", axum::routing::get(query::stats))
+        .route("/loki/api/v1/push", post(loki::push))
         .route_layer(axum::middleware::from_fn_with_state(
-            keys,
+            keys.clone(),
             auth::require_api_key,
         ))
+        .merge(elastic::router(keys))
         // Our own reader enforces `max_body_bytes`; lift axum's default 2 MiB cap above it.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::new(state))

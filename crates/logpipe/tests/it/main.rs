@@ -22,6 +22,8 @@ mod failures;
 mod faults;
 mod foreign_records;
 mod gateway_router;
+mod ingest_elastic;
+mod ingest_loki;
 mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
