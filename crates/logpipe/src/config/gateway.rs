@@ -50,6 +50,14 @@ pub struct GatewayConfig {
     pub query_max_range: Duration,
     /// Longest `q`, in characters (400 beyond).
     pub query_max_q_chars: usize,
+    /// A second listen address serving the OTLP/HTTP receiver (`POST /v1/logs`) and health, on
+    /// the port OpenTelemetry exporters default to (`0.0.0.0:4318`). Empty (the default): off;
+    /// `/v1/logs` is served on `listen` either way.
+    #[serde(with = "optional_addr")]
+    pub otlp_listen: Option<SocketAddr>,
+    /// The service of OTLP log records whose resource has no `service.name` (what the
+    /// OpenTelemetry SDKs themselves report then).
+    pub otlp_default_service: logpipe_model::ServiceName,
 }
 
 impl Default for GatewayConfig {
@@ -68,7 +76,36 @@ impl Default for GatewayConfig {
             query_default_range: Duration::from_secs(24 * 3600),
             query_max_range: Duration::from_secs(7 * 24 * 3600),
             query_max_q_chars: 200,
+            otlp_listen: None,
+            otlp_default_service: "unknown_service".parse().expect("a valid service name"),
         }
+    }
+}
+
+/// An optional listen address written as a string: empty is off (TOML has no null, and an
+/// environment variable can only be set to empty).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        text.trim().parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a listen address like 0.0.0.0:4318 (or empty for off): {e}"
+            ))
+        })
     }
 }
 
@@ -126,5 +163,35 @@ mod tests {
         assert!(e.contains("gateway.query_max_range"), "{e}");
         let e = error(|c| c.gateway.query_max_q_chars = 0);
         assert!(e.contains("gateway.query_max_q_chars"), "{e}");
+    }
+
+    #[test]
+    fn otlp_keys_parse_empty_as_off_and_name_the_key_when_wrong() {
+        let load = |toml: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("logpipe.toml");
+            std::fs::write(&path, toml).unwrap();
+            Config::load(&super::super::Sources {
+                file: Some(path),
+                env: Vec::new(),
+                overrides: Vec::new(),
+            })
+        };
+        let c = load("[gateway]\notlp_listen = \"\"\n").unwrap();
+        assert_eq!(c.gateway.otlp_listen, None);
+        assert_eq!(c.gateway.otlp_default_service.as_str(), "unknown_service");
+        let c =
+            load("[gateway]\notlp_listen = \"0.0.0.0:4318\"\notlp_default_service = \"edge\"\n")
+                .unwrap();
+        assert_eq!(c.gateway.otlp_listen.map(|a| a.port()), Some(4318));
+        assert_eq!(c.gateway.otlp_default_service.as_str(), "edge");
+        for bad in [
+            "otlp_listen = \"4318\"",
+            "otlp_default_service = \"my service\"",
+        ] {
+            let e = format!("{:#}", load(&format!("[gateway]\n{bad}\n")).unwrap_err());
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.contains(&format!("gateway.{key}")), "{e}");
+        }
     }
 }

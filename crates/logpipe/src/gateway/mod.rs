@@ -6,6 +6,8 @@
 //!   index (or line) and reason, the valid ones are accepted; all invalid is 400.
 //! - `GET /api/v1/logs`, `GET /api/v1/stats`: the query API ([`query`]).
 //! - `GET /dashboard`, `GET /api/v1/dashboard`: the live dashboard page and its data ([`dashboard`]).
+//! - `POST /v1/logs`: OpenTelemetry OTLP/HTTP logs, protobuf or JSON ([`otlp`]); also served
+//!   on `gateway.otlp_listen` (:4318) when set.
 //! - `GET /api/v1/openapi.json`: the OpenAPI document of this API ([`openapi`]).
 //!
 //! Limits (body size after gzip too, events per batch) answer 413, a wrong content type 415, a
@@ -18,6 +20,7 @@ pub mod dashboard;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod otlp;
 pub mod query;
 
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub struct GatewayState {
     pub request_timeout: Duration,
     pub retry_after: Duration,
     pub metrics: GatewayMetrics,
+    /// The service of OTLP records without `service.name`.
+    pub otlp_default_service: logpipe_model::ServiceName,
 }
 
 impl GatewayState {
@@ -62,6 +67,7 @@ impl GatewayState {
             request_timeout: config.request_timeout,
             retry_after: config.retry_after,
             metrics,
+            otlp_default_service: config.otlp_default_service.clone(),
         }
     }
 }
@@ -78,6 +84,7 @@ pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
         .route("/api/v1/logs", post(ingest::ingest_one).get(query::logs))
         .route("/api/v1/logs/batch", post(ingest::ingest_batch))
         .route("/api/v1/stats", axum::routing::get(query::stats))
+        .route(otlp::PATH, post(otlp::export_logs))
         .route_layer(axum::middleware::from_fn_with_state(
             keys,
             auth::require_api_key,
