@@ -21,6 +21,7 @@ mod external_pipeline;
 mod failures;
 mod faults;
 mod gateway_router;
+mod ingest_otlp;
 mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
