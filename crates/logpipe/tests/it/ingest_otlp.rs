@@ -525,6 +525,52 @@ async fn answers_in_the_request_encoding_with_partial_success() {
 }
 
 #[tokio::test]
+async fn attributes_over_the_limit_are_dropped_reported_and_counted() {
+    let h = harness(|c| c.limits.max_attributes = 2).await;
+    let mut request = otlp_request(2, |_| Some("m"));
+    for record in &mut request.resource_logs[0].scope_logs[0].log_records {
+        for key in ["a", "b", "c"] {
+            record.attributes.push(KeyValue {
+                key: key.into(),
+                value: Some(AnyValue {
+                    value: Some(Any::BoolValue(true)),
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    let (status, _, body) = call(
+        &h.router,
+        post("application/x-protobuf", request.encode_to_vec()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let partial = ExportLogsServiceResponse::decode(body.as_slice())
+        .unwrap()
+        .partial_success
+        .expect("a warning");
+    assert_eq!(partial.rejected_log_records, 0, "the records are kept");
+    assert!(
+        partial.error_message.starts_with("4 attributes dropped"),
+        "{}",
+        partial.error_message
+    );
+    let (_, _, metrics) = call(
+        &h.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert_eq!(
+        counter(
+            &metrics,
+            "gateway_attributes_dropped_total{protocol=\"otlp\"}"
+        ),
+        4
+    );
+}
+
+#[tokio::test]
 async fn failures_carry_a_status_body_in_the_request_encoding() {
     let h = harness(|c| c.gateway.max_batch_events = 5).await;
     let (status, headers, body) = call(

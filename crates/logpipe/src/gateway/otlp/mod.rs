@@ -159,6 +159,10 @@ pub(crate) async fn export_logs(
         let events = std::mem::take(&mut mapped.events);
         if !events.is_empty() {
             publish(&state, &id, Protocol::Otlp, events, received).await?;
+            // Counted once stored: a refused request is retried and would count twice.
+            state
+                .metrics
+                .drop_attributes(Protocol::Otlp, mapped.dropped_attributes);
         }
         Ok(mapped)
     };
@@ -166,15 +170,14 @@ pub(crate) async fn export_logs(
         Ok(mapped) => {
             let warning = mapped.warning(&state.limits);
             let rejected = mapped.rejected_count();
-            if rejected > 0 || !warning.is_empty() {
+            if !warning.is_empty() {
                 tracing::debug!(request_id = %id.0, rejected, dropped_attributes = mapped.dropped_attributes, "OTLP export partly refused: {warning}");
             }
+            let partial = rejected > 0 || !warning.is_empty();
             let response = ExportLogsServiceResponse {
-                partial_success: (rejected > 0 || !warning.is_empty()).then(|| {
-                    ExportLogsPartialSuccess {
-                        rejected_log_records: rejected as i64,
-                        error_message: warning,
-                    }
+                partial_success: partial.then_some(ExportLogsPartialSuccess {
+                    rejected_log_records: rejected as i64,
+                    error_message: warning,
                 }),
             };
             encoding.respond(StatusCode::OK, &response)

@@ -139,8 +139,10 @@ impl<'a> Attributes<'a> {
 
     pub fn push(&mut self, member: &'a Member) {
         let comma = usize::from(!self.keys.is_empty());
+        // The object once closed: what is there, a comma, the member and `}`.
+        let closed_len = self.text.len() + comma + member.json.len() + 1;
         let fits = self.keys.len() < self.limits.max_attributes
-            && self.text.len() + comma + member.json.len() + 1 <= self.limits.max_attributes_bytes;
+            && closed_len <= self.limits.max_attributes_bytes;
         if !fits || !self.keys.insert(&member.key) {
             self.dropped += 1;
             return;
