@@ -347,3 +347,60 @@ fn both_encodings_decode_the_same_request() {
     let e = Encoding::Json.decode(b"[1]").unwrap_err();
     assert_eq!(e.status.as_u16(), 400);
 }
+
+/// CPU cost of turning a 500-record body into events, without Kafka: OTLP protobuf (decode and
+/// map) against logpipe's JSON batch (split and parse). Prints the figures; no assertion on time.
+/// `cargo nextest run -p logpipe --lib --run-ignored only -E 'test(/decode_cost/)' --no-capture`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_decode_cost_otlp_vs_json_batch() {
+    let message = "GET /api/orders/7 took 42ms for user 1234 in region eu-west-1";
+    let records = (0..500)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_764_936_000_000_000_000 + i,
+            severity_number: 13,
+            attributes: vec![kv(
+                "i",
+                Some(AnyValue {
+                    value: Some(Value::IntValue(i as i64)),
+                }),
+            )],
+            ..record(message)
+        })
+        .collect();
+    let protobuf = request(vec![kv("service.name", string("svc"))], records).encode_to_vec();
+    let json = serde_json::to_vec(
+        &(0..500)
+            .map(|i| serde_json::json!({"timestamp": "2026-12-05T12:00:00.000001Z", "service": "svc", "level": "WARN", "message": message, "attributes": {"i": i}}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let rounds = 200;
+    let limits = Limits::DEFAULT;
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        let request = Encoding::Protobuf.decode(&protobuf).unwrap();
+        assert_eq!(map_with(request, &limits).events.len(), 500);
+    }
+    let otlp = started.elapsed();
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        let items = logpipe_model::split_json_array(&json).unwrap();
+        let events: Vec<LogEvent> = items
+            .iter()
+            .map(|raw| LogEvent::parse_str(raw.get(), &limits, received()).unwrap())
+            .collect();
+        assert_eq!(events.len(), 500);
+    }
+    let batch = started.elapsed();
+    for (name, took, bytes) in [
+        ("otlp protobuf", otlp, protobuf.len()),
+        ("json batch", batch, json.len()),
+    ] {
+        eprintln!(
+            "{name:>14}: {bytes} bytes per 500 events, {:.0} events/s decoded ({:.1} µs per request)",
+            (rounds * 500) as f64 / took.as_secs_f64(),
+            took.as_secs_f64() * 1e6 / rounds as f64
+        );
+    }
+}
