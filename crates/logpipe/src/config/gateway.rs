@@ -193,5 +193,15 @@ mod tests {
             let key = bad.split(' ').next().unwrap();
             assert!(e.contains(&format!("gateway.{key}")), "{e}");
         }
+        let from_env = Config::load(&super::super::Sources {
+            file: None,
+            env: vec![(
+                "LOGPIPE_GATEWAY_OTLP_LISTEN".into(),
+                "127.0.0.1:4318".into(),
+            )],
+            overrides: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(from_env.gateway.otlp_listen.map(|a| a.port()), Some(4318));
     }
 }
