@@ -22,6 +22,7 @@ mod failures;
 mod faults;
 mod gateway_router;
 mod ingest_otlp;
+mod ingest_otlp_router;
 mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
