@@ -16,6 +16,8 @@
 //! - `level`: [`Level`].
 //! - `attributes` (private): limits and compaction for the `attributes` object.
 //! - `limits`: [`Limits`], the configurable sizes.
+//! - `parts`: [`LogEvent::from_parts`], an event from fields a protocol adapter separated
+//!   ([`EventParts`]), under the same rules.
 //! - `rejection`: [`Rejection`] and its codes.
 //! - `schema`: [`event_schema`] and [`level_schema`], the JSON Schemas of the gateway's OpenAPI
 //!   document, built from the parser's own rules and limits.
@@ -42,6 +44,7 @@ mod fields;
 mod fnv;
 mod level;
 mod limits;
+mod parts;
 mod rejection;
 mod schema;
 mod template;
@@ -57,6 +60,7 @@ pub use fields::{HostName, Message, ServiceName, SpanId, TraceId};
 pub use fnv::{fnv1a_64, Fnv1a64};
 pub use level::Level;
 pub use limits::Limits;
+pub use parts::EventParts;
 pub use rejection::{Rejection, ECHO_MAX_CHARS};
 pub use schema::{event_schema, level_input_pattern, level_schema};
 pub use template::{message_template, TEMPLATE_MAX_BYTES};

@@ -146,6 +146,8 @@ pub struct Extensions {
 pub struct App {
     /// Where the gateway listens, when this process runs it.
     pub gateway_addr: Option<SocketAddr>,
+    /// Where the gateway's OTLP receiver listens (`gateway.otlp_listen`), when set.
+    pub otlp_addr: Option<SocketAddr>,
     /// Where the producer service listens, when this process runs it.
     pub producer_addr: Option<SocketAddr>,
     /// Where the consumer's health and metrics listen (`logpipe consumer`).
@@ -248,6 +250,7 @@ impl App {
 
         let mut producer_addr = None;
         let mut gateway_addr = None;
+        let mut otlp_addr = None;
         let mut consumer_addr = None;
         match roles {
             Roles::Producer => {
@@ -324,6 +327,17 @@ impl App {
                 }
                 let router =
                     gateway_router_with(&config, upstream, query, registry, consumer_metrics);
+                if let Some(addr) = config.gateway.otlp_listen {
+                    let listener = http::bind(addr, "the gateway's OTLP receiver").await?;
+                    otlp_addr = Some(listener.local_addr()?);
+                    tracing::info!(addr = %listener.local_addr()?, "OTLP/HTTP receiver listening (POST /v1/logs)");
+                    servers.spawn(http::serve_with(
+                        listener,
+                        gateway::otlp::port_router(router.clone()),
+                        config.http.clone(),
+                        stop.clone(),
+                    ));
+                }
                 let listener = http::bind(config.gateway.listen, "the gateway").await?;
                 gateway_addr = Some(listener.local_addr()?);
                 tracing::info!(addr = %listener.local_addr()?, "gateway listening");
@@ -340,6 +354,7 @@ impl App {
         started_guard.disarm();
         Ok(App {
             gateway_addr,
+            otlp_addr,
             producer_addr,
             consumer_addr,
             bootstrap,

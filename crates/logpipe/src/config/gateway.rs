@@ -56,6 +56,14 @@ pub struct GatewayConfig {
     pub loki_default_service: String,
     /// Elasticsearch bulk: where a document keeps each event field.
     pub elasticsearch_fields: ElasticsearchFields,
+    /// A second listen address serving the OTLP/HTTP receiver (`POST /v1/logs`) and health, on
+    /// the port OpenTelemetry exporters default to (`0.0.0.0:4318`). Empty (the default): off;
+    /// `/v1/logs` is served on `listen` either way.
+    #[serde(with = "optional_addr")]
+    pub otlp_listen: Option<SocketAddr>,
+    /// The service of OTLP log records whose resource has no `service.name` (what the
+    /// OpenTelemetry SDKs themselves report then).
+    pub otlp_default_service: logpipe_model::ServiceName,
 }
 
 /// `[gateway.elasticsearch_fields]`: the document fields (dotted paths, looked up both as nested
@@ -106,7 +114,36 @@ impl Default for GatewayConfig {
                 .to_vec(),
             loki_default_service: "unknown_service".into(),
             elasticsearch_fields: ElasticsearchFields::default(),
+            otlp_listen: None,
+            otlp_default_service: "unknown_service".parse().expect("a valid service name"),
         }
+    }
+}
+
+/// An optional listen address written as a string: empty is off (TOML has no null, and an
+/// environment variable can only be set to empty).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        text.trim().parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a listen address like 0.0.0.0:4318 (or empty for off): {e}"
+            ))
+        })
     }
 }
 
@@ -173,5 +210,45 @@ mod tests {
         );
         let e = error(|c| c.gateway.elasticsearch_fields.message = String::new());
         assert!(e.contains("gateway.elasticsearch_fields.message"), "{e}");
+    }
+
+    #[test]
+    fn otlp_keys_parse_empty_as_off_and_name_the_key_when_wrong() {
+        let load = |toml: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("logpipe.toml");
+            std::fs::write(&path, toml).unwrap();
+            Config::load(&super::super::Sources {
+                file: Some(path),
+                env: Vec::new(),
+                overrides: Vec::new(),
+            })
+        };
+        let c = load("[gateway]\notlp_listen = \"\"\n").unwrap();
+        assert_eq!(c.gateway.otlp_listen, None);
+        assert_eq!(c.gateway.otlp_default_service.as_str(), "unknown_service");
+        let c =
+            load("[gateway]\notlp_listen = \"0.0.0.0:4318\"\notlp_default_service = \"edge\"\n")
+                .unwrap();
+        assert_eq!(c.gateway.otlp_listen.map(|a| a.port()), Some(4318));
+        assert_eq!(c.gateway.otlp_default_service.as_str(), "edge");
+        for bad in [
+            "otlp_listen = \"4318\"",
+            "otlp_default_service = \"my service\"",
+        ] {
+            let e = format!("{:#}", load(&format!("[gateway]\n{bad}\n")).unwrap_err());
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.contains(&format!("gateway.{key}")), "{e}");
+        }
+        let from_env = Config::load(&super::super::Sources {
+            file: None,
+            env: vec![(
+                "LOGPIPE_GATEWAY_OTLP_LISTEN".into(),
+                "127.0.0.1:4318".into(),
+            )],
+            overrides: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(from_env.gateway.otlp_listen.map(|a| a.port()), Some(4318));
     }
 }

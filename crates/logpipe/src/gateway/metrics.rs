@@ -73,6 +73,7 @@ pub struct GatewayMetrics {
     accepted: Family<ProtocolLabels, Counter>,
     rejected: Family<RejectedLabels, Counter>,
     batch_events: Family<ProtocolLabels, Histogram, fn() -> Histogram>,
+    attributes_dropped: Family<ProtocolLabels, Counter>,
 }
 
 /// Why the gateway refuses events: the validation codes, and the publish failures.
@@ -90,7 +91,13 @@ impl GatewayMetrics {
             accepted: Family::default(),
             rejected: Family::default(),
             batch_events: Family::new_with_constructor(size_histogram as fn() -> Histogram),
+            attributes_dropped: Family::default(),
         };
+        registry.register(
+            "gateway_attributes_dropped",
+            "Attributes left out of stored events (over the limits, too deep, or a repeated key), by ingest protocol; the sender is told how many",
+            m.attributes_dropped.clone(),
+        );
         registry.register(
             "gateway_events_accepted",
             "Events acknowledged by Kafka and answered 2xx, by ingest protocol",
@@ -108,6 +115,7 @@ impl GatewayMetrics {
         );
         for protocol in Protocol::ALL {
             m.accept(protocol, 0);
+            m.drop_attributes(protocol, 0);
             for code in reasons() {
                 m.reject(protocol, code, 0);
             }
@@ -129,6 +137,13 @@ impl GatewayMetrics {
                 protocol,
                 reason: reason.to_string(),
             })
+            .inc_by(n);
+    }
+
+    /// `n` attributes of stored `protocol` events were left out (the events were kept).
+    pub fn drop_attributes(&self, protocol: Protocol, n: u64) {
+        self.attributes_dropped
+            .get_or_create(&ProtocolLabels { protocol })
             .inc_by(n);
     }
 

@@ -6,6 +6,8 @@
 //!   index (or line) and reason, the valid ones are accepted; all invalid is 400.
 //! - `GET /api/v1/logs`, `GET /api/v1/stats`: the query API ([`query`]).
 //! - `GET /dashboard`, `GET /api/v1/dashboard`: the live dashboard page and its data ([`dashboard`]).
+//! - `POST /v1/logs`: OpenTelemetry OTLP/HTTP logs, protobuf or JSON ([`otlp`]); also served
+//!   on `gateway.otlp_listen` (:4318) when set.
 //! - `GET /api/v1/openapi.json`: the OpenAPI document of this API ([`openapi`]).
 //! - `POST /loki/api/v1/push`: Grafana Loki's push API ([`loki`]).
 //! - `POST|PUT /_bulk`, `/{index}/_bulk`, `GET /`: an Elasticsearch subset ([`elastic`]).
@@ -22,6 +24,7 @@ pub mod ingest;
 pub mod loki;
 pub mod metrics;
 pub mod openapi;
+pub mod otlp;
 pub mod query;
 pub mod shipped;
 
@@ -52,6 +55,8 @@ pub struct GatewayState {
     pub loki: loki::map::Settings,
     /// Where an Elasticsearch document keeps each event field.
     pub elasticsearch_fields: ElasticsearchFields,
+    /// The service of OTLP records without `service.name`.
+    pub otlp_default_service: logpipe_model::ServiceName,
 }
 
 impl GatewayState {
@@ -76,6 +81,7 @@ impl GatewayState {
                 default_service: config.loki_default_service.clone(),
             },
             elasticsearch_fields: config.elasticsearch_fields.clone(),
+            otlp_default_service: config.otlp_default_service.clone(),
         }
     }
 }
@@ -93,6 +99,7 @@ pub fn router(state: GatewayState, keys: auth::ApiKeys) -> Router {
         .route("/api/v1/logs/batch", post(ingest::ingest_batch))
         .route("/api/v1/stats", axum::routing::get(query::stats))
         .route("/loki/api/v1/push", post(loki::push))
+        .route(otlp::PATH, post(otlp::export_logs))
         .route_layer(axum::middleware::from_fn_with_state(
             keys.clone(),
             auth::require_api_key,

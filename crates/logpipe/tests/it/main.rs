@@ -24,6 +24,8 @@ mod foreign_records;
 mod gateway_router;
 mod ingest_elastic;
 mod ingest_loki;
+mod ingest_otlp;
+mod ingest_otlp_router;
 mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
