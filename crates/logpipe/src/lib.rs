@@ -15,7 +15,10 @@
 //! 1. **Ingest.** `POST /api/v1/logs/batch` (or `/api/v1/logs`) reaches the [`gateway::router`]:
 //!    the API key is checked ([`gateway::auth`]), the body is read within its limits (gzip,
 //!    NDJSON: [`gateway::body`]), and every event is validated into a
-//!    [`LogEvent`](logpipe_model::LogEvent). A request id is attached.
+//!    [`LogEvent`](logpipe_model::LogEvent) ([`gateway::ingest`]). A request id is attached.
+//!    Shippers' protocols arrive the same way and end in the same publish step as our own API:
+//!    OTLP/HTTP ([`gateway::otlp`]), Loki push ([`gateway::loki`]) and Elasticsearch bulk
+//!    ([`gateway::elastic`]).
 //! 2. **Produce.** The batch goes to the idempotent, acks=all [`producer::Producer::publish`]
 //!    (in-process), or over HTTP to the producer service ([`producer::service`], through
 //!    [`producer::client::ProducerClient`]). Each record is keyed (`producer.key_strategy`) and
@@ -26,7 +29,8 @@
 //!    [`Fetched`](consumer::handoff::Fetched), to its async pipeline. Assignments and revokes
 //!    travel the same channel, in order ([`consumer::handoff::Input`]).
 //! 4. **Batch and decode.** The assemble stage cuts batches ([`consumer::pipeline::batch`]);
-//!    each is decoded and enriched on parallel lanes, one key per lane
+//!    each is decoded in its topic's format ([`consumer::pipeline::formats`]: logpipe's JSON, or
+//!    what other producers write) and enriched on parallel lanes, one key per lane
 //!    ([`consumer::pipeline::decode`]). A record that cannot be decoded is poison.
 //! 5. **Schedule.** The writer ([`consumer::pipeline::writer`]) gives every record one outcome.
 //!    Its [`scheduler`](consumer::pipeline::scheduler) keeps one key's records in order, runs the
@@ -54,7 +58,9 @@
 //! - [`cli`]: the `logpipe` command line; [`commands`]: operator tools (`topics`, `config check`);
 //!   [`loadgen`]: the load generator.
 //! - [`app`]: wires roles into a running process (what `logpipe gateway|producer|run` start).
-//! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`): body limits, gzip, API keys.
+//! - [`gateway`]: HTTP ingest (`/api/v1/logs`, `/api/v1/logs/batch`, and the shippers' OTLP/HTTP,
+//!   Loki push and Elasticsearch bulk): body limits, gzip, API keys, the query API, the OpenAPI
+//!   document.
 //! - [`consumer`]: the consumer group: poll threads ([`consumer::member`]), the pipeline of each
 //!   member ([`consumer::pipeline`]: batching, decode/enrich lanes, the per-key scheduler, store
 //!   and aggregate writes, dead-lettering, outage circuits), manual commits, rebalances.
