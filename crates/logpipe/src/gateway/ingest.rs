@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::body::{self, Framing};
 use super::metrics::Protocol;
-use super::{openapi, GatewayState};
+use super::{schemas, GatewayState};
 use crate::http::{ApiError, ErrorResponse, RequestId};
 use crate::producer::service::publish_error_response;
 use crate::producer::{Batch, PublishError};
@@ -62,7 +62,7 @@ pub struct Accepted<'a> {
     operation_id = "ingest_event",
     summary = "Ingest one event",
     description = "Answers 202 only after Kafka acknowledged the event. The body may be gzip-compressed (`Content-Encoding: gzip`); its size limit applies before and after decompression.",
-    request_body(content = openapi::EventBody, content_type = "application/json"),
+    request_body(content = schemas::EventBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Stored in Kafka", body = Accepted),
         (status = 400, description = "The event breaks a rule (`error.code` names it)", body = ErrorResponse),
@@ -101,7 +101,7 @@ pub(crate) async fn ingest_one(
     operation_id = "ingest_batch",
     summary = "Ingest a batch of events",
     description = "A JSON array of events (or NDJSON, one event per line, with `Content-Type: application/x-ndjson`). Each event is checked on its own: invalid ones are listed in `rejected` with their position and reason, the valid ones are stored, and the answer (202) comes only after Kafka acknowledged them. All invalid is 400. The body may be gzip-compressed.",
-    request_body(content = openapi::BatchBody, content_type = "application/json"),
+    request_body(content = schemas::BatchBody, content_type = "application/json"),
     responses(
         (status = 202, description = "The valid events are stored in Kafka", body = Accepted),
         (status = 400, description = "Not a batch, or no event is valid (`rejected` lists why)", body = ErrorResponse),

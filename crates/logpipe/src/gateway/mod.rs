@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod otlp;
 pub mod query;
+pub mod schemas;
 pub mod shipped;
 
 use std::sync::Arc;

@@ -7,22 +7,18 @@
 //! the security section from whether API keys are configured. So the document a gateway serves
 //! describes what that gateway does.
 
-use std::borrow::Cow;
-
 use axum::http::header;
 use axum::response::IntoResponse;
 use logpipe_model::{event_schema, Limits};
-use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat};
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OneOfBuilder, RefOr, SecurityRequirement};
-use utoipa::{OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::SecurityRequirement;
+use utoipa::OpenApi;
+
+use super::schemas::{batch_schema, BatchBody, EventBody};
 
 /// Where the document is served.
 pub const PATH: &str = "/api/v1/openapi.json";
-
-/// A duration ago: a whole number and one unit (the grammar `query::range` parses). One that
-/// reaches before the year 0000 is a 400 `time_out_of_range`.
-const AGO_PATTERN: &str = "^[0-9]+[smhdwy]$";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,74 +43,6 @@ const AGO_PATTERN: &str = "^[0-9]+[smhdwy]$";
     ),
 )]
 struct ApiDoc;
-
-/// One event as the ingest routes take it (component `Event`).
-pub struct EventBody;
-
-impl PartialSchema for EventBody {
-    fn schema() -> RefOr<Schema> {
-        event_schema(&Limits::DEFAULT)
-    }
-}
-
-impl ToSchema for EventBody {
-    fn name() -> Cow<'static, str> {
-        "Event".into()
-    }
-}
-
-/// A batch of events (component `Batch`).
-pub struct BatchBody;
-
-impl PartialSchema for BatchBody {
-    fn schema() -> RefOr<Schema> {
-        batch_schema(1000)
-    }
-}
-
-impl ToSchema for BatchBody {
-    fn name() -> Cow<'static, str> {
-        "Batch".into()
-    }
-}
-
-fn batch_schema(max_events: usize) -> RefOr<Schema> {
-    ArrayBuilder::new()
-        .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Event")))
-        .min_items(Some(1))
-        .max_items(Some(max_events))
-        .description(Some(format!(
-            "1 to {max_events} events; each is checked on its own."
-        )))
-        .into()
-}
-
-/// The schema of the `level` filter: a level name in any letter case.
-pub fn level_param() -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .pattern(Some(logpipe_model::level_input_pattern()))
-        .into()
-}
-
-/// The schema of `since` and `until`: an RFC 3339 time, or a duration ago.
-pub fn time_param() -> RefOr<Schema> {
-    OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(utoipa::openapi::Type::String)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
-        )
-        .item(
-            ObjectBuilder::new()
-                .schema_type(utoipa::openapi::Type::String)
-                .pattern(Some(AGO_PATTERN))
-                .description(Some(
-                    "A duration ago: `90s`, `15m`, `2h`, `7d`, `2w`, `1y`.",
-                )),
-        )
-        .into()
-}
 
 /// The document for a gateway with these limits; `max_q_chars` is the `q` cap when the gateway
 /// serves the query API, `keys` whether API keys are configured.

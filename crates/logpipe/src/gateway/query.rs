@@ -20,7 +20,7 @@ use logpipe_model::Level;
 use logpipe_store::{LogPage, LogQuery, LogStore, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::{openapi, GatewayState};
+use super::{schemas, GatewayState};
 use crate::config::GatewayConfig;
 use crate::http::{ApiError, ErrorResponse, RequestId};
 use range::parse_time;
@@ -59,13 +59,13 @@ pub struct LogsParams {
     /// Only this service's logs.
     service: Option<String>,
     /// Only this level (any letter case).
-    #[param(schema_with = openapi::level_param)]
+    #[param(schema_with = schemas::level_param)]
     level: Option<String>,
     /// From this time on: RFC 3339, or a duration ago (`15m`).
-    #[param(schema_with = openapi::time_param)]
+    #[param(schema_with = schemas::time_param)]
     since: Option<String>,
     /// Before this time: RFC 3339, or a duration ago.
-    #[param(schema_with = openapi::time_param)]
+    #[param(schema_with = schemas::time_param)]
     until: Option<String>,
     /// Messages containing this text (case-insensitive). Searches cover at most
     /// `gateway.query_max_range` (from `since`, default `gateway.query_default_range` before
@@ -86,10 +86,10 @@ pub struct StatsParams {
     /// Only this service's counts.
     service: Option<String>,
     /// Start of the range (default 15 minutes ago): RFC 3339, or a duration ago.
-    #[param(schema_with = openapi::time_param)]
+    #[param(schema_with = schemas::time_param)]
     since: Option<String>,
     /// End of the range (default a minute from now), after `since`.
-    #[param(schema_with = openapi::time_param)]
+    #[param(schema_with = schemas::time_param)]
     until: Option<String>,
     /// Length of `top_errors`.
     #[param(minimum = 1, maximum = 100)]
