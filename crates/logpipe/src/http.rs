@@ -195,13 +195,19 @@ impl IntoResponse for ApiError {
             details: self.details.unwrap_or_default(),
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(after) = self.retry_after {
-            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        set_retry_after(&mut response, self.retry_after);
         response
+    }
+}
+
+/// Sets `Retry-After` to `after` in whole seconds (at least 1), when there is one: every error
+/// answer of every protocol that asks clients to come back says when this way.
+pub fn set_retry_after(response: &mut Response, after: Option<Duration>) {
+    if let Some(after) = after {
+        let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
 }
 

@@ -24,18 +24,27 @@ pub enum Framing {
     Ndjson,
 }
 
+/// The media type of `Content-Type`, lower-case, without parameters (`charset`, ...); empty when
+/// absent or unreadable.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Decides the framing from `Content-Type`; anything else is 415.
 pub fn framing(headers: &HeaderMap, allow_ndjson: bool) -> Result<Framing, ApiError> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = raw
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type(headers);
     match essence.as_str() {
         "application/json" => Ok(Framing::Json),
         "application/x-ndjson" | "application/ndjson" if allow_ndjson => Ok(Framing::Ndjson),

@@ -106,12 +106,7 @@ fn content_type_ok(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = raw
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::gateway::body::media_type(headers);
     match essence.as_str() {
         ""
         | "application/json"

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -145,17 +145,14 @@ pub fn error(error: ApiError, id: &RequestId) -> Response {
         "status": error.status.as_u16(),
     });
     let mut response = (error.status, Json(body)).into_response();
-    if let Some(after) = error.retry_after {
-        let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, seconds.into());
-    }
+    crate::http::set_retry_after(&mut response, error.retry_after);
     response
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
     use crate::gateway::elastic::bulk;
 

@@ -45,12 +45,7 @@ fn format(headers: &HeaderMap) -> Result<Format, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = raw
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::gateway::body::media_type(headers);
     match essence.as_str() {
         "" | "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
         "application/json" => Ok(Format::Json),
@@ -147,12 +142,7 @@ fn text_error(error: ApiError, id: &RequestId) -> Response {
         format!("{} (request {})\n", error.message, id.0),
     )
         .into_response();
-    if let Some(after) = error.retry_after {
-        let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, seconds.into());
-    }
+    crate::http::set_retry_after(&mut response, error.retry_after);
     response
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -194,12 +194,7 @@ fn failure(encoding: Encoding, error: ApiError, id: &RequestId) -> Response {
         message: format!("{} (request {}): {}", error.code, id.0, error.message),
     };
     let mut response = encoding.respond(error.status, &status);
-    if let Some(after) = error.retry_after {
-        let secs = after.as_secs_f64().ceil().max(1.0) as u64;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
+    crate::http::set_retry_after(&mut response, error.retry_after);
     response
 }
 
