@@ -74,6 +74,7 @@ pub async fn run(
         services: 8,
         concurrency: 8,
         gzip: false,
+        protocol: Default::default(),
         api_key: None,
         // The demo reads the consumer's figures in-process.
         metrics_url: Some("none".into()),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 mod consumer_side;
 mod events;
 pub mod marked;
+mod protocol;
 mod report;
 
 use anyhow::Context;
@@ -31,6 +32,8 @@ use self::consumer_side::{consumer_side, consumer_snapshot};
 use self::events::{bodies, encode};
 use self::marked::Marked;
 pub use self::marked::MarkedArgs;
+use self::protocol::Outcome;
+pub use self::protocol::Protocol;
 pub use self::report::{ConsumerSide, Percentiles, Report};
 use crate::commands::new_table;
 
@@ -64,6 +67,10 @@ pub struct LoadgenArgs {
     /// Gzip request bodies.
     #[arg(long)]
     pub gzip: bool,
+    /// The ingest protocol: the same events as a logpipe JSON batch, an OTLP/HTTP export
+    /// (protobuf or JSON), a Loki JSON push or an Elasticsearch bulk body.
+    #[arg(long, value_enum, default_value_t = Protocol::Logpipe)]
+    pub protocol: Protocol,
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, env = "LOGPIPE_LOADGEN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -116,17 +123,23 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         (0.0..=1.0).contains(&args.invalid_ratio),
         "--invalid-ratio must be between 0 and 1"
     );
+    anyhow::ensure!(
+        args.protocol == Protocol::Logpipe || args.marked.run.is_none(),
+        "--run (marked load) speaks logpipe's JSON API only; drop --protocol"
+    );
     let bodies = Arc::new(bodies(
+        args.protocol,
         args.batch,
         args.services,
         args.invalid_ratio,
         args.gzip,
     )?);
-    let url = if args.batch <= 1 {
-        format!("{}/api/v1/logs", args.target.trim_end_matches('/'))
-    } else {
-        format!("{}/api/v1/logs/batch", args.target.trim_end_matches('/'))
-    };
+    let url = format!(
+        "{}{}",
+        args.target.trim_end_matches('/'),
+        args.protocol.path(args.batch)
+    );
+    let protocol = args.protocol;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
@@ -192,7 +205,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         let first = (i * args.batch) as u64;
         let (bytes, events) = match &marked {
             Some(m) => {
-                let body = encode(&m.events(first, args.batch as u64), args.gzip)?;
+                let body = encode(protocol, &m.events(first, args.batch as u64), args.gzip)?;
                 (body.bytes, body.events)
             }
             None => {
@@ -202,7 +215,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         };
         let mut request = client
             .post(&url)
-            .header("content-type", "application/json")
+            .header("content-type", protocol.content_type())
             .body(bytes);
         if args.gzip {
             request = request.header("content-encoding", "gzip");
@@ -216,14 +229,17 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             let outcome = request.send().await;
             let status = outcome.as_ref().map(|r| r.status().as_u16()).ok();
             let error = outcome.as_ref().err().map_or("", error_kind);
-            let answer: Option<serde_json::Value> = match outcome {
-                Ok(response) => response.json().await.ok(),
+            let answer = match outcome {
+                Ok(response) => response.bytes().await.ok(),
                 Err(_) => None,
             };
             let micros = scheduled.elapsed().as_micros() as u64;
             drop(permit);
             if let Some(m) = task_marked {
-                let answered = status.map(|s| (s, answer.as_ref()));
+                let json = answer
+                    .as_deref()
+                    .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok());
+                let answered = status.map(|s| (s, json.as_ref()));
                 m.record(first, events, marked::status(answered, events, error));
             }
             let mut t = task_tally.lock().await;
@@ -232,17 +248,20 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
             if let Some(h) = t.latency_us.as_mut() {
                 let _ = h.record(micros.max(1));
             }
-            match (status, answer) {
-                (Some(s), Some(a)) if (200..300).contains(&s) => {
-                    let accepted = a["accepted"].as_u64().unwrap_or(0);
+            let outcome = match (status, answer) {
+                (Some(s), Some(a)) => protocol.outcome(s, &a, events),
+                _ => Outcome::Failed,
+            };
+            match outcome {
+                Outcome::Accepted(accepted) => {
                     t.report.events_accepted += accepted;
                     t.report.events_rejected += events.saturating_sub(accepted);
                 }
-                (Some(s), _) if (400..500).contains(&s) => {
+                Outcome::Refused => {
                     t.report.requests_refused += 1;
                     t.report.events_rejected += events;
                 }
-                _ => t.report.requests_failed += 1,
+                Outcome::Failed => t.report.requests_failed += 1,
             }
         });
         // Reap finished tasks so the set does not grow with the run.
@@ -324,6 +343,7 @@ fn print_report(args: &LoadgenArgs, r: &Report) {
     };
     let rows: Vec<(&str, String)> = vec![
         ("target", args.target.clone()),
+        ("protocol", format!("{:?}", args.protocol).to_lowercase()),
         ("offered rate", rate),
         (
             "batch",

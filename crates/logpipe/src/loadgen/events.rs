@@ -8,6 +8,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use super::protocol::Protocol;
+
 const LEVELS: &[(&str, u32)] = &[
     ("DEBUG", 5),
     ("INFO", 70),
@@ -27,7 +29,7 @@ const TEMPLATES: &[&str] = &[
 ];
 
 /// One generated event (valid, or invalid in a realistic way).
-fn event(rng: &mut SmallRng, services: usize, invalid_ratio: f64) -> serde_json::Value {
+pub(super) fn event(rng: &mut SmallRng, services: usize, invalid_ratio: f64) -> serde_json::Value {
     let service = format!("svc-{}", rng.random_range(0..services.max(1)));
     let total: u32 = LEVELS.iter().map(|(_, w)| w).sum();
     let mut pick = rng.random_range(0..total);
@@ -83,8 +85,10 @@ pub struct Body {
     pub events: u64,
 }
 
-/// The bodies a run cycles through: 64 requests of `batch` generated events.
+/// The bodies a run cycles through: 64 requests of `batch` generated events, in `protocol`.
+/// The same seed makes the same events whatever the protocol, so protocols compare.
 pub fn bodies(
+    protocol: Protocol,
     batch: usize,
     services: usize,
     invalid_ratio: f64,
@@ -96,17 +100,19 @@ pub fn bodies(
             let events: Vec<_> = (0..batch.max(1))
                 .map(|_| event(&mut rng, services, invalid_ratio))
                 .collect();
-            encode(&events, gzip)
+            encode(protocol, &events, gzip)
         })
         .collect()
 }
 
-/// A request body of `events`: one object alone (the single-event route), else an array.
-pub fn encode(events: &[serde_json::Value], gzip: bool) -> anyhow::Result<Body> {
-    let json = match events {
-        [one] => serde_json::to_vec(one)?,
-        _ => serde_json::to_vec(events)?,
-    };
+/// A request body of `events` in `protocol` (logpipe's: one object alone for the single-event
+/// route, else an array).
+pub fn encode(
+    protocol: Protocol,
+    events: &[serde_json::Value],
+    gzip: bool,
+) -> anyhow::Result<Body> {
+    let json = protocol.encode(events)?;
     let bytes = if gzip {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(&json)?;

@@ -16,8 +16,8 @@
 //! - `document`: a document to an event's fields.
 //! - `reply`: the answers' JSON shapes.
 
-mod bulk;
-mod document;
+pub(crate) mod bulk;
+pub(crate) mod document;
 mod reply;
 
 use std::sync::Arc;
