@@ -2,29 +2,19 @@
 //! rejections, limits, gzip, API keys, request ids, metrics. The upstream is the in-process
 //! producer on an embedded broker, so acceptances are real Kafka acknowledgements.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use logpipe::app::gateway_router;
 use logpipe::config::Config;
-use logpipe::kafka::admin::TopicSpec;
-use logpipe::kafka::embedded::EmbeddedBroker;
-use logpipe::producer::{Producer, ProducerMetrics, Upstream};
-use logpipe::telemetry::metrics::new_registry;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::support::{gzip, test_config};
+use crate::support::{gateway_harness, gzip, GatewayHarness};
 
-struct Harness {
-    router: Router,
-    _broker: EmbeddedBroker,
-}
+type Harness = GatewayHarness;
 
-impl Harness {
+impl GatewayHarness {
     /// POSTs `body` with `content_type` to `path` through the router.
     async fn post(
         &self,
@@ -37,18 +27,7 @@ impl Harness {
 }
 
 async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
-    let mut config = test_config("");
-    tune(&mut config);
-    let broker = EmbeddedBroker::start(1, &TopicSpec::from_config(&config.kafka)).unwrap();
-    let mut registry = new_registry();
-    let metrics = ProducerMetrics::register(&mut registry);
-    let producer = Arc::new(Producer::new(&config, broker.bootstrap_servers(), metrics).unwrap());
-    producer.health().set(true);
-    let router = gateway_router(&config, Upstream::InProcess(producer), None, registry);
-    Harness {
-        router,
-        _broker: broker,
-    }
+    gateway_harness(tune).await
 }
 
 /// Sends `request` through the router as a client on this machine would.

@@ -4,19 +4,14 @@
 //! ingest rate against the JSON batch API. The upstream is the in-process producer on an
 //! embedded broker, so a 200 is a real Kafka acknowledgement.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use logpipe::app::{gateway_router, Roles};
+use logpipe::app::Roles;
 use logpipe::config::Config;
-use logpipe::kafka::admin::TopicSpec;
-use logpipe::kafka::embedded::EmbeddedBroker;
-use logpipe::producer::{Producer, ProducerMetrics, Upstream};
-use logpipe::telemetry::metrics::new_registry;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -29,33 +24,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::ingest_otlp::counter;
-use crate::support::{gzip, start, test_config, wait_ready};
+use crate::support::{gateway_harness, gzip, start, test_config, wait_ready, GatewayHarness};
 
-struct Harness {
-    router: Router,
-    producer: Arc<Producer>,
-    _broker: EmbeddedBroker,
-}
-
-async fn harness(tune: impl FnOnce(&mut Config)) -> Harness {
-    let mut config = test_config("");
-    tune(&mut config);
-    let broker = EmbeddedBroker::start(1, &TopicSpec::from_config(&config.kafka)).unwrap();
-    let mut registry = new_registry();
-    let metrics = ProducerMetrics::register(&mut registry);
-    let producer = Arc::new(Producer::new(&config, broker.bootstrap_servers(), metrics).unwrap());
-    producer.health().set(true);
-    let router = gateway_router(
-        &config,
-        Upstream::InProcess(producer.clone()),
-        None,
-        registry,
-    );
-    Harness {
-        router,
-        producer,
-        _broker: broker,
-    }
+async fn harness(tune: impl FnOnce(&mut Config)) -> GatewayHarness {
+    gateway_harness(tune).await
 }
 
 async fn call(
@@ -318,56 +290,4 @@ async fn the_otlp_port_serves_only_v1_logs_and_health() {
         .unwrap();
     assert_eq!(answer.status(), 404);
     app.shutdown().await.unwrap();
-}
-
-/// Ingest rate of 500-record OTLP protobuf requests against 500-event JSON batches, through the
-/// in-process router and the embedded broker; prints the figures (no assertion on timing).
-/// `cargo nextest run -p logpipe --test it --run-ignored only -E 'test(/otlp_vs_json/)' --no-capture`
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "a measurement, not a check"]
-async fn measure_otlp_vs_json_batch_ingest_rate() {
-    let h = harness(|c| c.gateway.max_batch_events = 500).await;
-    let rounds = 40;
-    let body =
-        |i: usize| format!("GET /api/orders/{i} took 42ms for user 1234 in region eu-west-1");
-    let protobuf = otlp_request(500, |_| {
-        Some("GET /api/orders/7 took 42ms for user 1234 in region eu-west-1")
-    })
-    .encode_to_vec();
-    let json = serde_json::to_vec(
-        &(0..500)
-            .map(|i| serde_json::json!({"service": "router-test", "level": "WARN", "message": body(i), "attributes": {"i": i}}))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    for (name, path, content_type, bytes) in [
-        (
-            "otlp protobuf",
-            "/v1/logs",
-            "application/x-protobuf",
-            protobuf,
-        ),
-        ("json batch", "/api/v1/logs/batch", "application/json", json),
-    ] {
-        let send = |bytes: Vec<u8>| {
-            Request::post(path)
-                .header(header::CONTENT_TYPE, content_type)
-                .body(Body::from(bytes))
-                .unwrap()
-        };
-        let (status, _, _) = call(&h.router, send(bytes.clone())).await; // warm-up
-        assert!(status.is_success());
-        let started = std::time::Instant::now();
-        for _ in 0..rounds {
-            let (status, _, _) = call(&h.router, send(bytes.clone())).await;
-            assert!(status.is_success());
-        }
-        let elapsed = started.elapsed();
-        eprintln!(
-            "{name:>14}: {rounds} x 500 events, {} bytes/request: {:.0} events/s ({:.2} ms/request)",
-            bytes.len(),
-            (rounds * 500) as f64 / elapsed.as_secs_f64(),
-            elapsed.as_secs_f64() * 1000.0 / rounds as f64
-        );
-    }
 }

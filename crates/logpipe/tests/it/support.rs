@@ -470,3 +470,38 @@ impl Drop for IdleMember {
         }
     }
 }
+
+/// The gateway's router on an in-process producer and embedded broker, no server: tests drive
+/// it with `tower::ServiceExt::oneshot`, so acceptances are real Kafka acknowledgements.
+pub struct GatewayHarness {
+    pub router: axum::Router,
+    pub producer: Arc<logpipe::producer::Producer>,
+    _broker: logpipe::kafka::embedded::EmbeddedBroker,
+}
+
+/// A [`GatewayHarness`] for the test config as `tune` leaves it.
+pub async fn gateway_harness(tune: impl FnOnce(&mut Config)) -> GatewayHarness {
+    use logpipe::kafka::admin::TopicSpec;
+    use logpipe::producer::{Producer, ProducerMetrics, Upstream};
+
+    let mut config = test_config("");
+    tune(&mut config);
+    let broker =
+        logpipe::kafka::embedded::EmbeddedBroker::start(1, &TopicSpec::from_config(&config.kafka))
+            .unwrap();
+    let mut registry = logpipe::telemetry::metrics::new_registry();
+    let metrics = ProducerMetrics::register(&mut registry);
+    let producer = Arc::new(Producer::new(&config, broker.bootstrap_servers(), metrics).unwrap());
+    producer.health().set(true);
+    let router = logpipe::app::gateway_router(
+        &config,
+        Upstream::InProcess(producer.clone()),
+        None,
+        registry,
+    );
+    GatewayHarness {
+        router,
+        producer,
+        _broker: broker,
+    }
+}

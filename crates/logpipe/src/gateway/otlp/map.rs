@@ -39,6 +39,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use super::value::{self, Attributes, Member};
+use crate::gateway::shipped;
 
 /// What a mapping needs besides the request.
 pub(crate) struct Context<'a> {
@@ -203,7 +204,9 @@ fn split_resource(
     let mut rest = Vec::with_capacity(attributes.len());
     for kv in attributes {
         match (kv.key.as_str(), scalar_text(kv.value.as_ref())) {
-            ("service.name", Some(text)) if service.is_none() => service = sanitize_service(&text),
+            ("service.name", Some(text)) if service.is_none() => {
+                service = shipped::service_name(text.trim()).map(|(name, _)| name)
+            }
             ("host.name", Some(text)) if host.is_none() => match HostName::try_from(text) {
                 Ok(name) => host = Some(name),
                 Err(_) => rest.push(kv),
@@ -213,28 +216,6 @@ fn split_resource(
     }
     let service = service.unwrap_or_else(|| default_service.as_str().to_owned());
     (service, host, rest)
-}
-
-/// A service name our rule accepts: each character outside `A-Z a-z 0-9 . _ -` becomes `_`
-/// (so `my service` is stored as `my_service` rather than lost), cut to 128 characters. `None`
-/// when blank.
-pub(crate) fn sanitize_service(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return None;
-    }
-    Some(
-        raw.chars()
-            .take(ServiceName::MAX_LEN)
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect(),
-    )
 }
 
 /// A string, number or boolean as text (for `service.name` and `host.name`).
