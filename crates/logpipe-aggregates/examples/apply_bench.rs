@@ -137,6 +137,7 @@ impl Templates {
                         topic: TOPIC.into(),
                         partition: 0,
                         offset: 0,
+                        index: 0,
                     },
                     kafka_timestamp: None,
                     fingerprint: Fingerprint(0x5eed_0000_0000_0000 | fp),

@@ -33,6 +33,8 @@ pub struct RecordMeta<'a> {
     pub topic: &'a Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The event's position within the record (0 for a record holding one event).
+    pub index: u32,
     /// The record timestamp in ms since the epoch, if the record has one.
     pub kafka_timestamp_ms: Option<i64>,
     /// Raw value of the `logpipe-ingest-ms` header: ASCII decimal ms since the epoch.
@@ -64,6 +66,7 @@ pub fn enrich(
             topic: Arc::clone(meta.topic),
             partition: meta.partition,
             offset: meta.offset,
+            index: meta.index,
         },
         kafka_timestamp: meta.kafka_timestamp_ms.and_then(kafka_timestamp),
         severity_number: event.level.severity_number(),
@@ -138,6 +141,7 @@ mod tests {
             topic: &topic,
             partition: 7,
             offset: 42,
+            index: 3,
             kafka_timestamp_ms,
             ingest_header: ingest,
             request_id_header: request_id,
@@ -154,6 +158,7 @@ mod tests {
             topic: &topic,
             partition: 7,
             offset: 42,
+            index: 0,
             kafka_timestamp_ms: Some(now().timestamp_millis() - 1_000),
             ingest_header: Some(ingest_ms.as_bytes()),
             request_id_header: Some(b"019ab5c0-request"),
@@ -166,7 +171,8 @@ mod tests {
             KafkaCoordinates {
                 topic: Arc::from("application-logs"),
                 partition: 7,
-                offset: 42
+                offset: 42,
+                index: 3,
             }
         );
         assert!(
@@ -278,6 +284,7 @@ mod tests {
             topic: &topic,
             partition: 0,
             offset: 0,
+            index: 0,
             kafka_timestamp_ms: None,
             ingest_header: Some(ingest.as_bytes()),
             request_id_header: None,

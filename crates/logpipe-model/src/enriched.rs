@@ -58,13 +58,17 @@ pub fn fingerprint(service: &str, template: &str) -> Fingerprint {
     Fingerprint(hasher.finish())
 }
 
-/// Where a record lives in Kafka. Unique per record, so it is the key that makes replays
-/// idempotent in the stores.
+/// Where an event lives in Kafka: its record's topic, partition and offset, and its position
+/// within that record. Unique per event, so it is the key that makes replays idempotent in the
+/// stores.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KafkaCoordinates {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The event's position within its record: 0 for a record holding one event (logpipe's own
+    /// format, `raw`), 0.. for a record holding many (an OTLP export request).
+    pub index: u32,
 }
 
 /// An event with everything enrichment added.

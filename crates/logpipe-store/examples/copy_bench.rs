@@ -296,6 +296,7 @@ fn generate(rows: usize) -> Vec<EnrichedLog> {
                     topic: Arc::clone(&topic),
                     partition: (i % 12) as i32,
                     offset: (i / 12) as i64,
+                    index: 0,
                 },
                 kafka_timestamp: Some(timestamp),
                 severity_number: level.severity_number(),

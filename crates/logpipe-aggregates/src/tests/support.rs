@@ -54,6 +54,7 @@ pub fn record(
             topic: topic.into(),
             partition,
             offset,
+            index: 0,
         },
         kafka_timestamp: None,
         fingerprint: Fingerprint(fingerprint),

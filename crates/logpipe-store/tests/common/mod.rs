@@ -224,6 +224,7 @@ pub fn log_at(
             topic: Arc::from(TOPIC),
             partition: (i % 3) as i32,
             offset,
+            index: 0,
         },
         kafka_timestamp: Some(timestamp + Duration::milliseconds(1)),
         severity_number: level.severity_number(),

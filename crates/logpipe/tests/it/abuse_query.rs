@@ -113,6 +113,7 @@ async fn store_event(stores: &Stores, offset: i64, ago: chrono::Duration, messag
         topic: &topic,
         partition: 0,
         offset,
+        index: 0,
         kafka_timestamp_ms: None,
         ingest_header: None,
         request_id_header: None,

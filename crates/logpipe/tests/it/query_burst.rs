@@ -113,6 +113,7 @@ async fn seed(store: &LogStore, rows: usize) {
             topic: &topic,
             partition: 0,
             offset: i as i64,
+            index: 0,
             kafka_timestamp_ms: None,
             ingest_header: None,
             request_id_header: None,

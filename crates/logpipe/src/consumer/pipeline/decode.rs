@@ -76,6 +76,7 @@ fn decode_lane(
                     topic: &record.topic,
                     partition: record.partition,
                     offset: record.offset,
+                    index: 0,
                     kafka_timestamp_ms: record.raw.timestamp_ms,
                     ingest_header: record.raw.ingest_header.as_deref(),
                     request_id_header: record.raw.request_id_header.as_deref(),
