@@ -139,15 +139,17 @@ pub struct ConsumerConfig {
     pub max_uncommitted: usize,
     /// How the value of a record becomes a log event, on every consumed topic without an entry
     /// in `formats`: `logpipe` (the canonical JSON event; a record without `timestamp` gets the
-    /// Kafka record's timestamp) or `raw` (the value is the message). See [`RecordFormat`].
+    /// Kafka record's timestamp), `raw` (the value is the message), or `otlp_proto` /
+    /// `otlp_json` (an OTLP export request: one event per log record). See [`RecordFormat`].
     pub format: RecordFormat,
     /// Per-topic format, overriding `format` (`"shipper-logs" = "raw"`); every topic named must be
     /// consumed.
     pub formats: BTreeMap<String, RecordFormat>,
-    /// The service of `raw` records; empty: the topic's name (cut to 128 characters).
+    /// The service of `raw` records (and of OTLP log records whose resource has no
+    /// `service.name`); empty: the topic's name (cut to 128 characters).
     pub raw_service: String,
-    /// `raw` records take their service from the record key when the key is a valid service name
-    /// (otherwise `raw_service` applies).
+    /// `raw` records (and OTLP log records without `service.name`) take their service from the
+    /// record key when the key is a valid service name (otherwise `raw_service` applies).
     pub raw_service_from_key: bool,
     /// Static tags added to every stored log (`environment = "prod"`, `region = "eu-west-1"`).
     pub tags: BTreeMap<String, String>,

@@ -3,7 +3,7 @@
 //! what other producers (log appenders, shippers) write to Kafka. The keys live in
 //! [`super::ConsumerConfig`]; this file holds the format names and the rules across them.
 
-use anyhow::{bail, ensure};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use super::Config;
@@ -20,9 +20,11 @@ pub enum RecordFormat {
     /// from `consumer.raw_service` (or the record key with `consumer.raw_service_from_key`).
     Raw,
     /// One OTLP `ExportLogsServiceRequest` per record (protobuf), as the OpenTelemetry
-    /// Collector's kafka exporter writes. Not yet supported: refused at start.
+    /// Collector's kafka exporter writes (`encoding: otlp_proto`): each log record becomes one
+    /// event, mapped as the gateway's `/v1/logs` maps it; a resource without `service.name`
+    /// takes the `raw` service rule.
     OtlpProto,
-    /// The same as OTLP/JSON. Not yet supported: refused at start.
+    /// The same in OTLP/JSON (`encoding: otlp_json`).
     OtlpJson,
 }
 
@@ -35,31 +37,12 @@ impl RecordFormat {
             RecordFormat::OtlpJson => "otlp_json",
         }
     }
-
-    /// Whether the consumer can decode it. The OTLP formats hold many events per record, which
-    /// needs a store key below the Kafka offset; until then they are refused at start rather
-    /// than dead-lettering every record.
-    pub fn supported(self) -> bool {
-        matches!(self, RecordFormat::Logpipe | RecordFormat::Raw)
-    }
 }
 
 /// Rules across the format keys, run by [`Config::validate`].
 pub(super) fn check(config: &Config) -> anyhow::Result<()> {
     let c = &config.consumer;
     let topics = c.topics(&config.kafka);
-    let formats = std::iter::once(("consumer.format".to_string(), c.format)).chain(
-        c.formats
-            .iter()
-            .map(|(topic, format)| (format!("consumer.formats.\"{topic}\""), *format)),
-    );
-    for (key, format) in formats {
-        ensure!(
-            format.supported(),
-            "config key `{key}`: the record format `{}` is not yet supported by the consumer (one record holding many events); use `logpipe`, `raw`, or send OTLP to the gateway's /v1/logs instead",
-            format.as_str()
-        );
-    }
     for topic in c.formats.keys() {
         if !topics.contains(topic) {
             bail!(
@@ -85,11 +68,7 @@ mod tests {
         let mut config = Config::default();
         config.validate().unwrap();
         config.consumer.format = RecordFormat::OtlpProto;
-        let error = config.validate().unwrap_err().to_string();
-        assert!(
-            error.contains("`consumer.format`") && error.contains("not yet supported"),
-            "{error}"
-        );
+        config.validate().unwrap();
         config.consumer.format = RecordFormat::Raw;
         config.validate().unwrap();
 
@@ -105,8 +84,7 @@ mod tests {
             .consumer
             .formats
             .insert("elsewhere".into(), RecordFormat::OtlpJson);
-        let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("consumer.formats.\"elsewhere\""), "{error}");
+        config.validate().unwrap();
         config.consumer.formats.clear();
 
         config.consumer.raw_service = "my service".into();

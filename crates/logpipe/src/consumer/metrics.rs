@@ -82,6 +82,9 @@ pub struct ConsumerMetrics {
     pub pauses: Family<ReasonLabels, Counter>,
     pub resumes: Counter,
     pub skipped_offsets: Counter,
+    /// Attributes left out of events decoded from OTLP records (over the limits, too deep, or a
+    /// repeated key); the events were stored.
+    pub attributes_dropped: Counter,
     pub lag_max: Family<MemberLabels, Gauge>,
     pub partition_lag: Family<PartitionLabels, Gauge>,
     pub assigned: Gauge,
@@ -117,6 +120,7 @@ impl ConsumerMetrics {
             pauses: Family::default(),
             resumes: Counter::default(),
             skipped_offsets: Counter::default(),
+            attributes_dropped: Counter::default(),
             lag_max: Family::default(),
             partition_lag: Family::default(),
             assigned: Gauge::default(),
@@ -142,6 +146,11 @@ impl ConsumerMetrics {
             "log_consumer_failed",
             "Records that could not be processed, by reason",
             m.failed.clone(),
+        );
+        registry.register(
+            "log_consumer_attributes_dropped",
+            "Attributes left out of events decoded from OTLP records (over limits.max_attributes or limits.max_attributes_bytes, nested too deep, or a repeated key); the events were stored",
+            m.attributes_dropped.clone(),
         );
         registry.register(
             "log_consumer_duplicates",

@@ -60,7 +60,10 @@ impl ConsumerService {
             group: c.group_id.clone(),
             max_uncommitted: c.max_uncommitted,
             limits: config.limits.to_model(),
-            formats: Arc::new(pipeline::formats::Formats::from_config(c)),
+            formats: Arc::new(pipeline::formats::Formats::from_config(
+                c,
+                metrics.attributes_dropped.clone(),
+            )),
             tags: Arc::new(c.tags.clone()),
             workers: c.workers,
             batch_size: c.batch_size,

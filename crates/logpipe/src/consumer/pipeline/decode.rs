@@ -10,7 +10,7 @@ use std::sync::Arc;
 use logpipe_model::{enrich, RecordMeta};
 
 use super::formats::Formats;
-use super::item::{Item, Prepared};
+use super::item::{Item, Logs, Prepared};
 use super::Deps;
 use crate::consumer::handoff::Fetched;
 
@@ -71,8 +71,8 @@ fn decode_lane(
         // A panic in decode or enrich is a bug, but it must cost one record (sent to the DLQ
         // with its reason), not the batch or the task.
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            formats.decode(&record, limits, now).map(|event| {
-                let meta = RecordMeta {
+            formats.decode(&record, limits, now).map(|events| {
+                let mut meta = RecordMeta {
                     topic: &record.topic,
                     partition: record.partition,
                     offset: record.offset,
@@ -81,20 +81,23 @@ fn decode_lane(
                     ingest_header: record.raw.ingest_header.as_deref(),
                     request_id_header: record.raw.request_id_header.as_deref(),
                 };
-                enrich(event, &meta, tags, now)
+                let mut logs = Logs::with_capacity(events.len());
+                for (index, event) in events.into_iter().enumerate() {
+                    // A Kafka record is at most 2 GiB, far fewer events than u32::MAX.
+                    meta.index = index as u32;
+                    logs.push(enrich(event, &meta, tags, now));
+                }
+                logs
             })
         }));
-        let (log, poison) = match decoded {
-            Ok(Ok(log)) => (Some(log), None),
-            Ok(Err(rejection)) => (
-                None,
-                Some(Box::new((
-                    rejection.code().to_string(),
-                    rejection.to_string(),
-                ))),
+        let (logs, poison) = match decoded {
+            Ok(Ok(logs)) => (logs, None),
+            Ok(Err(refusal)) => (
+                Logs::new(),
+                Some(Box::new((refusal.code.to_string(), refusal.message))),
             ),
             Err(_) => (
-                None,
+                Logs::new(),
                 Some(Box::new((
                     "panic".to_string(),
                     "decoding this record panicked (a logpipe bug; please report it)".to_string(),
@@ -109,7 +112,7 @@ fn decode_lane(
             key: record.raw.key.as_ref().map(|_| record.lane_hash),
             fetched_at: record.fetched_at,
             raw: record.raw,
-            log,
+            logs,
             poison,
             failure: None,
         });

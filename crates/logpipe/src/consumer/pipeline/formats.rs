@@ -1,14 +1,39 @@
 //! A record's value read in its topic's format (`consumer.format`, `consumer.formats`): logpipe's
-//! canonical JSON, or a plain-text line as other producers write them. Formats only decide what
-//! the event is; enrichment and everything after are the same for every format.
+//! canonical JSON, a plain-text line, or an OTLP export request holding many log records
+//! ([`super::otlp_records`]), as other producers write them. Formats only decide what the
+//! events are; enrichment and everything after are the same for every format.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use logpipe_model::{Limits, LogEvent, Rejection, ServiceName};
+use prometheus_client::metrics::counter::Counter;
+use smallvec::{smallvec, SmallVec};
 
+use super::otlp_records::{self, Encoding};
 use crate::config::{ConsumerConfig, RecordFormat};
 use crate::consumer::handoff::Fetched;
+
+/// The events one record holds, in order: their position is their `index` in the stores' key.
+/// One for most formats, kept inline.
+pub type Events = SmallVec<[LogEvent; 1]>;
+
+/// Why a record cannot be processed: a stable code (the dead-letter record's error type) and a
+/// message for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Refusal {
+            code: rejection.code(),
+            message: rejection.to_string(),
+        }
+    }
+}
 
 /// The format of every consumed topic, and what `raw` records need besides their value.
 #[derive(Debug, Clone)]
@@ -18,16 +43,21 @@ pub struct Formats {
     /// `consumer.raw_service`; `None`: the topic's name.
     raw_service: Option<ServiceName>,
     raw_service_from_key: bool,
+    /// Attributes left out of OTLP events (over the limits, too deep, or a repeated key):
+    /// `log_consumer_attributes_dropped_total`.
+    dropped_attributes: Counter,
 }
 
 impl Formats {
-    /// From a validated configuration (an invalid `raw_service` was refused at load).
-    pub fn from_config(c: &ConsumerConfig) -> Formats {
+    /// From a validated configuration (an invalid `raw_service` was refused at load), counting
+    /// dropped attributes in `dropped_attributes`.
+    pub fn from_config(c: &ConsumerConfig, dropped_attributes: Counter) -> Formats {
         Formats {
             default: c.format,
             by_topic: c.formats.iter().map(|(t, f)| (t.clone(), *f)).collect(),
             raw_service: ServiceName::try_from(c.raw_service.as_str()).ok(),
             raw_service_from_key: c.raw_service_from_key,
+            dropped_attributes,
         }
     }
 
@@ -36,15 +66,15 @@ impl Formats {
         self.by_topic.get(topic).copied().unwrap_or(self.default)
     }
 
-    /// Decodes one record's value. An event without a time of its own gets the Kafka record's
-    /// timestamp (CreateTime or LogAppendTime, whichever the topic keeps), or `now`, the time it
-    /// is consumed, when the record has none.
+    /// Decodes one record's value into its events. An event without a time of its own gets the
+    /// Kafka record's timestamp (CreateTime or LogAppendTime, whichever the topic keeps), or
+    /// `now`, the time it is consumed, when the record has none.
     pub fn decode(
         &self,
         record: &Fetched,
         limits: &Limits,
         now: DateTime<Utc>,
-    ) -> Result<LogEvent, Rejection> {
+    ) -> Result<Events, Refusal> {
         let payload = record.raw.payload.as_deref().unwrap_or_default();
         let timestamp = record
             .raw
@@ -52,24 +82,32 @@ impl Formats {
             .filter(|ms| *ms >= 0)
             .and_then(DateTime::from_timestamp_millis)
             .unwrap_or(now);
-        match self.of(&record.topic) {
-            RecordFormat::Logpipe => LogEvent::decode_with_default(payload, limits, timestamp),
+        let encoding = match self.of(&record.topic) {
+            RecordFormat::Logpipe => {
+                return Ok(smallvec![LogEvent::decode_with_default(
+                    payload, limits, timestamp
+                )?])
+            }
             RecordFormat::Raw => {
-                LogEvent::from_line(payload, self.raw_service(record)?, timestamp, limits)
+                let service = self.raw_service(record)?;
+                return Ok(smallvec![LogEvent::from_line(
+                    payload, service, timestamp, limits
+                )?]);
             }
-            // Refused by config validation; a record that still gets here is not guessed at.
-            format @ (RecordFormat::OtlpProto | RecordFormat::OtlpJson) => {
-                Err(Rejection::InvalidJson {
-                    detail: format!(
-                        "the record format `{}` is not supported by this consumer",
-                        format.as_str()
-                    ),
-                })
-            }
+            RecordFormat::OtlpProto => Encoding::Protobuf,
+            RecordFormat::OtlpJson => Encoding::Json,
+        };
+        let service = self.raw_service(record)?;
+        let (events, dropped) =
+            otlp_records::decode(payload, encoding, &service, timestamp, limits)?;
+        if dropped > 0 {
+            self.dropped_attributes.inc_by(dropped);
         }
+        Ok(events)
     }
 
-    /// The service of a `raw` record: its key (when configured and a valid service name), else
+    /// The service of a `raw` record, and of an OTLP log record whose resource has no
+    /// `service.name`: the record key (when configured and a valid service name), else
     /// `consumer.raw_service`, else the topic's name.
     fn raw_service(&self, record: &Fetched) -> Result<ServiceName, Rejection> {
         if self.raw_service_from_key {
@@ -123,7 +161,7 @@ mod tests {
     fn formats(configure: impl FnOnce(&mut ConsumerConfig)) -> Formats {
         let mut c = ConsumerConfig::default();
         configure(&mut c);
-        Formats::from_config(&c)
+        Formats::from_config(&c, Counter::default())
     }
 
     fn now() -> DateTime<Utc> {
@@ -136,19 +174,17 @@ mod tests {
     fn a_json_record_without_timestamp_takes_the_kafka_timestamp() {
         let f = formats(|_| {});
         let value = br#"{"service":"billing","message":"paid"}"#;
-        let event = f
-            .decode(
-                &record("t", None, value, Some(KAFKA_MS)),
-                &Limits::DEFAULT,
-                now(),
-            )
-            .unwrap();
+        let event = single(f.decode(
+            &record("t", None, value, Some(KAFKA_MS)),
+            &Limits::DEFAULT,
+            now(),
+        ))
+        .unwrap();
         assert_eq!(event.timestamp.timestamp_millis(), KAFKA_MS);
         assert_eq!(event.level, logpipe_model::Level::Info);
         // No record timestamp (-1 is Kafka's "none"), or none at all: the time it is consumed.
         for ts in [Some(-1), None] {
-            let event = f
-                .decode(&record("t", None, value, ts), &Limits::DEFAULT, now())
+            let event = single(f.decode(&record("t", None, value, ts), &Limits::DEFAULT, now()))
                 .unwrap();
             assert_eq!(event.timestamp, now());
         }
@@ -165,18 +201,18 @@ mod tests {
                 now(),
             )
             .unwrap_err();
-        assert_eq!(err.code(), "unknown_field");
+        assert_eq!(err.code, "unknown_field");
     }
 
     #[test]
     fn raw_records_take_their_service_from_config_key_or_topic() {
         let line = b"disk full on /var\n";
         let decode = |f: &Formats, topic: &str, key: Option<&[u8]>| {
-            f.decode(
+            single(f.decode(
                 &record(topic, key, line, Some(KAFKA_MS)),
                 &Limits::DEFAULT,
                 now(),
-            )
+            ))
         };
         let by_topic = formats(|c| {
             c.formats.insert("syslog".into(), RecordFormat::Raw);
@@ -189,7 +225,7 @@ mod tests {
         assert_eq!(
             decode(&by_topic, "application-logs", None)
                 .unwrap_err()
-                .code(),
+                .code,
             "invalid_json"
         );
         let long = "t".repeat(249);
@@ -222,7 +258,15 @@ mod tests {
                 now(),
             )
             .unwrap_err();
-        assert_eq!(err.code(), "invalid_utf8");
+        assert_eq!(err.code, "invalid_utf8");
+    }
+
+    /// The one event of a one-event format.
+    fn single(decoded: Result<Events, Refusal>) -> Result<LogEvent, Refusal> {
+        decoded.map(|events| {
+            assert_eq!(events.len(), 1, "one event per record");
+            events.into_iter().next().unwrap()
+        })
     }
 
     fn by_topic_raw() -> Formats {

@@ -1,13 +1,19 @@
 //! One record on its way from fetch to outcome (`Item`): where it came from, what it was in
-//! Kafka (kept for the dead-letter topic), what it decoded to, and how its attempts went.
+//! Kafka (kept for the dead-letter topic), the events it decoded to, and how its attempts went.
+//! The record is the unit of retries, the dead-letter topic and commits, whatever number of
+//! events it holds.
 
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use logpipe_model::EnrichedLog;
+use smallvec::SmallVec;
 
 use crate::consumer::handoff::{Epoch, Raw};
 use crate::consumer::offsets::Tp;
+
+/// A record's enriched events, in the record's order (one inline for most formats).
+pub(super) type Logs = SmallVec<[EnrichedLog; 1]>;
 
 /// One record from fetch to outcome.
 pub(super) struct Item {
@@ -19,8 +25,8 @@ pub(super) struct Item {
     pub key: Option<u64>,
     pub fetched_at: Instant,
     pub raw: Raw,
-    /// The decoded record; None for poison (and while its row is being written).
-    pub log: Option<EnrichedLog>,
+    /// The decoded record's events; empty for poison (and while its rows are being written).
+    pub logs: Logs,
     /// Why it can never be processed: (error type, message). Boxed, like `failure`: both are
     /// rare, and an `Item` is moved several times on the hot path (smaller is faster).
     pub poison: Option<Box<(String, String)>>,
@@ -68,10 +74,10 @@ impl Item {
         }
     }
 
-    /// Its trace id, when it was decoded and has one, or "".
+    /// The trace id of its first event, when it was decoded and has one, or "".
     pub fn trace_id(&self) -> &str {
-        self.log
-            .as_ref()
+        self.logs
+            .first()
             .and_then(|l| l.event.trace_id.as_ref())
             .map(|t| t.as_str())
             .unwrap_or_default()
@@ -114,7 +120,7 @@ impl Item {
                 request_id_header: None,
                 replay_count: 0,
             },
-            log: None,
+            logs: Logs::new(),
             poison: None,
             failure: None,
         }

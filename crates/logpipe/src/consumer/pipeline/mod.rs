@@ -45,6 +45,7 @@ pub mod decode;
 pub mod formats;
 pub mod item;
 pub mod letters;
+pub mod otlp_records;
 pub mod scheduler;
 pub mod step_runner;
 pub mod store;

@@ -52,20 +52,22 @@ impl StepRunner {
         let permits = self.permits.clone();
         self.running.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let log = item.log.as_ref().expect("only decoded records run steps");
             let run = async {
-                for step in steps.iter() {
-                    match tokio::time::timeout(timeout, step.run(log)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Err((step.name().to_string(), e)),
-                        Err(_) => {
-                            return Err((
-                                step.name().to_string(),
-                                StepError::retryable(format!(
-                                    "attempt timed out after {}",
-                                    humantime::format_duration(timeout)
-                                )),
-                            ))
+                // Each event of the record through every step; the record passes when all did.
+                for log in &item.logs {
+                    for step in steps.iter() {
+                        match tokio::time::timeout(timeout, step.run(log)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Err((step.name().to_string(), e)),
+                            Err(_) => {
+                                return Err((
+                                    step.name().to_string(),
+                                    StepError::retryable(format!(
+                                        "attempt timed out after {}",
+                                        humantime::format_duration(timeout)
+                                    )),
+                                ))
+                            }
                         }
                     }
                 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use logpipe_aggregates::{Aggregates, ApplyOutcome, BatchDelta, Contribution};
 use logpipe_model::EnrichedLog;
+use smallvec::SmallVec;
 
 use super::circuit::Circuit;
 use crate::consumer::offsets::Tp;
@@ -21,8 +22,8 @@ pub(super) struct Tally {
     /// Applied-offset watermark of each owned partition in the aggregates.
     watermarks: HashMap<Tp, i64>,
     /// Stored records not yet counted (their partition's commit point is behind them), by
-    /// partition and offset.
-    held: HashMap<Tp, BTreeMap<i64, Contribution>>,
+    /// partition and offset: one contribution per event of the record.
+    held: HashMap<Tp, BTreeMap<i64, SmallVec<[Contribution; 1]>>>,
 }
 
 impl Tally {
@@ -36,12 +37,12 @@ impl Tally {
         }
     }
 
-    /// A stored record, to be counted once the commit point passes it.
-    pub fn hold(&mut self, tp: &Tp, offset: i64, log: &EnrichedLog) {
+    /// A stored record's events, to be counted once the commit point passes the record.
+    pub fn hold(&mut self, tp: &Tp, offset: i64, logs: &[EnrichedLog]) {
         self.held
             .entry(tp.clone())
             .or_default()
-            .insert(offset, Contribution::of(log));
+            .insert(offset, logs.iter().map(Contribution::of).collect());
     }
 
     /// Stored records not yet counted.
@@ -76,8 +77,10 @@ impl Tally {
                 }
                 delta.cover(&tp.0, tp.1, after, through);
                 if let Some(held) = self.held.get(tp) {
-                    for (offset, contribution) in held.range(after + 1..=through) {
-                        delta.add_contribution(&tp.0, tp.1, *offset, contribution);
+                    for (offset, contributions) in held.range(after + 1..=through) {
+                        for contribution in contributions {
+                            delta.add_contribution(&tp.0, tp.1, *offset, contribution);
+                        }
                     }
                 }
                 targets.push((tp.clone(), through));

@@ -4,7 +4,6 @@
 //! the dead-letter topic ([`super::letters`]), then the aggregates up to each commit point
 //! ([`super::tally`]) and the moved commit points to the poll thread.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -159,13 +158,16 @@ impl Writer {
         self.start_steps();
     }
 
-    /// One store round for the ready records; refused records (found by splitting) fail an
-    /// attempt, the rest are done.
+    /// One store round for the ready records' events; a record with an event the store refused
+    /// (found by splitting) fails an attempt whole, the rest are done.
     async fn store(&mut self, mut items: Vec<Item>) {
-        let logs: Vec<EnrichedLog> = items
-            .iter_mut()
-            .map(|i| i.log.take().expect("ready records are decoded"))
-            .collect();
+        // Every record's events in one list; `ends[i]` is where record i's events end in it.
+        let mut logs: Vec<EnrichedLog> = Vec::with_capacity(items.len());
+        let mut ends = Vec::with_capacity(items.len());
+        for item in &mut items {
+            logs.extend(item.logs.drain(..));
+            ends.push(logs.len());
+        }
         let started = Instant::now();
         let outcome = write_round(
             &self.deps.store,
@@ -180,21 +182,34 @@ impl Writer {
 
         let stored_at = Instant::now();
         let now = Utc::now();
-        let refused: HashMap<usize, String> = outcome.refused.into_iter().collect();
-        for (index, (mut item, log)) in items.into_iter().zip(logs).enumerate() {
-            if let Some(error) = refused.get(&index) {
-                item.log = Some(log);
-                self.failed(item, "store_rejected".into(), error.clone(), Stage::Store);
+        let mut refused = outcome.refused;
+        refused.sort_unstable_by_key(|(index, _)| *index);
+        let mut refused = refused.into_iter().peekable();
+        let mut logs = logs.into_iter();
+        let mut start = 0;
+        for (mut item, end) in items.into_iter().zip(ends) {
+            item.logs.extend(logs.by_ref().take(end - start));
+            // Refusals in round order: those below `end` are this record's events.
+            let mut error = None;
+            while let Some((_, e)) = refused.next_if(|(index, _)| *index < end) {
+                error.get_or_insert(e);
+            }
+            start = end;
+            if let Some(error) = error {
+                self.failed(item, "store_rejected".into(), error, Stage::Store);
                 continue;
             }
             m.processing_time
                 .observe(stored_at.duration_since(item.fetched_at).as_secs_f64());
-            if let Some(ingested) = log.ingested_at {
-                let seconds = (now - ingested).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-                m.e2e_latency.observe(seconds);
-                self.deps.stats.record_latency(seconds);
+            for log in &item.logs {
+                if let Some(ingested) = log.ingested_at {
+                    let seconds =
+                        (now - ingested).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+                    m.e2e_latency.observe(seconds);
+                    self.deps.stats.record_latency(seconds);
+                }
             }
-            self.tally.hold(&item.tp, item.offset, &log);
+            self.tally.hold(&item.tp, item.offset, &item.logs);
             self.scheduler.finished(&item.tp, item.key, item.offset);
         }
         m.success.inc_by(outcome.inserted + outcome.duplicates);

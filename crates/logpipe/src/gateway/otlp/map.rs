@@ -103,10 +103,34 @@ pub(crate) fn map_request(request: ExportLogsServiceRequest, cx: &Context<'_>) -
         events: Vec::with_capacity(count_records(&request)),
         ..Mapped::default()
     };
+    out.dropped_attributes = for_each_record(request, cx, |_, outcome| match outcome {
+        Ok(event) => out.events.push(event),
+        Err(reason) => {
+            let entry = out
+                .rejected
+                .entry(reason.code())
+                .or_insert_with(|| (0, reason.to_string()));
+            entry.0 += 1;
+        }
+    });
+    out
+}
+
+/// Maps every record of `request` in order, handing `each` the record's position among all the
+/// request's records (resource by resource, scope by scope: a position the same bytes always
+/// give the same record) and its event or rejection. Returns how many attributes were left out
+/// of the mapped events.
+pub(crate) fn for_each_record(
+    request: ExportLogsServiceRequest,
+    cx: &Context<'_>,
+    mut each: impl FnMut(usize, Result<LogEvent, Rejection>),
+) -> u64 {
+    let mut dropped = 0;
+    let mut position = 0;
     for resource_logs in request.resource_logs {
         let resource = resource_logs.resource.unwrap_or_default();
         let (service, host, rest) = split_resource(resource.attributes, cx.default_service);
-        let resource_members = Member::all("resource.", &rest, &mut out.dropped_attributes);
+        let resource_members = Member::all("resource.", &rest, &mut dropped);
         for scope_logs in resource_logs.scope_logs {
             let scope = scope_logs.scope.unwrap_or_default();
             let scope_members: Vec<Member> =
@@ -122,23 +146,16 @@ pub(crate) fn map_request(request: ExportLogsServiceRequest, cx: &Context<'_>) -
                     scope: &scope_members,
                     resource: &resource_members,
                 };
-                match map_record(record, &shared, cx) {
-                    Ok((event, dropped)) => {
-                        out.dropped_attributes += dropped;
-                        out.events.push(event);
-                    }
-                    Err(reason) => {
-                        let entry = out
-                            .rejected
-                            .entry(reason.code())
-                            .or_insert_with(|| (0, reason.to_string()));
-                        entry.0 += 1;
-                    }
-                }
+                let outcome = map_record(record, &shared, cx).map(|(event, n)| {
+                    dropped += n;
+                    event
+                });
+                each(position, outcome);
+                position += 1;
             }
         }
     }
-    out
+    dropped
 }
 
 /// What every record of one resource and scope shares.
