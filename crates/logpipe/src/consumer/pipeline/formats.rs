@@ -184,8 +184,8 @@ mod tests {
         assert_eq!(event.level, logpipe_model::Level::Info);
         // No record timestamp (-1 is Kafka's "none"), or none at all: the time it is consumed.
         for ts in [Some(-1), None] {
-            let event = single(f.decode(&record("t", None, value, ts), &Limits::DEFAULT, now()))
-                .unwrap();
+            let event =
+                single(f.decode(&record("t", None, value, ts), &Limits::DEFAULT, now())).unwrap();
             assert_eq!(event.timestamp, now());
         }
         // The logpipe format keeps its strict field rules.

@@ -182,13 +182,16 @@ mod tests {
     #[test]
     fn a_record_with_one_bad_log_record_is_refused_whole_with_the_first_reason() {
         let mut bad = request();
-        bad.resource_logs[1].scope_logs[0].log_records.push(LogRecord {
-            body: None,
-            ..record("", 9)
-        });
         bad.resource_logs[1].scope_logs[0]
             .log_records
-            .push(record(&"x".repeat(Limits::DEFAULT.max_message_bytes + 1), 9));
+            .push(LogRecord {
+                body: None,
+                ..record("", 9)
+            });
+        bad.resource_logs[1].scope_logs[0].log_records.push(record(
+            &"x".repeat(Limits::DEFAULT.max_message_bytes + 1),
+            9,
+        ));
         let refusal = run(&bad.encode_to_vec(), Encoding::Protobuf).unwrap_err();
         assert_eq!(refusal.code, "empty_message");
         assert!(
@@ -205,7 +208,11 @@ mod tests {
         let json = serde_json::to_vec(&request()).unwrap();
         let refusal = run(&json, Encoding::Protobuf).unwrap_err();
         assert_eq!(refusal.code, "invalid_otlp");
-        assert!(refusal.message.contains("consumer.formats"), "{}", refusal.message);
+        assert!(
+            refusal.message.contains("consumer.formats"),
+            "{}",
+            refusal.message
+        );
         let refusal = run(&request().encode_to_vec(), Encoding::Json).unwrap_err();
         assert_eq!(refusal.code, "invalid_otlp");
     }
