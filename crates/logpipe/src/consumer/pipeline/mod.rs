@@ -4,7 +4,10 @@
 //! 1. **assemble**: collects records into a batch (`batch_size`, or `batch_linger` after the first
 //!    record; while the writer is behind, a batch grows up to `max_batch_size`), then decodes and
 //!    enriches it on `workers` lanes. A record's lane is chosen by its key, so one key's records
-//!    are handled in order by one worker. A record that cannot be decoded is *poison*.
+//!    are handled in order by one worker. A record that cannot be decoded is *poison*. A record
+//!    decodes to one event, or to many (an OTLP export request, [`otlp_records`]); either way
+//!    the record stays the unit of everything below: steps, retries, the dead-letter topic,
+//!    commit points.
 //! 2. **write** ([`writer`]): schedules every record to an outcome: stored, or dead-lettered.
 //!    - Poison goes to the dead-letter topic at once.
 //!    - Processing steps ([`super::steps`], if any) run per record, concurrently across keys and
@@ -25,7 +28,8 @@
 //!      (keeping group membership and polling), and the same write is retried with backoff until
 //!      it succeeds. Nothing goes to the dead-letter topic and nothing is committed meanwhile.
 //!
-//! Replays are harmless: the store ignores rows whose Kafka coordinates it already holds, and the
+//! Replays are harmless: the store ignores rows whose Kafka coordinates (with the event's index
+//! in its record) it already holds, and the
 //! aggregates only count records past each partition's applied-offset watermark, checked and moved
 //! atomically with the increments.
 //!
