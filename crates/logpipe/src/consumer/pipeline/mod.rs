@@ -29,9 +29,8 @@
 //!      it succeeds. Nothing goes to the dead-letter topic and nothing is committed meanwhile.
 //!
 //! Replays are harmless: the store ignores rows whose Kafka coordinates (with the event's index
-//! in its record) it already holds, and the
-//! aggregates only count records past each partition's applied-offset watermark, checked and moved
-//! atomically with the increments.
+//! in its record) it already holds, and the aggregates only count records past each partition's
+//! applied-offset watermark, checked and moved atomically with the increments.
 //!
 //! Order: records of one key are processed in offset order (steps, retries). One exception: when
 //! the store refuses a record, later records of its key already written in the same COPY stay
