@@ -66,11 +66,9 @@ pub struct Accepted<'a> {
     responses(
         (status = 202, description = "Stored in Kafka", body = Accepted),
         (status = 400, description = "The event breaks a rule (`error.code` names it)", body = ErrorResponse),
-        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
-        (status = 403, description = "The API key lacks the `ingest` scope", body = ErrorResponse),
         (status = 413, description = "The body is larger than `gateway.max_body_bytes`", body = ErrorResponse),
         (status = 415, description = "Content-Type is not `application/json`, or an unknown Content-Encoding", body = ErrorResponse),
-        (status = 503, description = "Kafka or the producer is unavailable or saturated; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        schemas::IngestFailures,
     ),
 )]
 pub(crate) async fn ingest_one(
@@ -105,11 +103,9 @@ pub(crate) async fn ingest_one(
     responses(
         (status = 202, description = "The valid events are stored in Kafka", body = Accepted),
         (status = 400, description = "Not a batch, or no event is valid (`rejected` lists why)", body = ErrorResponse),
-        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
-        (status = 403, description = "The API key lacks the `ingest` scope", body = ErrorResponse),
         (status = 413, description = "More events than `gateway.max_batch_events`, or a body larger than `gateway.max_body_bytes`", body = ErrorResponse),
         (status = 415, description = "Content-Type is not `application/json` or `application/x-ndjson`, or an unknown Content-Encoding", body = ErrorResponse),
-        (status = 503, description = "Kafka or the producer is unavailable or saturated; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        schemas::IngestFailures,
     ),
 )]
 pub(crate) async fn ingest_batch(

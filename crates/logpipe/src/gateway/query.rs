@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{schemas, GatewayState};
 use crate::config::GatewayConfig;
-use crate::http::{ApiError, ErrorResponse, RequestId};
+use crate::http::{ApiError, RequestId};
 use range::parse_time;
 pub use range::QueryLimits;
 
@@ -162,10 +162,7 @@ type Params<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
     params(LogsParams),
     responses(
         (status = 200, description = "A page of logs; `next_cursor` is null on the last page", body = LogsResponse),
-        (status = 400, description = "A parameter is invalid (`error.code`: `invalid_query`, `time_out_of_range`, `range_too_large`, `q_too_long`)", body = ErrorResponse),
-        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
-        (status = 403, description = "The API key lacks the `read` scope, or (without API keys) the client is not on the gateway's machine", body = ErrorResponse),
-        (status = 503, description = "The store did not answer in time, or this gateway has no stores; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        schemas::QueryFailures,
     ),
 )]
 pub async fn logs(
@@ -246,10 +243,7 @@ async fn query_logs(state: &GatewayState, params: Params<LogsParams>) -> Result<
     params(StatsParams),
     responses(
         (status = 200, description = "Counts by level, service and minute, and the top errors", body = StatsResponse),
-        (status = 400, description = "A parameter is invalid (`error.code`: `invalid_query`, `time_out_of_range`, `range_too_large`, `q_too_long`)", body = ErrorResponse),
-        (status = 401, description = "An API key is required, or the key is not valid", body = ErrorResponse),
-        (status = 403, description = "The API key lacks the `read` scope, or (without API keys) the client is not on the gateway's machine", body = ErrorResponse),
-        (status = 503, description = "The store did not answer in time, or this gateway has no stores; retry after `Retry-After`", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        schemas::QueryFailures,
     ),
 )]
 pub async fn stats(

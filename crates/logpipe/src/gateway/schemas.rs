@@ -10,6 +10,8 @@ use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, 
 use utoipa::openapi::{OneOfBuilder, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::http::ErrorResponse;
+
 /// A duration ago: a whole number and one unit (the grammar `query::range` parses). One that
 /// reaches before the year 0000 is a 400 `time_out_of_range`.
 const AGO_PATTERN: &str = "^[0-9]+[smhdwy]$";
@@ -80,4 +82,51 @@ pub fn time_param() -> RefOr<Schema> {
                 )),
         )
         .into()
+}
+
+/// The failure answers both ingest routes share, named in their `responses(...)`. Only the
+/// document uses these types; the handlers answer through `ApiError`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum IngestFailures {
+    #[response(
+        status = 401,
+        description = "An API key is required, or the key is not valid"
+    )]
+    Unauthorized(ErrorResponse<'static>),
+    #[response(status = 403, description = "The API key lacks the `ingest` scope")]
+    Forbidden(ErrorResponse<'static>),
+    #[response(
+        status = 503,
+        description = "Kafka or the producer is unavailable or saturated; retry after `Retry-After`",
+        headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+    )]
+    Unavailable(ErrorResponse<'static>),
+}
+
+/// The failure answers both query routes share.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum QueryFailures {
+    #[response(
+        status = 400,
+        description = "A parameter is invalid (`error.code`: `invalid_query`, `time_out_of_range`, `range_too_large`, `q_too_long`)"
+    )]
+    Invalid(ErrorResponse<'static>),
+    #[response(
+        status = 401,
+        description = "An API key is required, or the key is not valid"
+    )]
+    Unauthorized(ErrorResponse<'static>),
+    #[response(
+        status = 403,
+        description = "The API key lacks the `read` scope, or (without API keys) the client is not on the gateway's machine"
+    )]
+    Forbidden(ErrorResponse<'static>),
+    #[response(
+        status = 503,
+        description = "The store did not answer in time, or this gateway has no stores; retry after `Retry-After`",
+        headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+    )]
+    Unavailable(ErrorResponse<'static>),
 }
