@@ -139,7 +139,7 @@ impl ConsumerMetrics {
         }
         registry.register(
             "log_consumer_success",
-            "Records durably stored and counted",
+            "Events durably stored and counted (one per record, but one per log record of an OTLP record)",
             m.success.clone(),
         );
         registry.register(
@@ -154,7 +154,7 @@ impl ConsumerMetrics {
         );
         registry.register(
             "log_consumer_duplicates",
-            "Replayed records the store already held (not written again)",
+            "Replayed events the store already held (not written again)",
             m.duplicates.clone(),
         );
         registry.register(
