@@ -228,3 +228,85 @@ async fn external_otlp_records_store_each_log_record_once_with_its_index() {
     assert_eq!(counted(&s, &json_service), 2, "{s}");
     app.shutdown().await.unwrap();
 }
+
+/// The store refusing one event's row (a CHECK constraint PostgreSQL enforces) fails its whole
+/// record: retried, then dead-lettered as `exhausted` `store_rejected`. The rows of its other
+/// events were written by then and stay (docs/consumer.md says so); every other record of the
+/// round is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_an_otlp_record_with_an_event_the_store_refuses_is_retried_whole_then_dead_lettered(
+) {
+    use logpipe::dlq::headers as dlq;
+
+    let mut config = external_config().await;
+    config.retry.base = Duration::from_millis(100);
+    let run = unique("otlp-refused");
+    let topic = unique("it-otlp-refused");
+    produce(json!({"brokers": config.kafka.brokers, "create": [topic]}));
+    config.consumer.topics = vec![config.kafka.topic.clone(), topic.clone()];
+    config
+        .consumer
+        .formats
+        .insert(topic.clone(), RecordFormat::OtlpProto);
+    let (client, connection) = tokio_postgres::connect(&config.postgres.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"{}\".logs ADD CONSTRAINT it_refuse_otlp CHECK (message <> '{run} no')",
+            config.postgres.schema
+        ))
+        .await
+        .unwrap();
+    let app = start(config.clone(), Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+
+    let service = format!("{run}-svc");
+    let request = |messages: &[&str]| {
+        let records = messages
+            .iter()
+            .map(|m| json!({"body": text(&format!("{run} {m}"))}))
+            .collect();
+        json!({"resourceLogs": [resource(Some(&service), json!({}), records)]})
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let records: Vec<Value> = [
+        request(&["a", "b"]),
+        request(&["c", "no", "d"]),
+        request(&["e", "f", "g"]),
+    ]
+    .into_iter()
+    .map(|otlp| json!({"topic": topic, "encoding": "proto", "otlp": otlp, "timestamp_ms": now}))
+    .collect();
+    let sent = produce_otlp(json!({"brokers": config.kafka.brokers, "records": records}));
+
+    let dead = crate::support::read_all(&config.kafka.brokers, &config.kafka.dlq_topic, 1).await;
+    assert_eq!(dead.len(), 1, "only the record holding the refused row");
+    let d = &dead[0];
+    assert_eq!(
+        d.header(dlq::ORIGINAL_OFFSET),
+        Some(&*sent[1].2.to_string())
+    );
+    assert_eq!(d.header(dlq::ERROR_CLASS), Some("exhausted"));
+    assert_eq!(d.header(dlq::ERROR_TYPE), Some("store_rejected"));
+    assert!(
+        d.header(dlq::ERROR_MESSAGE)
+            .unwrap()
+            .contains("it_refuse_otlp"),
+        "{:?}",
+        d.header(dlq::ERROR_MESSAGE)
+    );
+    // Every other event once; the refused record's own good events (c, d) were written.
+    let logs = stored(&base, &run, 7).await;
+    let messages: Vec<&str> = logs
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .map(|m| format!("{run} {m}"))
+        .collect();
+    assert_eq!(messages, expected);
+    app.shutdown().await.unwrap();
+}
