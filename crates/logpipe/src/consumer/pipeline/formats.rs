@@ -1,5 +1,6 @@
 //! A record's value read in its topic's format (`consumer.format`, `consumer.formats`): logpipe's
-//! canonical JSON, or a plain-text line as other producers write them. Formats only decide what
+//! canonical JSON, a plain-text line, or any JSON log object ([`super::json`]) as other
+//! producers write them. Formats only decide what
 //! the event is; enrichment and everything after are the same for every format.
 
 use std::collections::HashMap;
@@ -7,10 +8,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use logpipe_model::{Limits, LogEvent, Rejection, ServiceName};
 
-use crate::config::{ConsumerConfig, RecordFormat};
+use crate::config::{ConsumerConfig, JsonFields, RecordFormat};
 use crate::consumer::handoff::Fetched;
 
-/// The format of every consumed topic, and what `raw` records need besides their value.
+/// The format of every consumed topic, and what `raw` and `json` records need besides their
+/// value.
 #[derive(Debug, Clone)]
 pub struct Formats {
     default: RecordFormat,
@@ -18,6 +20,7 @@ pub struct Formats {
     /// `consumer.raw_service`; `None`: the topic's name.
     raw_service: Option<ServiceName>,
     raw_service_from_key: bool,
+    json_fields: JsonFields,
 }
 
 impl Formats {
@@ -28,6 +31,7 @@ impl Formats {
             by_topic: c.formats.iter().map(|(t, f)| (t.clone(), *f)).collect(),
             raw_service: ServiceName::try_from(c.raw_service.as_str()).ok(),
             raw_service_from_key: c.raw_service_from_key,
+            json_fields: c.json_fields.clone(),
         }
     }
 
@@ -57,6 +61,13 @@ impl Formats {
             RecordFormat::Raw => {
                 LogEvent::from_line(payload, self.raw_service(record)?, timestamp, limits)
             }
+            RecordFormat::Json => super::json::decode(
+                payload,
+                &self.json_fields,
+                &self.raw_service(record)?,
+                timestamp,
+                limits,
+            ),
             // Refused by config validation; a record that still gets here is not guessed at.
             format @ (RecordFormat::OtlpProto | RecordFormat::OtlpJson) => {
                 Err(Rejection::InvalidJson {
@@ -69,7 +80,7 @@ impl Formats {
         }
     }
 
-    /// The service of a `raw` record: its key (when configured and a valid service name), else
+    /// The service of a `raw` record (and of a `json` record without one): its key (when configured and a valid service name), else
     /// `consumer.raw_service`, else the topic's name.
     fn raw_service(&self, record: &Fetched) -> Result<ServiceName, Rejection> {
         if self.raw_service_from_key {
@@ -223,6 +234,43 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.code(), "invalid_utf8");
+    }
+
+    #[test]
+    fn json_records_take_kafka_time_and_the_raw_service_fallback() {
+        let f = formats(|c| {
+            c.formats.insert("app-json".into(), RecordFormat::Json);
+            c.raw_service_from_key = true;
+        });
+        let value = br#"{"msg":"hello","log.level":"warning","logger":"x"}"#;
+        let event = f
+            .decode(
+                &record("app-json", Some(b"api-2"), value, Some(KAFKA_MS)),
+                &Limits::DEFAULT,
+                now(),
+            )
+            .unwrap();
+        assert_eq!(event.timestamp.timestamp_millis(), KAFKA_MS);
+        assert_eq!(event.service.as_str(), "api-2");
+        assert_eq!(event.level, logpipe_model::Level::Warn);
+        assert_eq!(event.attributes.unwrap().get(), r#"{"logger":"x"}"#);
+        let event = f
+            .decode(
+                &record("app-json", None, value, None),
+                &Limits::DEFAULT,
+                now(),
+            )
+            .unwrap();
+        assert_eq!(event.service.as_str(), "app-json");
+        assert_eq!(event.timestamp, now());
+        let err = f
+            .decode(
+                &record("app-json", None, br#"{"text":"m"}"#, None),
+                &Limits::DEFAULT,
+                now(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), "missing_field");
     }
 
     fn by_topic_raw() -> Formats {

@@ -44,6 +44,7 @@ pub mod circuit;
 pub mod decode;
 pub mod formats;
 pub mod item;
+pub mod json;
 pub mod letters;
 pub mod scheduler;
 pub mod step_runner;
