@@ -18,7 +18,7 @@ use crate::support::{eventually, external_config, read_all, run_python, start, u
 /// `spec.records` with the idempotent producer and prints the (topic, partition, offset) of each
 /// as JSON, in order. A record's value is `value` (text) or `hex` (bytes); `timestamp_ms` sets
 /// its CreateTime (0: the client's clock).
-const PRODUCE: &str = r#"
+pub(crate) const PRODUCE: &str = r#"
 import json, sys
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -46,7 +46,7 @@ print(json.dumps(delivered))
 "#;
 
 /// Runs [`PRODUCE`]; returns each record's (topic, partition, offset).
-fn produce(spec: Value) -> Vec<(String, i32, i64)> {
+pub(crate) fn produce(spec: Value) -> Vec<(String, i32, i64)> {
     let (status, stdout, stderr) = run_python(PRODUCE, &[&spec.to_string()], &[]);
     assert!(
         status.success(),
@@ -56,18 +56,18 @@ fn produce(spec: Value) -> Vec<(String, i32, i64)> {
 }
 
 /// A Kafka timestamp an hour ago, in whole milliseconds (what a record timestamp can hold).
-fn an_hour_ago_ms() -> i64 {
+pub(crate) fn an_hour_ago_ms() -> i64 {
     chrono::Utc::now().timestamp_millis() - 3_600_000
 }
 
-fn millis(rfc3339: &Value) -> i64 {
+pub(crate) fn millis(rfc3339: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap())
         .unwrap()
         .timestamp_millis()
 }
 
 /// Waits until `n` events of services starting with `run` are stored; returns them by message.
-async fn stored(base: &str, run: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn stored(base: &str, run: &str, n: usize) -> Vec<Value> {
     eventually(
         Duration::from_secs(60),
         &format!("{n} events stored"),
@@ -83,7 +83,10 @@ async fn stored(base: &str, run: &str, n: usize) -> Vec<Value> {
 }
 
 /// The dead-letter records of `coordinates`, with their error types, once all arrived.
-async fn dead_lettered(config: &Config, coordinates: &[(String, i32, i64)]) -> Vec<String> {
+pub(crate) async fn dead_lettered(
+    config: &Config,
+    coordinates: &[(String, i32, i64)],
+) -> Vec<String> {
     let dead = read_all(
         &config.kafka.brokers,
         &config.kafka.dlq_topic,
