@@ -63,15 +63,15 @@ impl Level {
     }
 
     /// A level name as other tools write it: ours (case-insensitive, `WARNING` too), plus the
-    /// syslog, Python and .NET names logpipe's API does not take (`critical`, `crit`,
-    /// `emerg`, `alert`, `panic` are FATAL; `err` is ERROR; `notice`, `information` are INFO;
-    /// `dbg` is DEBUG). `None` for anything else (Loki's `unknown`, say):
-    /// the caller keeps the raw value where it found it.
+    /// syslog and Python names logpipe's API does not take (`critical`, `crit`, `emerg`,
+    /// `alert`, `panic` are FATAL; `err` is ERROR; `notice` is INFO; `dbg` is DEBUG). `None`
+    /// for anything else (Loki's `unknown`, say): the caller keeps the raw value where it found
+    /// it.
     pub fn from_foreign(name: &str) -> Option<Level> {
         if let Some(level) = Level::from_name(name) {
             return Some(level);
         }
-        const ALIASES: [(&str, Level); 9] = [
+        const ALIASES: [(&str, Level); 8] = [
             ("critical", Level::Fatal),
             ("crit", Level::Fatal),
             ("emerg", Level::Fatal),
@@ -79,7 +79,6 @@ impl Level {
             ("panic", Level::Fatal),
             ("err", Level::Error),
             ("notice", Level::Info),
-            ("information", Level::Info),
             ("dbg", Level::Debug),
         ];
         ALIASES
@@ -199,7 +198,7 @@ mod tests {
             ("err", Level::Error),
             ("ERROR", Level::Error),
             ("notice", Level::Info),
-            ("Information", Level::Info),
+            ("Notice", Level::Info),
             ("dbg", Level::Debug),
             ("trace", Level::Trace),
         ] {
