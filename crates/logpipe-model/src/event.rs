@@ -199,8 +199,9 @@ pub fn normalise_timestamp(timestamp: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(timestamp)
 }
 
-/// Parses an RFC 3339 timestamp with any offset into UTC.
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Rejection> {
+/// Parses an RFC 3339 timestamp with any offset into UTC, within the years 0000..=9999, truncated
+/// to microseconds: the `timestamp` rule, for adapters that find the text elsewhere.
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Rejection> {
     let invalid = |reason: String| Rejection::InvalidTimestamp {
         value: echo(text),
         reason,

@@ -1,8 +1,10 @@
 //! The severity [`Level`] of an event: six names, parsed case-insensitively, written upper-case.
 //!
 //! The set and the numbers follow OpenTelemetry's severity ranges, so events map onto OTLP
-//! without a table. Only `WARNING` is accepted as an alias: every extra alias is one more
-//! spelling every consumer of the API must know about.
+//! without a table. logpipe's own API accepts only `WARNING` as an alias: every extra alias is
+//! one more spelling every consumer of the API must know about. What other tools write (log
+//! shippers' labels, OTLP severity text, JSON log lines on Kafka) goes through
+//! [`Level::from_foreign`], the one alias rule for every foreign source.
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,6 +60,31 @@ impl Level {
             Level::Error => 17,
             Level::Fatal => 21,
         }
+    }
+
+    /// A level name as other tools write it: ours (case-insensitive, `WARNING` too), plus the
+    /// syslog and Python names logpipe's API does not take (`critical`, `crit`, `emerg`,
+    /// `alert`, `panic` are FATAL; `err` is ERROR; `notice` is INFO; `dbg` is DEBUG). `None`
+    /// for anything else (Loki's `unknown`, say): the caller keeps the raw value where it found
+    /// it.
+    pub fn from_foreign(name: &str) -> Option<Level> {
+        if let Some(level) = Level::from_name(name) {
+            return Some(level);
+        }
+        const ALIASES: [(&str, Level); 8] = [
+            ("critical", Level::Fatal),
+            ("crit", Level::Fatal),
+            ("emerg", Level::Fatal),
+            ("alert", Level::Fatal),
+            ("panic", Level::Fatal),
+            ("err", Level::Error),
+            ("notice", Level::Info),
+            ("dbg", Level::Debug),
+        ];
+        ALIASES
+            .iter()
+            .find(|(alias, _)| name.eq_ignore_ascii_case(alias))
+            .map(|(_, level)| *level)
     }
 
     /// Looks a name up without allocating (no `to_uppercase`): this runs for every event.
@@ -154,6 +181,31 @@ mod tests {
                 }),
                 "{rejected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn foreign_names_take_the_aliases_other_tools_write() {
+        for (name, level) in [
+            ("warning", Level::Warn),
+            ("WARN", Level::Warn),
+            ("CRITICAL", Level::Fatal),
+            ("crit", Level::Fatal),
+            ("Emerg", Level::Fatal),
+            ("alert", Level::Fatal),
+            ("panic", Level::Fatal),
+            ("fatal", Level::Fatal),
+            ("err", Level::Error),
+            ("ERROR", Level::Error),
+            ("notice", Level::Info),
+            ("Notice", Level::Info),
+            ("dbg", Level::Debug),
+            ("trace", Level::Trace),
+        ] {
+            assert_eq!(Level::from_foreign(name), Some(level), "{name}");
+        }
+        for unknown in ["unknown", "verbose", "", " info", "loud"] {
+            assert_eq!(Level::from_foreign(unknown), None, "{unknown:?}");
         }
     }
 

@@ -55,7 +55,7 @@ pub use batch::{
 };
 pub use enrich::{enrich, RecordMeta, REQUEST_ID_MAX_BYTES};
 pub use enriched::{fingerprint, EnrichedLog, Fingerprint, KafkaCoordinates};
-pub use event::{normalise_timestamp, LogEvent};
+pub use event::{normalise_timestamp, parse_timestamp, LogEvent};
 pub use fields::{HostName, Message, ServiceName, SpanId, TraceId};
 pub use fnv::{fnv1a_64, Fnv1a64};
 pub use level::Level;

@@ -64,6 +64,9 @@
 //! - [`consumer`]: the consumer group: poll threads ([`consumer::member`]), the pipeline of each
 //!   member ([`consumer::pipeline`]: batching, decode/enrich lanes, the per-key scheduler, store
 //!   and aggregate writes, dead-lettering, outage circuits), manual commits, rebalances.
+//! - [`formats`]: what foreign log records share, whoever receives them (the gateway's shipper
+//!   protocols, the consumer's `json` format): a JSON document by configurable field names, the
+//!   dates and epochs those tools write, events built through the model's rules.
 //! - [`dlq`]: the dead-letter record format and the `logpipe dlq stats|show|replay` tools.
 //! - [`lag`]: `logpipe lag`, a group's lag per partition read live from the brokers, with
 //!   Burrow-style statuses over a window of samples.
@@ -85,6 +88,7 @@ pub mod config;
 pub mod consumer;
 pub mod demo;
 pub mod dlq;
+pub mod formats;
 pub mod gateway;
 pub mod http;
 pub mod kafka;

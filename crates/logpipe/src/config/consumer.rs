@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{KafkaConfig, RecordFormat};
+use super::{JsonFields, KafkaConfig, RecordFormat};
 
 /// Partition assignment strategy of the consumer group.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -139,8 +139,9 @@ pub struct ConsumerConfig {
     pub max_uncommitted: usize,
     /// How the value of a record becomes a log event, on every consumed topic without an entry
     /// in `formats`: `logpipe` (the canonical JSON event; a record without `timestamp` gets the
-    /// Kafka record's timestamp), `raw` (the value is the message), or `otlp_proto` /
-    /// `otlp_json` (an OTLP export request: one event per log record). See [`RecordFormat`].
+    /// Kafka record's timestamp), `raw` (the value is the message), `json` (any JSON object,
+    /// fields by `json_fields`), or `otlp_proto` / `otlp_json` (an OTLP export request: one
+    /// event per log record). See [`RecordFormat`].
     pub format: RecordFormat,
     /// Per-topic format, overriding `format` (`"shipper-logs" = "raw"`); every topic named must be
     /// consumed.
@@ -151,6 +152,8 @@ pub struct ConsumerConfig {
     /// `raw` records (and OTLP log records without `service.name`) take their service from the
     /// record key when the key is a valid service name (otherwise `raw_service` applies).
     pub raw_service_from_key: bool,
+    /// Where `json` records keep each event field (`[consumer.json_fields]`).
+    pub json_fields: JsonFields,
     /// Static tags added to every stored log (`environment = "prod"`, `region = "eu-west-1"`).
     pub tags: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only; override `kafka.properties`.
@@ -182,6 +185,7 @@ impl Default for ConsumerConfig {
             formats: BTreeMap::new(),
             raw_service: String::new(),
             raw_service_from_key: false,
+            json_fields: JsonFields::default(),
             tags: BTreeMap::new(),
             properties: BTreeMap::new(),
         }

@@ -1,9 +1,10 @@
 //! The record formats the consumer reads (`consumer.format`, `consumer.formats`,
-//! `consumer.raw_service`, `consumer.raw_service_from_key`): logpipe's own canonical JSON, or
-//! what other producers (log appenders, shippers) write to Kafka. The keys live in
-//! [`super::ConsumerConfig`]; this file holds the format names and the rules across them.
+//! `consumer.raw_service`, `consumer.raw_service_from_key`, `[consumer.json_fields]`): logpipe's
+//! own canonical JSON, or what other producers (log appenders, shippers) write to Kafka. The keys
+//! live in [`super::ConsumerConfig`]; this file holds the format names, the field names of the
+//! `json` format ([`JsonFields`]) and the rules across them.
 
-use anyhow::bail;
+use anyhow::{bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::Config;
@@ -19,6 +20,12 @@ pub enum RecordFormat {
     /// The value is the message (UTF-8), level INFO, timestamp from the Kafka record, service
     /// from `consumer.raw_service` (or the record key with `consumer.raw_service_from_key`).
     Raw,
+    /// Any JSON object, as log4j2's JsonTemplateLayout/EcsLayout, logback's logstash encoder,
+    /// Fluent Bit and Vector write it: the event fields are found by the names of
+    /// `[consumer.json_fields]` (ECS and logstash names by default), every other field is kept
+    /// as an attribute. Without a time, the Kafka record's timestamp; without a level, INFO;
+    /// without a service, as `raw`.
+    Json,
     /// One OTLP `ExportLogsServiceRequest` per record (protobuf), as the OpenTelemetry
     /// Collector's kafka exporter writes (`encoding: otlp_proto`): each log record becomes one
     /// event, mapped as the gateway's `/v1/logs` maps it; a resource without `service.name`
@@ -33,8 +40,44 @@ impl RecordFormat {
         match self {
             RecordFormat::Logpipe => "logpipe",
             RecordFormat::Raw => "raw",
+            RecordFormat::Json => "json",
             RecordFormat::OtlpProto => "otlp_proto",
             RecordFormat::OtlpJson => "otlp_json",
+        }
+    }
+}
+
+/// `[consumer.json_fields]`: where records of the `json` format keep each event field. Each
+/// name is a dotted path, looked up both as a literal key (`"log.level"`) and as nested objects
+/// (`{"log":{"level":..}}`); of a list, the first name present wins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonFields {
+    /// Required: a record with none of these is dead-lettered (`missing_field`).
+    pub message: Vec<String>,
+    /// RFC 3339, a date-time without offset (UTC), or an epoch number (seconds, milliseconds,
+    /// microseconds or nanoseconds, by magnitude). None: the Kafka record's timestamp.
+    pub timestamp: Vec<String>,
+    /// A level name or alias (`warning`, `critical`, `err`, ... in any case). None: INFO.
+    pub level: Vec<String>,
+    /// None: as `raw` records (`raw_service_from_key`, `raw_service`, the topic's name).
+    pub service: Vec<String>,
+    pub host: Vec<String>,
+    pub trace_id: Vec<String>,
+    pub span_id: Vec<String>,
+}
+
+impl Default for JsonFields {
+    fn default() -> Self {
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect();
+        Self {
+            message: names(&["message", "msg", "log"]),
+            timestamp: names(&["@timestamp", "timestamp", "time", "ts"]),
+            level: names(&["log.level", "level", "severity", "loglevel"]),
+            service: names(&["service.name", "service", "app", "application"]),
+            host: names(&["host.name", "host", "hostname"]),
+            trace_id: names(&["trace.id", "trace_id", "traceId"]),
+            span_id: names(&["span.id", "span_id", "spanId"]),
         }
     }
 }
@@ -50,6 +93,25 @@ pub(super) fn check(config: &Config) -> anyhow::Result<()> {
                 topics.join(", ")
             );
         }
+    }
+    let f = &c.json_fields;
+    ensure!(
+        !f.message.is_empty(),
+        "config key `consumer.json_fields.message`: must name at least one field (like `message`); it holds the log line"
+    );
+    for (key, names) in [
+        ("message", &f.message),
+        ("timestamp", &f.timestamp),
+        ("level", &f.level),
+        ("service", &f.service),
+        ("host", &f.host),
+        ("trace_id", &f.trace_id),
+        ("span_id", &f.span_id),
+    ] {
+        ensure!(
+            names.iter().all(|n| !n.is_empty()),
+            "config key `consumer.json_fields.{key}`: a field name is empty; name record fields like `message` or `log.level`"
+        );
     }
     if !c.raw_service.is_empty() {
         if let Err(e) = logpipe_model::ServiceName::try_from(c.raw_service.as_str()) {
@@ -92,6 +154,16 @@ mod tests {
         assert!(error.contains("consumer.raw_service"), "{error}");
         config.consumer.raw_service = "shipper".into();
         config.validate().unwrap();
+
+        config.consumer.format = RecordFormat::Json;
+        config.validate().unwrap();
+        config.consumer.json_fields.message.clear();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("consumer.json_fields.message"), "{error}");
+        config.consumer.json_fields = JsonFields::default();
+        config.consumer.json_fields.level.push(String::new());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("consumer.json_fields.level"), "{error}");
     }
 
     #[test]
@@ -102,6 +174,16 @@ mod tests {
         .unwrap();
         assert_eq!(config.consumer.format, RecordFormat::Raw);
         assert_eq!(config.consumer.formats["b"], RecordFormat::Logpipe);
+        let config = Config::from_toml_str(
+            "[consumer]\nformat = \"json\"\n[consumer.json_fields]\nmessage = [\"text\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.consumer.format, RecordFormat::Json);
+        assert_eq!(config.consumer.json_fields.message, ["text"]);
+        assert_eq!(
+            config.consumer.json_fields.level,
+            JsonFields::default().level
+        );
         let error = Config::from_toml_str("[consumer]\nformat = \"xml\"\n")
             .unwrap_err()
             .to_string();

@@ -35,7 +35,7 @@ use anyhow::{bail, Context};
 pub use consumer::*;
 pub use dlq::*;
 pub use env::variables;
-pub use formats::RecordFormat;
+pub use formats::{JsonFields, RecordFormat};
 pub use gateway::*;
 pub use http::*;
 pub use kafka::*;

@@ -27,7 +27,6 @@ pub mod openapi;
 pub mod otlp;
 pub mod query;
 pub mod schemas;
-pub mod shipped;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,7 +18,7 @@ use crate::support::{eventually, external_config, read_all, run_python, start, u
 /// `spec.records` with the idempotent producer and prints the (topic, partition, offset) of each
 /// as JSON, in order. A record's value is `value` (text) or `hex` (bytes); `timestamp_ms` sets
 /// its CreateTime (0: the client's clock).
-const PRODUCE: &str = r#"
+pub(crate) const PRODUCE: &str = r#"
 import json, sys
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic

@@ -20,6 +20,7 @@ mod external_kafka;
 mod external_pipeline;
 mod failures;
 mod faults;
+mod foreign_json;
 mod foreign_otlp;
 mod foreign_records;
 mod gateway_router;

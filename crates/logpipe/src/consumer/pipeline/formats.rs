@@ -1,7 +1,8 @@
 //! A record's value read in its topic's format (`consumer.format`, `consumer.formats`): logpipe's
-//! canonical JSON, a plain-text line, or an OTLP export request holding many log records
-//! ([`super::otlp_records`]), as other producers write them. Formats only decide what the
-//! events are; enrichment and everything after are the same for every format.
+//! canonical JSON, a plain-text line, any JSON log object ([`super::json`]), or an OTLP export
+//! request holding many log records ([`super::otlp_records`]), as other producers write them.
+//! Formats only decide what the events are; enrichment and everything after are the same for
+//! every format.
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use smallvec::{smallvec, SmallVec};
 
 use super::otlp_records::{self, Encoding};
-use crate::config::{ConsumerConfig, RecordFormat};
+use crate::config::{ConsumerConfig, JsonFields, RecordFormat};
 use crate::consumer::handoff::Fetched;
 
 /// The events one record holds, in order: their position is their `index` in the stores' key.
@@ -35,7 +36,8 @@ impl From<Rejection> for Refusal {
     }
 }
 
-/// The format of every consumed topic, and what `raw` records need besides their value.
+/// The format of every consumed topic, and what `raw` and `json` records need besides their
+/// value.
 #[derive(Debug, Clone)]
 pub struct Formats {
     default: RecordFormat,
@@ -43,6 +45,7 @@ pub struct Formats {
     /// `consumer.raw_service`; `None`: the topic's name.
     raw_service: Option<ServiceName>,
     raw_service_from_key: bool,
+    json_fields: JsonFields,
     /// Attributes left out of OTLP events (over the limits, too deep, or a repeated key):
     /// `log_consumer_attributes_dropped_total`.
     dropped_attributes: Counter,
@@ -57,6 +60,7 @@ impl Formats {
             by_topic: c.formats.iter().map(|(t, f)| (t.clone(), *f)).collect(),
             raw_service: ServiceName::try_from(c.raw_service.as_str()).ok(),
             raw_service_from_key: c.raw_service_from_key,
+            json_fields: c.json_fields.clone(),
             dropped_attributes,
         }
     }
@@ -94,6 +98,16 @@ impl Formats {
                     payload, service, timestamp, limits
                 )?]);
             }
+            RecordFormat::Json => {
+                let service = self.raw_service(record)?;
+                return Ok(smallvec![super::json::decode(
+                    payload,
+                    &self.json_fields,
+                    &service,
+                    timestamp,
+                    limits,
+                )?]);
+            }
             RecordFormat::OtlpProto => Encoding::Protobuf,
             RecordFormat::OtlpJson => Encoding::Json,
         };
@@ -106,9 +120,9 @@ impl Formats {
         Ok(events)
     }
 
-    /// The service of a `raw` record, and of an OTLP log record whose resource has no
-    /// `service.name`: the record key (when configured and a valid service name), else
-    /// `consumer.raw_service`, else the topic's name.
+    /// The service of a `raw` record, of a `json` record without one, and of an OTLP log record
+    /// whose resource has no `service.name`: the record key (when configured and a valid service
+    /// name), else `consumer.raw_service`, else the topic's name.
     fn raw_service(&self, record: &Fetched) -> Result<ServiceName, Rejection> {
         if self.raw_service_from_key {
             let key = record
@@ -267,6 +281,41 @@ mod tests {
             assert_eq!(events.len(), 1, "one event per record");
             events.into_iter().next().unwrap()
         })
+    }
+
+    #[test]
+    fn json_records_take_kafka_time_and_the_raw_service_fallback() {
+        let f = formats(|c| {
+            c.formats.insert("app-json".into(), RecordFormat::Json);
+            c.raw_service_from_key = true;
+        });
+        let value = br#"{"msg":"hello","log.level":"warning","logger":"x"}"#;
+        let event = single(f.decode(
+            &record("app-json", Some(b"api-2"), value, Some(KAFKA_MS)),
+            &Limits::DEFAULT,
+            now(),
+        ))
+        .unwrap();
+        assert_eq!(event.timestamp.timestamp_millis(), KAFKA_MS);
+        assert_eq!(event.service.as_str(), "api-2");
+        assert_eq!(event.level, logpipe_model::Level::Warn);
+        assert_eq!(event.attributes.unwrap().get(), r#"{"logger":"x"}"#);
+        let event = single(f.decode(
+            &record("app-json", None, value, None),
+            &Limits::DEFAULT,
+            now(),
+        ))
+        .unwrap();
+        assert_eq!(event.service.as_str(), "app-json");
+        assert_eq!(event.timestamp, now());
+        let err = f
+            .decode(
+                &record("app-json", None, br#"{"text":"m"}"#, None),
+                &Limits::DEFAULT,
+                now(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "missing_field");
     }
 
     fn by_topic_raw() -> Formats {

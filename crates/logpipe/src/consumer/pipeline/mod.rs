@@ -47,6 +47,7 @@ pub mod circuit;
 pub mod decode;
 pub mod formats;
 pub mod item;
+pub mod json;
 pub mod letters;
 pub mod otlp_records;
 pub mod scheduler;

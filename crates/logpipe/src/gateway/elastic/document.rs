@@ -1,16 +1,14 @@
-//! From an Elasticsearch document to an event's fields ([`Parts`]): the configured field names
-//! (`gateway.elasticsearch_fields`, ECS by default) are looked up both as nested objects
-//! (`{"log":{"level":"warn"}}`) and as literal dotted keys (`{"log.level":"warn"}`); every other
-//! field becomes an attribute. A field that cannot be used as its event field (a level logpipe
-//! does not know, a host name with spaces) stays an attribute under its dotted name, so nothing
-//! the client sent is dropped. The table is in docs/api.md ("Elasticsearch bulk").
+//! From an Elasticsearch document to an event's fields ([`Parts`]): the shared document mapping
+//! ([`crate::formats::document`]) with the configured field names
+//! (`gateway.elasticsearch_fields`, ECS by default) and Elasticsearch's date rules (a number is
+//! epoch milliseconds); the document's index and `_id` become attributes. The table is in
+//! docs/api.md ("Elasticsearch bulk").
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use logpipe_model::HostName;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::ElasticsearchFields;
-use crate::gateway::shipped::{self, Parts};
+use crate::formats::document::{self, Epoch, Names};
+use crate::formats::Parts;
 
 /// The event fields of `source`, or why it is not a document logpipe can store.
 pub fn parts(
@@ -19,135 +17,25 @@ pub fn parts(
     index: &str,
     id: Option<&str>,
 ) -> Result<Parts, String> {
-    let mut doc: Map<String, Value> = serde_json::from_slice(source)
-        .map_err(|e| format!("the document is not a JSON object: {e}"))?;
-    let message = match take(&mut doc, &fields.message) {
-        Some(Value::String(text)) => text,
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Null) | None => {
-            return Err(format!(
-                "the document has no `{}` field; it holds the log line (gateway.elasticsearch_fields.message names it)",
-                fields.message
-            ))
-        }
-        Some(_) => return Err(format!("the `{}` field must be a string", fields.message)),
+    let names = Names {
+        message: std::slice::from_ref(&fields.message),
+        timestamp: std::slice::from_ref(&fields.timestamp),
+        level: std::slice::from_ref(&fields.level),
+        service: std::slice::from_ref(&fields.service),
+        host: std::slice::from_ref(&fields.host),
+        // ECS `trace.id`, `span.id` stay attributes here, as they always have.
+        trace_id: &[],
+        span_id: &[],
+        epoch: Epoch::Millis,
+        config: "gateway.elasticsearch_fields",
     };
-    let timestamp = match take(&mut doc, &fields.timestamp) {
-        Some(Value::String(text)) => Some(timestamp(text)),
-        Some(Value::Number(n)) => {
-            // Elasticsearch's default date format also takes epoch milliseconds.
-            let millis = n.as_i64().ok_or_else(|| {
-                format!("`{}` {n} is not whole epoch milliseconds", fields.timestamp)
-            })?;
-            let nanos = (millis.rem_euclid(1000) * 1_000_000) as u32;
-            Some(
-                shipped::unix_timestamp(millis.div_euclid(1000), nanos, &n.to_string())
-                    .map_err(|r| r.to_string())?,
-            )
-        }
-        Some(Value::Null) | None => None,
-        Some(_) => {
-            return Err(format!(
-                "the `{}` field must be a date string",
-                fields.timestamp
-            ))
-        }
-    };
-    let level = match take(&mut doc, &fields.level) {
-        Some(Value::String(name)) => match shipped::level(&name) {
-            Some(level) => Some(level),
-            None => keep(&mut doc, &fields.level, Value::String(name)),
-        },
-        Some(other) => keep(&mut doc, &fields.level, other),
-        None => None,
-    };
-    let service = match take(&mut doc, &fields.service) {
-        Some(Value::String(raw)) => match shipped::service_name(&raw) {
-            Some((name, true)) => name,
-            Some((name, false)) => {
-                keep::<()>(&mut doc, &fields.service, Value::String(raw));
-                name
-            }
-            None => fields.default_service.clone(),
-        },
-        Some(other) => {
-            keep::<()>(&mut doc, &fields.service, other);
-            fields.default_service.clone()
-        }
-        None => fields.default_service.clone(),
-    };
-    let host = match take(&mut doc, &fields.host) {
-        Some(Value::String(name)) if HostName::try_from(name.as_str()).is_ok() => Some(name),
-        Some(other) => keep(&mut doc, &fields.host, other),
-        None => None,
-    };
-    doc.insert("index".into(), index.into());
+    let mut parts =
+        document::parts(source, &names, &fields.default_service).map_err(|r| r.reason)?;
+    parts.attributes.insert("index".into(), index.into());
     if let Some(id) = id {
-        doc.insert("_id".into(), id.into());
+        parts.attributes.insert("_id".into(), Value::from(id));
     }
-    Ok(Parts {
-        timestamp,
-        level,
-        service,
-        message,
-        host,
-        attributes: doc,
-    })
-}
-
-/// Puts a value back as an attribute under its dotted name; `None` for the event field.
-fn keep<T>(doc: &mut Map<String, Value>, path: &str, value: Value) -> Option<T> {
-    doc.insert(path.to_owned(), value);
-    None
-}
-
-/// Removes the value at `path`: a literal key first, then nested objects split at each dot
-/// (`a.b.c` as `a` → `b.c`, then `a.b` → `c`). An object left empty is removed with it.
-fn take(doc: &mut Map<String, Value>, path: &str) -> Option<Value> {
-    if let Some(value) = doc.remove(path) {
-        return Some(value);
-    }
-    for (at, _) in path.match_indices('.') {
-        let (head, rest) = (&path[..at], &path[at + 1..]);
-        if let Some(Value::Object(inner)) = doc.get_mut(head) {
-            if let Some(value) = take(inner, rest) {
-                if inner.is_empty() {
-                    doc.remove(head);
-                }
-                return Some(value);
-            }
-        }
-    }
-    None
-}
-
-/// A date as Elasticsearch's default format takes it, as RFC 3339: a date-time without an
-/// offset (what Python's `datetime.isoformat()` writes for a naive time) or a bare date is UTC,
-/// as in Elasticsearch. Anything else is passed on for the event parser to refuse with its reason.
-fn timestamp(text: String) -> String {
-    if DateTime::parse_from_rfc3339(&text).is_ok() {
-        return text;
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(naive) = NaiveDateTime::parse_from_str(&text, format) {
-            return naive
-                .and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        }
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-        return date
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc()
-            .to_rfc3339();
-    }
-    text
+    Ok(parts)
 }
 
 #[cfg(test)]

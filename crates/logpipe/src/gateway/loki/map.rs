@@ -6,7 +6,7 @@ use logpipe_model::{Limits, LogEvent};
 use serde_json::{Map, Value};
 
 use super::push::{Entry, Stream};
-use crate::gateway::shipped::{self, Parts};
+use crate::formats::{self, Parts};
 
 /// Labels (then structured metadata before them) that name the level, first parsable wins.
 pub const LEVEL_KEYS: [&str; 4] = ["level", "detected_level", "severity", "lvl"];
@@ -77,7 +77,7 @@ fn event(
         return Err(("invalid_utf8", "the line is not valid UTF-8".into()));
     };
     let original = format!("{}.{:09}", entry.seconds, entry.nanos);
-    let timestamp = shipped::unix_timestamp(entry.seconds, entry.nanos, &original)
+    let timestamp = formats::unix_timestamp(entry.seconds, entry.nanos, &original)
         .map_err(|r| (r.code(), r.to_string()))?;
     // Structured metadata is the entry's own: it wins over a stream label of the same name.
     let mut attributes: Map<String, Value> = labels
@@ -90,7 +90,7 @@ fn event(
     let service = settings
         .service_labels
         .iter()
-        .find_map(|name| Some((name, shipped::service_name(label(name)?)?)));
+        .find_map(|name| Some((name, formats::service_name(label(name)?)?)));
     let service = match service {
         Some((name, (service, verbatim))) => {
             // The label is the service now; kept as an attribute only when its text changed.
@@ -109,7 +109,7 @@ fn event(
             .find(|(k, _)| k == key)
             .map(|(_, v)| v);
         let raw = metadata.or_else(|| label(key))?;
-        Some((*key, raw.clone(), shipped::level(raw)?))
+        Some((*key, raw.clone(), logpipe_model::Level::from_foreign(raw)?))
     });
     let level = found.map(|(key, raw, level)| {
         if attributes.get(key).and_then(Value::as_str) == Some(raw.as_str()) {
@@ -125,8 +125,8 @@ fn event(
         level,
         service,
         message: line,
-        host: None,
         attributes,
+        ..Parts::default()
     }
     .into_event(limits, received)
     .map_err(|r| (r.code(), r.to_string()))

@@ -5,7 +5,7 @@
 //! | resource `service.name` | `service` | characters outside `A-Z a-z 0-9 . _ -` become `_`, cut to 128; absent or blank: `gateway.otlp_default_service` |
 //! | resource `host.name` | `host` | when it obeys the host rule; otherwise kept as attribute `resource.host.name` |
 //! | `severity_number` 1–4, 5–8, 9–12, 13–16, 17–20, 21–24 | `level` TRACE, DEBUG, INFO, WARN, ERROR, FATAL | OpenTelemetry's ranges |
-//! | `severity_text` | `level` | only when `severity_number` is 0 or out of range, and the text is a level name (`warning` too) |
+//! | `severity_text` | `level` | only when `severity_number` is 0 or out of range, and the text is a level name or alias (`Level::from_foreign`: `warning`, `critical`, `err`, ...) |
 //! | neither | `level` INFO | |
 //! | `body` string | `message` | as is |
 //! | `body` of another type (map, array, number, bytes, …) | `message` | compact JSON text |
@@ -39,7 +39,6 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use super::value::{self, Attributes, Member};
-use crate::gateway::shipped;
 
 /// What a mapping needs besides the request.
 pub(crate) struct Context<'a> {
@@ -222,7 +221,7 @@ fn split_resource(
     for kv in attributes {
         match (kv.key.as_str(), scalar_text(kv.value.as_ref())) {
             ("service.name", Some(text)) if service.is_none() => {
-                service = shipped::service_name(text.trim()).map(|(name, _)| name)
+                service = crate::formats::service_name(text.trim()).map(|(name, _)| name)
             }
             ("host.name", Some(text)) if host.is_none() => match HostName::try_from(text) {
                 Ok(name) => host = Some(name),
@@ -252,12 +251,12 @@ fn string_value(s: String) -> AnyValue {
     }
 }
 
-/// `severity_number` by OpenTelemetry's ranges, else `severity_text` when it names a level,
-/// else INFO.
+/// `severity_number` by OpenTelemetry's ranges, else `severity_text` when it names a level (by
+/// the alias rule every foreign source follows), else INFO.
 pub(crate) fn level(severity_number: i32, severity_text: &str) -> Level {
     match severity_number {
         1..=24 => Level::ALL[((severity_number - 1) / 4) as usize],
-        _ => severity_text.trim().parse().unwrap_or_default(),
+        _ => Level::from_foreign(severity_text.trim()).unwrap_or_default(),
     }
 }
 

@@ -1,77 +1,67 @@
-//! Events from the protocols log shippers speak (Loki push, Elasticsearch bulk): what their
-//! mappings share. [`Parts`] holds the fields a mapping found; [`Parts::into_event`] writes them
-//! as logpipe's own event JSON and parses that with [`LogEvent::parse_str`], so every field rule
-//! and every configured limit applies exactly as on `POST /api/v1/logs` (one place owns them).
-//!
-//! Also here: the level names shippers use beyond ours ([`level`]) and how a foreign service
-//! name becomes a [`ServiceName`] ([`service_name`]).
+//! [`Parts`]: the fields of one foreign record as a mapping found them, made into a
+//! [`LogEvent`] by [`LogEvent::from_parts`], so every field rule and every configured limit
+//! applies exactly as on `POST /api/v1/logs` (the model owns them). Also how a foreign service
+//! name becomes a [`ServiceName`] ([`service_name`]) and Unix times ([`unix_timestamp`]).
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use logpipe_model::{Level, Limits, LogEvent, Rejection, ServiceName};
+use logpipe_model::{EventParts, Level, Limits, LogEvent, RawValue, Rejection, ServiceName};
 use serde_json::{Map, Value};
 
-/// The fields of one event as a protocol mapping found them, not yet checked.
+/// The fields of one event as a mapping found them, not yet checked.
 #[derive(Debug, Default)]
 pub struct Parts {
-    /// RFC 3339; `None` takes the time the request arrived.
+    /// RFC 3339; `None` takes the caller's default time (the gateway: when the request arrived;
+    /// the consumer: the Kafka record's timestamp).
     pub timestamp: Option<String>,
     pub level: Option<Level>,
     pub service: String,
     pub message: String,
     pub host: Option<String>,
-    /// Everything else the protocol carried; empty is left out.
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    /// Everything else the record carried; empty is left out.
     pub attributes: Map<String, Value>,
 }
 
 impl Parts {
-    /// The event, or the first rule it breaks (with its stable code).
+    /// The event, or the first rule it breaks (with its stable code). `default_time` is the time
+    /// of an event without one.
     pub fn into_event(
         self,
         limits: &Limits,
-        received: DateTime<Utc>,
+        default_time: DateTime<Utc>,
     ) -> Result<LogEvent, Rejection> {
-        let mut object = Map::with_capacity(6);
-        if let Some(timestamp) = self.timestamp {
-            object.insert("timestamp".into(), timestamp.into());
-        }
-        if let Some(level) = self.level {
-            object.insert("level".into(), level.as_str().into());
-        }
-        object.insert("service".into(), self.service.into());
-        object.insert("message".into(), self.message.into());
-        if let Some(host) = self.host {
-            object.insert("host".into(), host.into());
-        }
-        if !self.attributes.is_empty() {
-            object.insert("attributes".into(), Value::Object(self.attributes));
-        }
-        let text = Value::Object(object).to_string();
-        LogEvent::parse_str(&text, limits, received)
+        let timestamp = match self.timestamp {
+            Some(text) => logpipe_model::parse_timestamp(&text)?,
+            None => default_time,
+        };
+        let attributes = if self.attributes.is_empty() {
+            None
+        } else {
+            // A map of JSON values always serializes; the model then checks its limits.
+            let text = Value::Object(self.attributes).to_string();
+            Some(
+                RawValue::from_string(text).map_err(|e| Rejection::InvalidJson {
+                    detail: e.to_string(),
+                })?,
+            )
+        };
+        LogEvent::from_parts(
+            EventParts {
+                timestamp,
+                level: self.level.unwrap_or_default(),
+                service: Cow::Owned(self.service),
+                message: Cow::Owned(self.message),
+                host: self.host.map(Cow::Owned),
+                trace_id: self.trace_id.map(Cow::Owned),
+                span_id: self.span_id.map(Cow::Owned),
+                attributes: attributes.as_deref(),
+            },
+            limits,
+        )
     }
-}
-
-/// A level name as shippers write it: ours (case-insensitive, `WARNING` too), plus the syslog and
-/// Python names logpipe's API does not take (`critical`, `crit`, `emerg`, `alert`, `panic` are
-/// FATAL; `err` is ERROR; `notice` is INFO; `dbg` is DEBUG). `None` for anything else
-/// (Loki's `unknown` included): the caller keeps the raw value where it was.
-pub fn level(name: &str) -> Option<Level> {
-    if let Ok(level) = name.parse() {
-        return Some(level);
-    }
-    const ALIASES: [(&str, Level); 8] = [
-        ("critical", Level::Fatal),
-        ("crit", Level::Fatal),
-        ("emerg", Level::Fatal),
-        ("alert", Level::Fatal),
-        ("panic", Level::Fatal),
-        ("err", Level::Error),
-        ("notice", Level::Info),
-        ("dbg", Level::Debug),
-    ];
-    ALIASES
-        .iter()
-        .find(|(alias, _)| name.eq_ignore_ascii_case(alias))
-        .map(|(_, level)| *level)
 }
 
 /// A foreign service name made into a valid [`ServiceName`]: every character outside
@@ -124,7 +114,7 @@ mod tests {
             service: "api".into(),
             message: "hello".into(),
             host: Some("web-1".into()),
-            attributes: Map::new(),
+            ..Parts::default()
         };
         parts.attributes.insert("k".into(), "v".into());
         let event = parts.into_event(&Limits::DEFAULT, received).unwrap();
@@ -156,11 +146,38 @@ mod tests {
     }
 
     #[test]
-    fn levels_take_shipper_names() {
-        assert_eq!(level("warning"), Some(Level::Warn));
-        assert_eq!(level("CRITICAL"), Some(Level::Fatal));
-        assert_eq!(level("err"), Some(Level::Error));
-        assert_eq!(level("unknown"), None);
+    fn parts_equal_the_event_the_json_api_builds() {
+        let received = Utc::now();
+        let mut parts = Parts {
+            timestamp: Some("2026-01-02T03:04:05.123456+01:00".into()),
+            level: None,
+            service: "api".into(),
+            message: "hello".into(),
+            host: Some("web-1".into()),
+            trace_id: Some("4BF92F3577B34DA6A3CE929D0E0E4736".into()),
+            span_id: Some("00f067aa0ba902b7".into()),
+            ..Parts::default()
+        };
+        parts.attributes.insert("n".into(), 1.into());
+        let built = parts.into_event(&Limits::DEFAULT, received).unwrap();
+        let parsed = LogEvent::parse_str(
+            r#"{"timestamp":"2026-01-02T03:04:05.123456+01:00","service":"api","message":"hello","host":"web-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","attributes":{"n":1}}"#,
+            &Limits::DEFAULT,
+            received,
+        )
+        .unwrap();
+        assert_eq!(built, parsed);
+        let none = Parts {
+            service: "api".into(),
+            message: "m".into(),
+            ..Parts::default()
+        };
+        let event = none.into_event(&Limits::DEFAULT, received).unwrap();
+        assert_eq!(
+            event.timestamp,
+            logpipe_model::normalise_timestamp(received)
+        );
+        assert_eq!(event.level, Level::Info);
     }
 
     #[test]
