@@ -9,24 +9,26 @@ use chrono::{DateTime, Utc};
 use logpipe_model::{Limits, LogEvent, Rejection, ServiceName};
 use serde_json::Value;
 
+use super::formats::Refusal;
 use crate::config::JsonFields;
 use crate::formats::document::{self, Epoch, Names};
 
 /// One record's value as an event. `timestamp` is the time of a record without one (the Kafka
-/// record's), `service` the service of a record without one (as for `raw` records).
+/// record's), `service` the service of a record without one (as for `raw` records). A refusal
+/// names the configured field names it looked for, so the operator knows what to add.
 pub fn decode(
     payload: &[u8],
     fields: &JsonFields,
     service: &ServiceName,
     timestamp: DateTime<Utc>,
     limits: &Limits,
-) -> Result<LogEvent, Rejection> {
+) -> Result<LogEvent, Refusal> {
     let text = std::str::from_utf8(payload).map_err(|_| Rejection::InvalidUtf8)?;
     let Value::Object(doc) = serde_json::from_str(text).map_err(|e| Rejection::InvalidJson {
         detail: e.to_string(),
     })?
     else {
-        return Err(Rejection::NotAnObject);
+        return Err(Rejection::NotAnObject.into());
     };
     let names = Names {
         message: &fields.message,
@@ -39,9 +41,12 @@ pub fn decode(
         epoch: Epoch::ByMagnitude,
         config: "consumer.json_fields",
     };
-    document::object_parts(doc, &names, service.as_str())
-        .map_err(|refused| refused.rejection)?
-        .into_event(limits, timestamp)
+    let parts =
+        document::object_parts(doc, &names, service.as_str()).map_err(|refused| Refusal {
+            code: refused.rejection.code(),
+            message: refused.reason,
+        })?;
+    Ok(parts.into_event(limits, timestamp)?)
 }
 
 #[cfg(test)]
@@ -56,7 +61,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap()
     }
 
-    fn map(value: Value) -> Result<LogEvent, Rejection> {
+    fn map(value: Value) -> Result<LogEvent, Refusal> {
         decode(
             value.to_string().as_bytes(),
             &JsonFields::default(),
@@ -217,7 +222,12 @@ mod tests {
 
     #[test]
     fn what_is_refused() {
-        let code = |v: Value| map(v).unwrap_err().code();
+        let code = |v: Value| map(v).unwrap_err().code;
+        assert_eq!(
+            map(json!({"text": "m"})).unwrap_err().message,
+            "the document has no `message`, `msg` or `log` field; it holds the log line \
+             (consumer.json_fields.message names it)"
+        );
         assert_eq!(code(json!({"text": "no message field"})), "missing_field");
         assert_eq!(code(json!({"message": null})), "missing_field");
         assert_eq!(code(json!({"message": {"a": 1}})), "invalid_type");
@@ -243,7 +253,7 @@ mod tests {
             &Limits::DEFAULT,
         )
         .unwrap_err();
-        assert_eq!(err.code(), "invalid_utf8");
+        assert_eq!(err.code, "invalid_utf8");
         let err = decode(
             b"{not json",
             &JsonFields::default(),
@@ -252,7 +262,7 @@ mod tests {
             &Limits::DEFAULT,
         )
         .unwrap_err();
-        assert_eq!(err.code(), "invalid_json");
+        assert_eq!(err.code, "invalid_json");
         let limits = Limits {
             max_attributes: 1,
             ..Limits::DEFAULT
@@ -265,7 +275,7 @@ mod tests {
             &limits,
         )
         .unwrap_err();
-        assert_eq!(err.code(), "too_many_attributes");
+        assert_eq!(err.code, "too_many_attributes");
     }
 
     #[test]
