@@ -174,4 +174,29 @@ mod tests {
         ));
         assert_eq!(params.len(), 3);
     }
+
+    #[test]
+    fn the_keyset_compares_the_whole_key() {
+        let after = crate::cursor::Cursor {
+            timestamp: chrono::Utc::now(),
+            topic: "t".into(),
+            partition: 1,
+            offset: 2,
+            index: 3,
+        };
+        let plan = QueryPlan::new(&LogQuery {
+            cursor: Some(after.encode()),
+            ..LogQuery::default()
+        })
+        .unwrap();
+        let (sql, params) = build("logs", &plan);
+        assert!(
+            sql.contains(
+                "AND ts <= $1 AND (ts, kafka_topic, kafka_partition, kafka_offset, kafka_index) < \
+                 ($1, $2, $3, $4, $5) ORDER BY"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 6);
+    }
 }
