@@ -246,6 +246,29 @@ async fn an_old_postgres_schema_is_migrated_in_place() {
     assert!(partitions_without_key(&schema, &admin).await.is_empty());
 }
 
+/// Consumers starting together on an old database: one builds the key, the others wait for it
+/// (none deadlocks with the concurrent builds), and all come back migrated.
+#[tokio::test]
+async fn concurrent_migrations_of_an_old_postgres_schema() {
+    let schema = PgSchema::new();
+    let admin = pg_admin().await;
+    let old = old_records(now());
+    create_old_pg(&schema, &admin, &old).await;
+    let options = schema.options(&StoreOptions::default());
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(LogStore::open(&schema.url(), &options).await.unwrap());
+    }
+    let results = futures::future::join_all(stores.iter().map(LogStore::migrate)).await;
+    for result in results {
+        result.expect("concurrent migration");
+    }
+    let (valid, indexes) = pg_keys(&schema, &admin).await;
+    assert!(valid);
+    assert!(!indexes.contains("logs_position_key"), "{indexes:?}");
+    check_migrated(&stores[2], &old).await;
+}
+
 #[tokio::test]
 async fn an_interrupted_postgres_migration_resumes() {
     let schema = PgSchema::new();

@@ -16,6 +16,12 @@
 //! 3. The old constraint is dropped (a short exclusive lock, under the DDL lock timeout). Until
 //!    then both keys hold; the old one is the stricter, so nothing stored can break the new one.
 //!
+//! Measured on the 2-core test machine with 4 million rows in today's partition: `migrate()` took
+//! 3.5 s, and single-row inserts issued every 5 ms meanwhile waited at most 0.16 s; a plain
+//! `CREATE UNIQUE INDEX` of the same key takes 1.7 s, all of it with writers locked out. (Rows in
+//! `logs_default` add the existing cost of creating a partition, which scans it under an
+//! exclusive lock: a second with 4 million rows there.)
+//!
 //! Step 2 runs on a connection of its own, taken out of the pool and closed at the end, under a
 //! session advisory lock of its own (`Sql::key_lock_key`) taken by polling with
 //! `pg_try_advisory_lock`. Not the DDL lock, and never a blocking wait: `CREATE INDEX

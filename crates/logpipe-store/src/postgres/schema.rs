@@ -95,6 +95,12 @@ async fn create_missing(store: &PgStore) -> Result<(), StoreError> {
     if !table_created {
         key::add_index_column(&tx, sql).await?;
     }
+    tx.commit()
+        .await
+        .map_err(failed("committing the migration"))?;
+    // A transaction of its own: `ADD COLUMN` above holds an exclusive lock on `logs` until its
+    // commit, and creating a partition scans the default partition, which may be big.
+    let tx = locked_transaction(&mut client, sql).await?;
     let today = chrono::Utc::now().date_naive();
     for day in days_ahead(today, store.options().partitions_ahead_days) {
         create_partition(&tx, sql, day).await?;
