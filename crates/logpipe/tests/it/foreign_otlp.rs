@@ -248,6 +248,9 @@ async fn external_an_otlp_record_with_an_event_the_store_refuses_is_retried_whol
         .consumer
         .formats
         .insert(topic.clone(), RecordFormat::OtlpProto);
+    // The store's tables exist once the app started (it migrates).
+    let app = start(config.clone(), Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
     let (client, connection) = tokio_postgres::connect(&config.postgres.url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -259,8 +262,6 @@ async fn external_an_otlp_record_with_an_event_the_store_refuses_is_retried_whol
         ))
         .await
         .unwrap();
-    let app = start(config.clone(), Roles::All).await;
-    let base = format!("http://{}", app.gateway_addr.unwrap());
 
     let service = format!("{run}-svc");
     let request = |messages: &[&str]| {
