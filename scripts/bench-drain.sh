@@ -182,7 +182,7 @@ pg_checkpoint "$PG_URL"
 COPY_MS=$(psql "$PG_URL" -qAt -c '\timing on' -c "COPY $RUN.copy_target FROM '/tmp/$RUN.bin' (FORMAT binary)" | awk '/^Time:/ {print $2}')
 rm -f "/tmp/$RUN.bin"
 COPY_RATE=$(echo "$ROWS / ($COPY_MS / 1000)" | bc -l)
-DUPES=$(psql "$PG_URL" -Atc "SELECT count(*) - count(DISTINCT (kafka_partition, kafka_offset)) FROM $RUN.logs")
+DUPES=$(psql "$PG_URL" -Atc "SELECT count(*) - count(DISTINCT (kafka_topic, kafka_partition, kafka_offset, kafka_index)) FROM $RUN.logs")
 COUNTED=$(redis-cli hget "$RUN:totals" all)
 
 echo
