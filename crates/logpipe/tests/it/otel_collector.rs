@@ -80,13 +80,7 @@ impl Collector {
     /// `env`, adding a health_check extension on a free port, and waits until it reports ready,
     /// i.e. every receiver listens and every exporter started.
     async fn start(mut config: Value, env: &[(&str, &str)]) -> Collector {
-        let binary = required_env("LOGPIPE_TEST_OTELCOL");
-        assert!(
-            Path::new(&binary).is_file(),
-            "LOGPIPE_TEST_OTELCOL={binary} does not exist: build it with \
-             `source scripts/lib/services.sh; source scripts/lib/otelcol.sh; ensure_otelcol` \
-             (scripts/test.sh does)"
-        );
+        let binary = collector_binary();
         let health = free_port();
         config["extensions"] = json!({"health_check": {"endpoint": format!("127.0.0.1:{health}")}});
         config["service"]["extensions"] = json!(["health_check"]);
@@ -226,6 +220,66 @@ async fn stored(base: &str, prefix: &str, n: usize) -> Vec<Value> {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     all_logs(base, prefix).await
+}
+
+/// The Collector binary the tests run is the one scripts/otelcol/ describes: built from the
+/// committed sources (a hand-set LOGPIPE_TEST_OTELCOL or a stale cache would test something
+/// else), at the pinned version, with the components the tests and the documents use.
+#[test]
+fn external_collector_binary_matches_scripts_otelcol() {
+    let binary = collector_binary();
+    let script = "source scripts/lib/services.sh && source scripts/lib/otelcol.sh && \
+                  printf '%s %s' \"$OTELCOL_VERSION\" \"$(otelcol_sources_stamp)\"";
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(crate::support::repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (version, stamp) = out.split_once(' ').unwrap();
+    let built = Path::new(&binary).with_file_name(".sources");
+    assert_eq!(
+        std::fs::read_to_string(&built).unwrap_or_default().trim(),
+        stamp,
+        "{binary} was not built from scripts/otelcol/ as it is: rebuild it with ensure_otelcol \
+         (scripts/lib/otelcol.sh)"
+    );
+    let run = |arg: &str| {
+        let out = Command::new(&binary).arg(arg).output().unwrap();
+        assert!(out.status.success(), "{binary} {arg}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run("--version").trim(),
+        format!("otelcol version {version}")
+    );
+    let components: Value = serde_yaml_ng::from_str(&run("components")).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        let list = components[kind].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("receivers"), ["file_log", "otlp"]);
+    assert_eq!(names("exporters"), ["debug", "kafka", "otlp_http"]);
+    assert_eq!(names("extensions"), ["health_check"]);
+}
+
+/// LOGPIPE_TEST_OTELCOL, or a failure that says how to build it.
+fn collector_binary() -> String {
+    let binary = required_env("LOGPIPE_TEST_OTELCOL");
+    assert!(
+        Path::new(&binary).is_file(),
+        "LOGPIPE_TEST_OTELCOL={binary} does not exist: build it with \
+         `source scripts/lib/services.sh; source scripts/lib/otelcol.sh; ensure_otelcol` \
+         (scripts/test.sh does)"
+    );
+    binary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
