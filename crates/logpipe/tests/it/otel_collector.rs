@@ -7,7 +7,8 @@
 //!   `/v1/logs` with the API key;
 //! - its `kafka` exporter, configured with docs/consumer.md's snippet, writing `otlp_proto` and
 //!   `otlp_json` records (several log records in one Kafka record) to topics the consumer reads
-//!   in those formats: each log record is one event with its index in the record.
+//!   in those formats, from the SDK and from a file its `file_log` receiver tails: each log
+//!   record is one event with its index in the record.
 //!
 //! The exporter blocks are taken from the documents, so a snippet that stops working fails here.
 
@@ -347,6 +348,85 @@ async fn read_with_key(base: &str, service: &str, expected: usize) -> Vec<Value>
     fetch().await.unwrap()
 }
 
+/// The lines of the file the `file_log` receiver tails: (level, message, user).
+const APP_LOG: [(&str, &str, &str); 3] = [
+    ("warn", "disk 91% full", "bob"),
+    ("error", "payment declined", "carol"),
+    ("info", "order shipped", "dave"),
+];
+
+/// Writes [`APP_LOG`] as JSON lines (one millisecond apart from `base_ns`) to `dir`/app.log and
+/// returns a `file_log` receiver that reads it from the beginning and maps it as a shipper
+/// would: `time` and `level` into the record's time and severity, `msg` into the body,
+/// `service` as the resource's `service.name`.
+fn write_app_log(dir: &Path, service: &str, base_ns: i64) -> Value {
+    let path = dir.join("app.log");
+    let lines: Vec<String> = APP_LOG
+        .iter()
+        .enumerate()
+        .map(|(i, (level, msg, user))| {
+            let at =
+                chrono::DateTime::from_timestamp_nanos(base_ns + i as i64 * 1_000_000 + 250_000);
+            let time = at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            json!({"time": time, "level": level, "msg": msg, "user": user}).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&path, lines.concat()).unwrap();
+    json!({
+        "include": [path],
+        "start_at": "beginning",
+        "operators": [
+            {"type": "json_parser",
+             "timestamp": {"parse_from": "attributes.time", "layout_type": "gotime",
+                           "layout": "2006-01-02T15:04:05.000000Z07:00"},
+             "severity": {"parse_from": "attributes.level"}},
+            {"type": "move", "from": "attributes.msg", "to": "body"},
+            {"type": "add", "field": "resource[\"service.name\"]", "value": service},
+        ],
+    })
+}
+
+/// Asserts that `logs` are [`APP_LOG`]'s lines, mapped, each once, in `topic`, and that the
+/// events of each Kafka record are at indexes 0..n (the receiver batches lines as it reads).
+fn assert_app_log(logs: &[Value], topic: &str, base_ns: i64) {
+    assert_eq!(
+        logs.len(),
+        APP_LOG.len(),
+        "each line stored once: {logs:#?}"
+    );
+    for (i, (level, msg, user)) in APP_LOG.iter().enumerate() {
+        let log = logs
+            .iter()
+            .find(|l| l["message"] == *msg)
+            .unwrap_or_else(|| panic!("{msg:?} not stored: {logs:#?}"));
+        assert_eq!(log["level"], level.to_uppercase(), "{log}");
+        assert_eq!(log["attributes"]["user"], *user, "{log}");
+        assert_eq!(log["attributes"]["log.file.name"], "app.log", "{log}");
+        let expected =
+            chrono::DateTime::from_timestamp_nanos(base_ns + i as i64 * 1_000_000 + 250_000);
+        let stored: chrono::DateTime<chrono::Utc> =
+            log["timestamp"].as_str().unwrap().parse().unwrap();
+        assert_eq!(stored, expected, "{log}");
+        assert_eq!(log["kafka"]["topic"], topic, "{log}");
+    }
+    let mut records: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for log in logs {
+        let record = format!("{}/{}", log["kafka"]["partition"], log["kafka"]["offset"]);
+        let index = log["kafka"]["index"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no index: {log}"));
+        records.entry(record).or_default().push(index);
+    }
+    for (record, mut indexes) in records {
+        indexes.sort_unstable();
+        assert_eq!(
+            indexes,
+            (0..indexes.len() as u64).collect::<Vec<_>>(),
+            "record {record}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_collector_kafka_exporter_records_store_each_log_record_with_its_index() {
     let mut config = external_config().await;
@@ -388,14 +468,35 @@ async fn external_collector_kafka_exporter_records_store_each_log_record_with_it
     };
     let (proto_receiver, proto_endpoint) = otlp_receiver();
     let (json_receiver, json_endpoint) = otlp_receiver();
+    // The documented pipeline (OTLP and a tailed file) feeds the otlp_proto topic.
+    let file_service = format!("{run}-file");
+    let logs_dir = tempfile::tempdir().unwrap();
+    let file_base_ns = base_ns();
+    let file_receiver = write_app_log(logs_dir.path(), &file_service, file_base_ns);
+    let pipeline =
+        yaml_snippet("docs/consumer.md", "kafka:")["service"]["pipelines"]["logs"].clone();
+    assert_eq!(pipeline["exporters"], json!(["kafka"]));
+    let mut receivers = serde_json::Map::new();
+    for name in pipeline["receivers"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        let receiver = match name {
+            "otlp" => proto_receiver.clone(),
+            "file_log" => file_receiver.clone(),
+            other => {
+                panic!("docs/consumer.md's pipeline names a receiver this test lacks: {other}")
+            }
+        };
+        receivers.insert(name.to_string(), receiver);
+    }
+    receivers.insert("otlp/json".into(), json_receiver);
     let collector_config = json!({
-        "receivers": {"otlp/proto": proto_receiver, "otlp/json": json_receiver},
+        "receivers": receivers,
         "exporters": {
-            "kafka/proto": exporter(&proto_topic, "otlp_proto"),
+            "kafka": exporter(&proto_topic, "otlp_proto"),
             "kafka/json": exporter(&json_topic, "otlp_json"),
         },
         "service": {"pipelines": {
-            "logs/proto": {"receivers": ["otlp/proto"], "exporters": ["kafka/proto"]},
+            "logs": pipeline,
             "logs/json": {"receivers": ["otlp/json"], "exporters": ["kafka/json"]},
         }},
     });
@@ -406,7 +507,7 @@ async fn external_collector_kafka_exporter_records_store_each_log_record_with_it
     emit(&proto_endpoint, &proto_service, 5, base_ns);
     emit(&json_endpoint, &json_service, 4, base_ns);
 
-    let logs = stored(&base, &run, 9).await;
+    let logs = stored(&base, &run, 9 + APP_LOG.len()).await;
     collector.assert_no_warnings();
     for (service, topic, count) in [
         (&proto_service, &proto_topic, 5),
@@ -419,12 +520,23 @@ async fn external_collector_kafka_exporter_records_store_each_log_record_with_it
             .collect();
         assert_mapped(&mine, service, count, base_ns);
         // One export request, one Kafka record: one offset, each log record at its index.
-        let offset = &mine[0]["kafka"]["offset"];
+        let record = |log: &Value| {
+            (
+                log["kafka"]["partition"].clone(),
+                log["kafka"]["offset"].clone(),
+            )
+        };
         for log in &mine {
             assert_eq!(log["kafka"]["topic"], topic.as_str(), "{log}");
-            assert_eq!(&log["kafka"]["offset"], offset, "one Kafka record: {log}");
+            assert_eq!(record(log), record(&mine[0]), "one Kafka record: {log}");
             assert_eq!(log["kafka"]["index"], log["attributes"]["i"], "{log}");
         }
     }
+    let file: Vec<Value> = logs
+        .iter()
+        .filter(|l| l["service"] == file_service.as_str())
+        .cloned()
+        .collect();
+    assert_app_log(&file, &proto_topic, file_base_ns);
     app.shutdown().await.unwrap();
 }
