@@ -188,6 +188,7 @@ async fn external_collector_kafka_exporter_records_store_each_log_record_with_it
     assert!(documented["brokers"].is_array(), "{documented}");
     assert!(documented["logs"]["topic"].is_string(), "{documented}");
     assert_eq!(documented["logs"]["encoding"], "otlp_proto");
+    assert_eq!(documented["producer"]["required_acks"], -1);
     let brokers: Vec<&str> = config.kafka.brokers.split(',').collect();
     let exporter = |topic: &str, encoding: &str| {
         let mut e = documented.clone();
@@ -198,7 +199,6 @@ async fn external_collector_kafka_exporter_records_store_each_log_record_with_it
         // SDK's successful export means the record is in Kafka; retries stay bounded.
         e["sending_queue"] = json!({"enabled": false});
         e["retry_on_failure"] = json!({"enabled": true, "max_elapsed_time": "30s"});
-        e["producer"] = json!({"required_acks": -1});
         e
     };
     let (proto_receiver, proto_endpoint) = otlp_receiver();
