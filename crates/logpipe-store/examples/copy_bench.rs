@@ -75,12 +75,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{rows} rows, about {} bytes each\n", bytes / rows.max(1));
 
     let q = |table: &str| format!("\"{schema}\".{table}");
-    // The indexes migrate() created, besides the position key: re-created from their own
+    // The indexes migrate() created, besides the unique key: re-created from their own
     // definitions below, so the "shipped" line measures exactly what ships.
     let shipped: Vec<(String, String)> = admin
         .query(
             "SELECT indexname::text, indexdef FROM pg_indexes \
-             WHERE schemaname = $1 AND tablename = 'logs' AND indexname <> 'logs_position_key' \
+             WHERE schemaname = $1 AND tablename = 'logs' AND indexname <> 'logs_event_key' \
              ORDER BY indexname DESC",
             &[&schema],
         )
@@ -103,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     let logs_table = q("logs");
-    let mut steps: Vec<(String, Vec<String>)> = vec![("position key only".to_owned(), Vec::new())];
+    let mut steps: Vec<(String, Vec<String>)> = vec![("unique key only".to_owned(), Vec::new())];
     let mut label = String::from("key");
     for (name, definition) in &shipped {
         label.push_str(&format!(" + {name}"));

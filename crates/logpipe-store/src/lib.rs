@@ -2,8 +2,9 @@
 //! HTTP query API reads them back. PostgreSQL in production, bundled SQLite as the embedded
 //! default, behind one API: [`LogStore`].
 //!
-//! The core promise: a record replayed by Kafka (same topic, partition and offset) never creates a
-//! second row. Both backends make the Kafka coordinates unique and report replays as
+//! The core promise: an event replayed by Kafka (same topic, partition and offset, and the same
+//! index within its record, as a record may hold several events) never creates a second row.
+//! Both backends make these coordinates unique and report replays as
 //! [`WriteReport::duplicates`].
 //!
 //! # Map
@@ -136,8 +137,9 @@ impl LogStore {
         matches!(self, LogStore::Postgres(_))
     }
 
-    /// Creates the schema if it is missing; idempotent and safe to run from several processes at
-    /// once. PostgreSQL also creates today's partition and the ones ahead.
+    /// Creates the schema if it is missing, or brings an older one up to date; idempotent and
+    /// safe to run from several processes at once. PostgreSQL also creates today's partition and
+    /// the ones ahead.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             LogStore::Postgres(store) => store.migrate().await,
@@ -154,7 +156,7 @@ impl LogStore {
         }
     }
 
-    /// Writes a batch, all or nothing. Records whose Kafka coordinates are already stored are
+    /// Writes a batch, all or nothing. Events whose Kafka coordinates are already stored are
     /// skipped and counted in [`WriteReport::duplicates`]. Only after `Ok` may the caller commit
     /// the batch's Kafka offsets.
     pub async fn write(&self, logs: &[EnrichedLog]) -> Result<WriteReport, StoreError> {

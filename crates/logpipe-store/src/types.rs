@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct WriteReport {
     /// Rows added.
     pub inserted: u64,
-    /// Records skipped because a row with their Kafka coordinates was already stored (a replay).
+    /// Events skipped because a row with their Kafka coordinates (topic, partition, offset and
+    /// index) was already stored (a replay).
     /// `inserted + duplicates` is the batch length.
     pub duplicates: u64,
 }
@@ -73,8 +74,8 @@ impl Default for LogQuery {
     }
 }
 
-/// One page of results: newest first (event timestamp descending, then Kafka topic, partition and
-/// offset descending, so the order is total and pages never overlap or skip).
+/// One page of results: newest first (event timestamp descending, then Kafka topic, partition,
+/// offset and index descending, so the order is total and pages never overlap or skip).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     pub logs: Vec<StoredLog>,
@@ -122,6 +123,10 @@ pub struct KafkaPosition {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The event's position within its record: 0 for a record holding one event, 0.. for a
+    /// record holding many (an OTLP export request). With topic, partition and offset, unique
+    /// per stored event.
+    pub index: u32,
     /// The Kafka record timestamp, when the record had one.
     pub timestamp: Option<DateTime<Utc>>,
 }

@@ -165,16 +165,27 @@ async fn schema_has_the_documented_indexes() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    for expected in [
-        "logs_position_key",
-        "logs_service_ts_idx",
-        "logs_level_ts_idx",
-    ] {
+    for expected in ["logs_event_key", "logs_service_ts_idx", "logs_level_ts_idx"] {
         assert!(
             indexes.contains(expected),
             "{expected} missing from {indexes:?}"
         );
     }
+    // A fresh database gets the current key directly: no earlier key, nothing left to build.
+    assert!(!indexes.contains("logs_position_key"), "{indexes:?}");
+    let key: String = admin
+        .query_one(
+            "SELECT pg_get_indexdef(to_regclass($1))",
+            &[&format!("\"{}\".logs_event_key", schema.name)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        key.starts_with("CREATE UNIQUE INDEX")
+            && key.ends_with("(ts, kafka_topic, kafka_partition, kafka_offset, kafka_index)"),
+        "{key}"
+    );
 }
 
 #[tokio::test]

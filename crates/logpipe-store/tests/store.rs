@@ -127,6 +127,7 @@ async fn every_field_reads_back() {
                 assert_eq!(stored.kafka.topic, &*log.coordinates.topic);
                 assert_eq!(stored.kafka.partition, log.coordinates.partition);
                 assert_eq!(stored.kafka.offset, log.coordinates.offset);
+                assert_eq!(stored.kafka.index, log.coordinates.index);
                 assert_eq!(stored.kafka.timestamp, log.kafka_timestamp);
                 assert_eq!(stored.ingested_at, log.ingested_at);
                 assert_eq!(stored.processed_at, log.processed_at);
@@ -142,6 +143,7 @@ async fn every_field_reads_back() {
             let json = serde_json::to_value(&page.logs[0]).unwrap();
             assert_eq!(json["level"], "TRACE", "levels serialise upper-case");
             assert_eq!(json["kafka"]["offset"], 42);
+            assert_eq!(json["kafka"]["index"], 0, "always serialised, 0 included");
             assert_eq!(json["fingerprint"].as_str().map(str::len), Some(16));
         },
     )

@@ -85,8 +85,10 @@ async fn copy_into_logs(
     Ok(inserted)
 }
 
-/// The slow path: COPY into a staging table, then insert what is not stored yet. Also correct
-/// when the batch itself repeats coordinates: `ON CONFLICT DO NOTHING` sees rows inserted
+/// The slow path: COPY into a staging table, then insert what is not stored yet. `ON CONFLICT`
+/// names no target: it skips a row conflicting with any unique index, which is the key alone
+/// (and, while `migrate()` is moving an older database to it, also the earlier key). Also
+/// correct when the batch itself repeats coordinates: `ON CONFLICT DO NOTHING` sees rows inserted
 /// earlier by the same statement.
 async fn copy_deduplicated(
     client: &mut Object,
@@ -164,13 +166,14 @@ async fn encode(
         let tags = JsonText(tags.json(&log.tags));
         let severity_number = i16::from(log.severity_number);
         let fingerprint = log.fingerprint.as_i64();
+        let index = super::index_column(coordinates.index);
         let level = event.level.as_str();
         let host = event.host.as_ref().map(|host| host.as_str());
         let trace_id = event.trace_id.as_ref().map(|id| id.as_str());
         let span_id = event.span_id.as_ref().map(|id| id.as_str());
         let request_id = request_id.as_deref();
         // In the order of `COLUMNS`.
-        let row: [&(dyn ToSql + Sync); 19] = [
+        let row: [&(dyn ToSql + Sync); 20] = [
             &event.timestamp,
             &log.processed_at,
             &log.kafka_timestamp,
@@ -178,6 +181,7 @@ async fn encode(
             &coordinates.offset,
             &fingerprint,
             &coordinates.partition,
+            &index,
             &severity_number,
             &level,
             &event.service.as_str(),

@@ -12,18 +12,22 @@
 //! fingerprint as `bigint` (`Fingerprint::as_i64`).
 //!
 //! # Idempotency
-//! `UNIQUE (ts, kafka_topic, kafka_partition, kafka_offset)`. A unique key on a partitioned table
-//! must contain the partition key; a replayed record always carries the same event timestamp,
-//! so the key still identifies it. `ts` comes first on purpose: the same index then also serves
-//! the query API's order (`ts DESC, kafka_topic DESC, ...`) and its keyset comparison, so no
-//! separate `(ts DESC)` index is needed and every COPY maintains one index fewer.
+//! The unique index `logs_event_key` on `(ts, kafka_topic, kafka_partition, kafka_offset,
+//! kafka_index)`: a Kafka record may hold several events (an OTLP export request), told apart by
+//! `kafka_index`, their position in the record (0 for a one-event record). A unique key on a
+//! partitioned table must contain the partition key; a replayed record always carries the same
+//! event timestamps, so the key still identifies each event. `ts` comes first on purpose: the
+//! same index then also serves the query API's order (`ts DESC, kafka_topic DESC, ...`) and its
+//! keyset comparison, so no separate `(ts DESC)` index is needed and every COPY maintains one
+//! index fewer. Databases created with the earlier four-column key are moved to this one by
+//! `migrate()` without a long lock (`key`).
 //!
 //! # Writes (`copy`)
 //! Fast path: one binary `COPY logs FROM STDIN` per batch, straight into the partitioned table
 //! (PostgreSQL routes the rows), inside BEGIN/COMMIT: a write is reported only once COMMIT has
 //! answered (an implicit transaction commits after the row count is sent, so a connection lost in
 //! between would lose rows reported as written). A unique violation (23505) only happens when the
-//! batch replays records already stored; then the COPY has written nothing, and the batch goes the
+//! batch replays events already stored; then the COPY has written nothing, and the batch goes the
 //! slow path: COPY into a temporary staging table, then `INSERT ... SELECT ... ON CONFLICT DO
 //! NOTHING` in one transaction, reporting the rows skipped as duplicates.
 //!
@@ -57,6 +61,7 @@
 //! Plain TCP only (`NoTls`): logpipe talks to PostgreSQL inside its own network.
 
 mod copy;
+mod key;
 mod query;
 mod schema;
 
@@ -93,8 +98,10 @@ pub(crate) struct Column {
     pub ty: Type,
 }
 
-/// The columns of `logs`, in table order.
-pub(crate) static COLUMNS: [Column; 19] = [
+/// The columns of `logs`, in the order of a table created by this version (a table migrated from
+/// the earlier schema has `kafka_index` last, where `ADD COLUMN` puts it; every statement names
+/// its columns, so the order does not matter to them).
+pub(crate) static COLUMNS: [Column; 20] = [
     column("ts", "timestamptz NOT NULL", Type::TIMESTAMPTZ),
     column("processed_at", "timestamptz NOT NULL", Type::TIMESTAMPTZ),
     column("kafka_ts", "timestamptz", Type::TIMESTAMPTZ),
@@ -102,6 +109,7 @@ pub(crate) static COLUMNS: [Column; 19] = [
     column("kafka_offset", "bigint NOT NULL", Type::INT8),
     column("fingerprint", "bigint NOT NULL", Type::INT8),
     column("kafka_partition", "integer NOT NULL", Type::INT4),
+    column("kafka_index", "integer NOT NULL DEFAULT 0", Type::INT4),
     column("severity_number", "smallint NOT NULL", Type::INT2),
     column("level", "text COLLATE \"C\" NOT NULL", Type::TEXT),
     column("service", "text COLLATE \"C\" NOT NULL", Type::TEXT),
@@ -118,6 +126,13 @@ pub(crate) static COLUMNS: [Column; 19] = [
 
 const fn column(name: &'static str, ddl: &'static str, ty: Type) -> Column {
     Column { name, ddl, ty }
+}
+
+/// `kafka_index` as stored (`integer`). Lossless in practice: a Kafka record is smaller than
+/// 2 GiB (its size is an `int32`) and every event in it takes at least a byte, so an index never
+/// reaches 2^31; the clamp only keeps a malformed value from wrapping negative.
+pub(crate) fn index_column(index: u32) -> i32 {
+    i32::try_from(index).unwrap_or(i32::MAX)
 }
 
 /// The types of [`COLUMNS`], as binary COPY wants them.
@@ -144,6 +159,8 @@ pub(crate) struct Sql {
     /// Key for `pg_advisory_xact_lock`, per schema: DDL on one schema (migrate, partitions)
     /// runs one process at a time.
     pub lock_key: i64,
+    /// Key for the session lock of the concurrent unique-key build (`key`), per schema.
+    pub key_lock_key: i64,
 }
 
 impl Sql {
@@ -159,6 +176,7 @@ impl Sql {
             default_partition: Sql::qualify(schema, "logs_default"),
             columns,
             lock_key: lock_key(schema),
+            key_lock_key: key_lock_key(schema),
         }
     }
 
@@ -176,6 +194,15 @@ impl Sql {
 fn lock_key(schema: &str) -> i64 {
     let mut hasher = Fnv1a64::new();
     hasher.write(b"logpipe-store:");
+    hasher.write(schema.as_bytes());
+    hasher.finish() as i64
+}
+
+/// The lock key of the concurrent unique-key build: a different key from [`lock_key`], so the
+/// build never holds the lock other migrations and maintenance wait for (see `key`).
+fn key_lock_key(schema: &str) -> i64 {
+    let mut hasher = Fnv1a64::new();
+    hasher.write(b"logpipe-store-key:");
     hasher.write(schema.as_bytes());
     hasher.finish() as i64
 }
@@ -330,6 +357,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn indexes_are_stored_as_integers() {
+        assert_eq!(index_column(0), 0);
+        assert_eq!(index_column(7), 7);
+        assert_eq!(index_column(u32::MAX), i32::MAX);
+    }
+
+    #[test]
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("logs"), "\"logs\"");
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
@@ -343,5 +377,7 @@ mod tests {
         // Fixed: processes of different releases migrating the same schema must take the same
         // lock. FNV-1a 64 of "logpipe-store:public", computed independently.
         assert_eq!(lock_key("public"), -7_109_939_689_728_538_052);
+        assert_ne!(key_lock_key("public"), lock_key("public"));
+        assert_ne!(key_lock_key("public"), key_lock_key("t_1"));
     }
 }

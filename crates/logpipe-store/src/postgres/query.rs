@@ -2,8 +2,8 @@
 //!
 //! The SQL holds only the filters the query uses (no `$1 IS NULL OR ...`, which hides the
 //! conditions from the planner). Paging is keyset: `(ts, kafka_topic, kafka_partition,
-//! kafka_offset) < (cursor)`, which the unique key `logs_position_key` answers directly,
-//! scanned backwards; deep pages cost the same as the first.
+//! kafka_offset, kafka_index) < (cursor)`, which the unique key `logs_event_key` answers
+//! directly, scanned backwards; deep pages cost the same as the first.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,7 +20,7 @@ use crate::types::{KafkaPosition, LogPage, LogQuery, StoredLog};
 /// The columns read, in the order [`stored_log`] expects.
 const SELECT_COLUMNS: &str = "ts, level, service, message, host, trace_id, span_id, attributes, \
      severity_number, fingerprint, template, kafka_topic, kafka_partition, kafka_offset, \
-     kafka_ts, ingested_at, processed_at, request_id, tags";
+     kafka_ts, ingested_at, processed_at, request_id, tags, kafka_index";
 
 pub(super) async fn query(store: &PgStore, query: &LogQuery) -> Result<LogPage, StoreError> {
     let plan = QueryPlan::new(query)?;
@@ -78,19 +78,20 @@ fn build(logs_table: &str, plan: &QueryPlan) -> (String, Vec<Param>) {
         let topic = bind(Box::new(after.topic.clone()));
         let partition = bind(Box::new(after.partition));
         let offset = bind(Box::new(after.offset));
+        let index = bind(Box::new(super::index_column(after.index)));
         // `ts <= ...` repeats the first term on its own: the (service, ts) and (level, ts)
         // indexes can use it, the row comparison only the position key can.
         let _ = write!(
             sql,
-            " AND ts <= {ts} AND (ts, kafka_topic, kafka_partition, kafka_offset) < \
-             ({ts}, {topic}, {partition}, {offset})"
+            " AND ts <= {ts} AND (ts, kafka_topic, kafka_partition, kafka_offset, kafka_index) < \
+             ({ts}, {topic}, {partition}, {offset}, {index})"
         );
     }
     let limit = bind(Box::new(plan.fetch()));
     let _ = write!(
         sql,
-        " ORDER BY ts DESC, kafka_topic DESC, kafka_partition DESC, kafka_offset DESC \
-         LIMIT {limit}"
+        " ORDER BY ts DESC, kafka_topic DESC, kafka_partition DESC, kafka_offset DESC, \
+         kafka_index DESC LIMIT {limit}"
     );
     (sql, params)
 }
@@ -111,6 +112,12 @@ fn stored_log(row: &Row) -> Result<StoredLog, StoreError> {
     let severity_number: i16 = row.try_get(8).map_err(unexpected)?;
     let fingerprint: i64 = row.try_get(9).map_err(unexpected)?;
     let tags: Json<BTreeMap<String, String>> = row.try_get(18).map_err(unexpected)?;
+    let index: i32 = row.try_get(19).map_err(unexpected)?;
+    let index = u32::try_from(index).map_err(|_| {
+        StoreError::Schema(format!(
+            "reading a stored log: kafka_index {index} is negative"
+        ))
+    })?;
     Ok(StoredLog {
         timestamp: row.try_get::<_, DateTime<Utc>>(0).map_err(unexpected)?,
         level,
@@ -127,6 +134,7 @@ fn stored_log(row: &Row) -> Result<StoredLog, StoreError> {
             topic: row.try_get(11).map_err(unexpected)?,
             partition: row.try_get(12).map_err(unexpected)?,
             offset: row.try_get(13).map_err(unexpected)?,
+            index,
             timestamp: row.try_get(14).map_err(unexpected)?,
         },
         ingested_at: row.try_get(15).map_err(unexpected)?,
@@ -148,7 +156,7 @@ mod tests {
         let (sql, params) = build("\"s\".\"logs\"", &plan);
         assert!(sql.ends_with(
             "FROM \"s\".\"logs\" WHERE true ORDER BY ts DESC, kafka_topic DESC, \
-             kafka_partition DESC, kafka_offset DESC LIMIT $1"
+             kafka_partition DESC, kafka_offset DESC, kafka_index DESC LIMIT $1"
         ));
         assert_eq!(params.len(), 1);
 
@@ -165,5 +173,30 @@ mod tests {
              ORDER BY"
         ));
         assert_eq!(params.len(), 3);
+    }
+
+    #[test]
+    fn the_keyset_compares_the_whole_key() {
+        let after = crate::cursor::Cursor {
+            timestamp: chrono::Utc::now(),
+            topic: "t".into(),
+            partition: 1,
+            offset: 2,
+            index: 3,
+        };
+        let plan = QueryPlan::new(&LogQuery {
+            cursor: Some(after.encode()),
+            ..LogQuery::default()
+        })
+        .unwrap();
+        let (sql, params) = build("logs", &plan);
+        assert!(
+            sql.contains(
+                "AND ts <= $1 AND (ts, kafka_topic, kafka_partition, kafka_offset, kafka_index) < \
+                 ($1, $2, $3, $4, $5) ORDER BY"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 6);
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! One table shaped like PostgreSQL's (no partitions), `STRICT` so types are enforced, with
 //! timestamps as integer microseconds since the Unix epoch (exact, and they compare as numbers).
-//! `UNIQUE (kafka_topic, kafka_partition, kafka_offset)` makes writes idempotent: a batch is one
+//! `UNIQUE (kafka_topic, kafka_partition, kafka_offset, kafka_index)` makes writes idempotent
+//! (`kafka_index`: the event's position within its Kafka record; see `schema`, which also
+//! migrates files written before it existed): a batch is one
 //! `IMMEDIATE` transaction of `INSERT ... ON CONFLICT DO NOTHING` through one prepared
 //! statement, and `changes()` (the count `execute` returns) tells inserted rows from
 //! duplicates. `ON CONFLICT (coordinates) DO NOTHING` rather than `INSERT OR IGNORE`: `OR IGNORE`
@@ -24,6 +26,7 @@
 
 mod connections;
 mod rows;
+mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -49,46 +52,16 @@ use crate::StoreOptions;
 /// Readiness probes answer within this (a long write holds the connection).
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS logs (
-    ts              INTEGER NOT NULL, -- event time, microseconds since the Unix epoch (UTC)
-    processed_at    INTEGER NOT NULL,
-    kafka_ts        INTEGER,
-    ingested_at     INTEGER,
-    kafka_offset    INTEGER NOT NULL,
-    fingerprint     INTEGER NOT NULL,
-    kafka_partition INTEGER NOT NULL,
-    severity_number INTEGER NOT NULL,
-    level           TEXT NOT NULL,
-    service         TEXT NOT NULL,
-    kafka_topic     TEXT NOT NULL,
-    host            TEXT,
-    trace_id        TEXT,
-    span_id         TEXT,
-    request_id      TEXT,
-    message         TEXT NOT NULL,
-    template        TEXT NOT NULL,
-    attributes      TEXT,             -- JSON object
-    tags            TEXT NOT NULL,    -- JSON object
-    UNIQUE (kafka_topic, kafka_partition, kafka_offset)
-) STRICT;
--- The page order and its keyset comparison.
-CREATE INDEX IF NOT EXISTS logs_position_idx
-    ON logs (ts, kafka_topic, kafka_partition, kafka_offset);
-CREATE INDEX IF NOT EXISTS logs_service_ts_idx ON logs (service, ts);
-CREATE INDEX IF NOT EXISTS logs_level_ts_idx ON logs (level, ts);
-";
-
 const INSERT: &str = "INSERT INTO logs (ts, processed_at, kafka_ts, ingested_at, kafka_offset, \
      fingerprint, kafka_partition, severity_number, level, service, kafka_topic, host, trace_id, \
-     span_id, request_id, message, template, attributes, tags) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
-     ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING";
+     span_id, request_id, message, template, attributes, tags, kafka_index) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+     ?20) ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, kafka_index) DO NOTHING";
 
 /// The columns read, in the order [`stored_log`] expects.
 const SELECT_COLUMNS: &str = "ts, level, service, message, host, trace_id, span_id, attributes, \
      severity_number, fingerprint, template, kafka_topic, kafka_partition, kafka_offset, \
-     kafka_ts, ingested_at, processed_at, request_id, tags";
+     kafka_ts, ingested_at, processed_at, request_id, tags, kafka_index";
 
 /// The SQLite backend of [`LogStore`](crate::LogStore). Cheap to clone.
 #[derive(Clone)]
@@ -203,12 +176,7 @@ impl SqliteStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.with_connection(|connection| {
-            connection
-                .execute_batch(SCHEMA)
-                .map_err(|err| StoreError::Schema(format!("creating the SQLite schema: {err}")))
-        })
-        .await
+        self.with_connection(schema::migrate).await
     }
 
     pub async fn maintain(&self, now: DateTime<Utc>) -> Result<Maintenance, StoreError> {
@@ -338,14 +306,18 @@ fn build_query(plan: &QueryPlan) -> (String, Vec<Value>) {
         params.push(Value::Text(pattern.clone()));
     }
     if let Some(after) = &plan.after {
-        sql.push_str(" AND (ts, kafka_topic, kafka_partition, kafka_offset) < (?, ?, ?, ?)");
+        sql.push_str(
+            " AND (ts, kafka_topic, kafka_partition, kafka_offset, kafka_index) < (?, ?, ?, ?, ?)",
+        );
         params.push(Value::Integer(after.timestamp_micros()));
         params.push(Value::Text(after.topic.clone()));
         params.push(Value::Integer(i64::from(after.partition)));
         params.push(Value::Integer(after.offset));
+        params.push(Value::Integer(i64::from(after.index)));
     }
     sql.push_str(
-        " ORDER BY ts DESC, kafka_topic DESC, kafka_partition DESC, kafka_offset DESC LIMIT ?",
+        " ORDER BY ts DESC, kafka_topic DESC, kafka_partition DESC, kafka_offset DESC, \
+         kafka_index DESC LIMIT ?",
     );
     params.push(Value::Integer(plan.fetch()));
     (sql, params)

@@ -21,6 +21,7 @@ pub(super) struct OwnedRow {
     kafka_offset: i64,
     fingerprint: i64,
     kafka_partition: i32,
+    kafka_index: u32,
     severity_number: u8,
     level: &'static str,
     service: String,
@@ -48,6 +49,7 @@ impl OwnedRow {
             kafka_offset: log.coordinates.offset,
             fingerprint: log.fingerprint.as_i64(),
             kafka_partition: log.coordinates.partition,
+            kafka_index: log.coordinates.index,
             severity_number: log.severity_number,
             level: event.level.as_str(),
             service: event.service.as_str().to_owned(),
@@ -94,6 +96,7 @@ impl OwnedRow {
             self.template,
             self.attributes,
             self.tags,
+            self.kafka_index,
         ])
     }
 }
@@ -130,6 +133,7 @@ pub(super) fn stored_log(row: &rusqlite::Row<'_>) -> Result<StoredLog, StoreErro
             topic: row.get(11).map_err(get_err)?,
             partition: row.get(12).map_err(get_err)?,
             offset: row.get(13).map_err(get_err)?,
+            index: row.get(19).map_err(get_err)?,
             timestamp: optional_instant(row.get(14).map_err(get_err)?)?,
         },
         ingested_at: optional_instant(row.get(15).map_err(get_err)?)?,

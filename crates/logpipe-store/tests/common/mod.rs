@@ -279,6 +279,28 @@ pub fn offsets(logs: &[StoredLog]) -> Vec<i64> {
     logs.iter().map(|log| log.kafka.offset).collect()
 }
 
+/// The (offset, index) pairs of `logs`, in order.
+pub fn positions(logs: &[StoredLog]) -> Vec<(i64, u32)> {
+    logs.iter()
+        .map(|log| (log.kafka.offset, log.kafka.index))
+        .collect()
+}
+
+/// The event at `index` within the record at `offset`: [`log_at`] with its own message.
+pub fn event_at(
+    offset: i64,
+    index: u32,
+    timestamp: DateTime<Utc>,
+    tags: &Arc<BTreeMap<String, String>>,
+) -> EnrichedLog {
+    let mut log = log_at(offset, timestamp, tags);
+    log.coordinates.index = index;
+    log.event.message = format!("event {index} of record {offset}")
+        .parse()
+        .expect("message");
+    log
+}
+
 /// The offsets of `logs` in the store's page order: newest first, then coordinates descending.
 pub fn expected_order(logs: &[&EnrichedLog]) -> Vec<i64> {
     let mut sorted: Vec<&EnrichedLog> = logs.to_vec();
@@ -288,12 +310,14 @@ pub fn expected_order(logs: &[&EnrichedLog]) -> Vec<i64> {
             &b.coordinates.topic,
             b.coordinates.partition,
             b.coordinates.offset,
+            b.coordinates.index,
         )
             .cmp(&(
                 a.event.timestamp,
                 &a.coordinates.topic,
                 a.coordinates.partition,
                 a.coordinates.offset,
+                a.coordinates.index,
             ))
     });
     sorted.iter().map(|log| log.coordinates.offset).collect()
