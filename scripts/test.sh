@@ -10,7 +10,8 @@
 #   KAFKA_NODES=1 scripts/test.sh          # a single-node Kafka for the suite (quicker locally)
 #
 # It provisions what the tests need (PostgreSQL, Redis, Java 17, Maven, Apache Kafka from Maven
-# Central as a 3-node KRaft cluster, Prometheus, Chromium, cargo-nextest, rustfmt, clippy), then
+# Central as a 3-node KRaft cluster, Prometheus, Chromium, the OpenTelemetry Collector built from
+# scripts/otelcol/, cargo-nextest, rustfmt, clippy), then
 # runs: cargo fmt --check, cargo clippy -D warnings, cargo nextest run, the doc tests, the API
 # fuzzing with schemathesis, the benchmark at smoke size, and the kill, scale and broker fault
 # tests. All stages run even if an
@@ -21,6 +22,7 @@
 #   LOGPIPE_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
 #   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
 #   LOGPIPE_TEST_PYTHON          a Python with the client libraries of tests/clients/requirements.txt
+#   LOGPIPE_TEST_OTELCOL         an OpenTelemetry Collector built from scripts/otelcol/ (cached)
 set -euo pipefail
 # One stream, so CI logs keep helper messages (stderr) in order with step output (stdout).
 exec 2>&1
@@ -121,6 +123,11 @@ step "Python client libraries (tests/clients/requirements.txt)"
 source scripts/lib/python.sh
 ensure_venv clients crates/logpipe/tests/clients/requirements.txt
 export LOGPIPE_TEST_PYTHON="$VENV_BIN/python"
+
+step "OpenTelemetry Collector (scripts/otelcol/)"
+# shellcheck source=scripts/lib/otelcol.sh
+source scripts/lib/otelcol.sh
+ensure_otelcol
 
 step "Test environment"
 env | grep '^LOGPIPE_TEST_' | sort

@@ -32,6 +32,7 @@ mod kafka_provisioning;
 mod kafka_tools;
 mod lag;
 mod observability;
+mod otel_collector;
 mod pipeline_embedded;
 mod query_burst;
 mod scripts;
