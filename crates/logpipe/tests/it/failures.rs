@@ -479,11 +479,8 @@ async fn explain_missing(app: &App, config: &Config, base: &str, run: &str) -> S
 
 /// Terminates the logpipe store's PostgreSQL connections (found by application name).
 async fn terminate_backends(url: &str, application: &str) -> u64 {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let rows = crate::support::postgres(url)
         .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(connection);
-    let rows = client
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
             &[&application],
@@ -738,11 +735,8 @@ async fn refused_row_is_retried_then_dead_lettered_alone(config: Config) {
     let run = unique("refused");
     // A rule PostgreSQL enforces on every row: one service is refused (a data error, not an
     // outage), so COPY fails for any batch holding it.
-    let (client, connection) = tokio_postgres::connect(&config.postgres.url, tokio_postgres::NoTls)
+    crate::support::postgres(&config.postgres.url)
         .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
         .batch_execute(&format!(
             "ALTER TABLE \"{}\".logs ADD CONSTRAINT it_refuse CHECK (service <> '{run}-refused')",
             config.postgres.schema

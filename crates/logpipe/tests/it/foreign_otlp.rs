@@ -251,11 +251,8 @@ async fn external_an_otlp_record_with_an_event_the_store_refuses_is_retried_whol
     // The store's tables exist once the app started (it migrates).
     let app = start(config.clone(), Roles::All).await;
     let base = format!("http://{}", app.gateway_addr.unwrap());
-    let (client, connection) = tokio_postgres::connect(&config.postgres.url, tokio_postgres::NoTls)
+    crate::support::postgres(&config.postgres.url)
         .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
         .batch_execute(&format!(
             "ALTER TABLE \"{}\".logs ADD CONSTRAINT it_refuse_otlp CHECK (message <> '{run} no')",
             config.postgres.schema

@@ -158,7 +158,35 @@ async fn read_back(base: &str, service: &str, expected: usize) -> Vec<Value> {
 
 /// Asserts every record [`EMIT`] sent for `service` is stored once, with every field mapped.
 fn assert_mapped(logs: &[Value], service: &str, count: usize, base_ns: i64) {
-    assert_eq!(logs.len(), count, "each record stored exactly once");
+    for_each_sdk_record(logs, service, "py-host-1", count, base_ns, |a| {
+        assert_eq!(a["ratio"], 0.5);
+        assert_eq!(a["ok"], true);
+        assert_eq!(a["tags"], serde_json::json!(["a", "b"]));
+        assert_eq!(a["scope.name"], "it.otlp");
+        assert_eq!(a["scope.version"], "1.2.0");
+        assert_eq!(a["resource.telemetry.sdk.language"], "python");
+        assert!(a.get("resource.service.name").is_none() && a.get("resource.host.name").is_none());
+    });
+}
+
+/// Asserts `logs` are exactly `count` records the Python SDK emitted in the tests' shape (record
+/// `i`: attribute `i`, message "{service} record {i}", levels DEBUG..FATAL in turn, time
+/// `base_ns` + i ms + 123,456 ns, trace and span ids ending in `i`, attribute `user`, resource
+/// `deployment.environment` = "it", on `host`), each once; `more` checks a record's other
+/// attributes.
+pub(crate) fn for_each_sdk_record(
+    logs: &[Value],
+    service: &str,
+    host: &str,
+    count: usize,
+    base_ns: i64,
+    more: impl Fn(&Value),
+) {
+    assert_eq!(
+        logs.len(),
+        count,
+        "each record stored exactly once: {logs:#?}"
+    );
     let levels = ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
     let mut seen = vec![false; count];
     for log in logs {
@@ -168,7 +196,8 @@ fn assert_mapped(logs: &[Value], service: &str, count: usize, base_ns: i64) {
         assert_eq!(log["service"], service);
         assert_eq!(log["level"], levels[i % levels.len()], "{log}");
         assert_eq!(log["message"], format!("{service} record {i}"));
-        assert_eq!(log["host"], "py-host-1");
+        assert_eq!(log["host"], host);
+        // Nanoseconds are kept to the microsecond.
         let expected =
             chrono::DateTime::from_timestamp_nanos(base_ns + i as i64 * 1_000_000 + 123_000);
         let stored: chrono::DateTime<chrono::Utc> =
@@ -181,14 +210,8 @@ fn assert_mapped(logs: &[Value], service: &str, count: usize, base_ns: i64) {
         assert_eq!(log["span_id"], format!("00f067aa0ba9{i:04x}"));
         let a = &log["attributes"];
         assert_eq!(a["user"], "alice");
-        assert_eq!(a["ratio"], 0.5);
-        assert_eq!(a["ok"], true);
-        assert_eq!(a["tags"], serde_json::json!(["a", "b"]));
-        assert_eq!(a["scope.name"], "it.otlp");
-        assert_eq!(a["scope.version"], "1.2.0");
         assert_eq!(a["resource.deployment.environment"], "it");
-        assert_eq!(a["resource.telemetry.sdk.language"], "python");
-        assert!(a.get("resource.service.name").is_none() && a.get("resource.host.name").is_none());
+        more(a);
     }
 }
 

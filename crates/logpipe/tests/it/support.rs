@@ -399,6 +399,16 @@ pub fn kafka_tool(class: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("running java {class} ({e}): is a JDK on PATH?"))
 }
 
+/// A client of the test PostgreSQL at `url`, for a test's own statements (its connection runs
+/// on a task of its own).
+pub async fn postgres(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL at {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 /// Commits `offsets` (partition → next offset) for `group` on `topic` without joining the group
 /// (a "simple" commit, as tools that reset offsets do).
 pub fn commit_offsets(brokers: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {

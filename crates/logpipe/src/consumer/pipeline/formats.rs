@@ -9,32 +9,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use logpipe_model::{Limits, LogEvent, Rejection, ServiceName};
 use prometheus_client::metrics::counter::Counter;
-use smallvec::{smallvec, SmallVec};
+use smallvec::smallvec;
 
+use super::decoded::{Events, Refusal};
 use super::otlp_records::{self, Encoding};
 use crate::config::{ConsumerConfig, JsonFields, RecordFormat};
 use crate::consumer::handoff::Fetched;
-
-/// The events one record holds, in order: their position is their `index` in the stores' key.
-/// One for most formats, kept inline.
-pub type Events = SmallVec<[LogEvent; 1]>;
-
-/// Why a record cannot be processed: a stable code (the dead-letter record's error type) and a
-/// message for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl From<Rejection> for Refusal {
-    fn from(rejection: Rejection) -> Self {
-        Refusal {
-            code: rejection.code(),
-            message: rejection.to_string(),
-        }
-    }
-}
 
 /// The format of every consumed topic, and what `raw` and `json` records need besides their
 /// value.

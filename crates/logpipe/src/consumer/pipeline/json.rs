@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use logpipe_model::{Limits, LogEvent, Rejection, ServiceName};
 use serde_json::Value;
 
-use super::formats::Refusal;
+use super::decoded::Refusal;
 use crate::config::JsonFields;
 use crate::formats::document::{self, Epoch, Names};
 

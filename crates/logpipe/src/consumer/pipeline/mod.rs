@@ -37,7 +37,8 @@
 //! written; the refused record is retried alone.
 //!
 //! Files, in the order a record meets them: [`batch`] (the assemble stage), [`decode`] (decode
-//! and enrich lanes, reading each topic's [`formats`]), [`writer`] (the write stage's event loop), [`scheduler`] (per-key order,
+//! and enrich lanes, reading each topic's [`formats`]: [`json`], [`otlp_records`], their
+//! [`decoded`] result), [`writer`] (the write stage's event loop), [`scheduler`] (per-key order,
 //! retries, commit points), [`step_runner`] (processing steps), [`store`] (store writes with
 //! bisection), [`letters`] (dead-lettering), [`tally`] (aggregates and watermarks), [`circuit`]
 //! (outage circuit breakers); [`item`] is the record on its way.
@@ -45,6 +46,7 @@
 pub mod batch;
 pub mod circuit;
 pub mod decode;
+pub mod decoded;
 pub mod formats;
 pub mod item;
 pub mod json;

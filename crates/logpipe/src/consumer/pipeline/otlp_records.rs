@@ -15,7 +15,7 @@ use logpipe_model::{Limits, ServiceName};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
-use super::formats::{Events, Refusal};
+use super::decoded::{Events, Refusal};
 use crate::gateway::otlp::map::{self, Context};
 
 /// The two encodings the Collector's kafka exporter writes (`encoding: otlp_proto` /
