@@ -167,6 +167,10 @@ fi
 # (a process not starting, an accepted event not stored), never on its figures.
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     run_stage "bench-smoke" bench-smoke.log env SMOKE=1 scripts/bench.sh
+    # The store-side drain variants (crates/logpipe-store/examples/drain_variants.rs), a few
+    # seconds at this size.
+    run_stage "store-bench-smoke" store-bench-smoke.log \
+        env BENCH_ROWS=20000 BENCH_ROUNDS=1 cargo run -q -p logpipe-store --example drain_variants
 fi
 
 # Kill, scale and broker fault tests: separate gateway, producer and consumer processes on a
