@@ -24,6 +24,10 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/kafka.sh
 source scripts/lib/kafka.sh
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+command -v jq >/dev/null || apt_install jq
+command -v bc >/dev/null || apt_install bc
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
     # No Kafka by default: starting 3 broker JVMs alone takes ~50 s on 2 cores. SMOKE=1

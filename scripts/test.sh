@@ -171,6 +171,9 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     # seconds at this size.
     run_stage "store-bench-smoke" store-bench-smoke.log \
         env BENCH_ROWS=20000 BENCH_ROUNDS=1 cargo run -q -p logpipe-store --example drain_variants
+    # The query API and search on a 200,000-row store (scripts/bench-query.sh, ~15 s).
+    run_stage "query-bench-smoke" query-bench-smoke.log \
+        env SMOKE=1 LOGPIPE=target/debug/logpipe scripts/bench-query.sh
 fi
 
 # Kill, scale and broker fault tests: separate gateway, producer and consumer processes on a
