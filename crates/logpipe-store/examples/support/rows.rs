@@ -91,7 +91,9 @@ pub fn generate(rows: usize) -> Vec<EnrichedLog> {
                 },
                 kafka_timestamp: Some(timestamp),
                 severity_number: level.severity_number(),
-                fingerprint: Fingerprint(((i % MESSAGES.len()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                fingerprint: Fingerprint(
+                    ((i % MESSAGES.len()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ),
                 template,
                 ingested_at: Some(timestamp),
                 processed_at: now,
