@@ -66,31 +66,38 @@ impl Formats {
             .filter(|ms| *ms >= 0)
             .and_then(DateTime::from_timestamp_millis)
             .unwrap_or(now);
-        let encoding = match self.of(&record.topic) {
+        let one = |event| -> Result<Events, Refusal> { Ok(smallvec![event]) };
+        match self.of(&record.topic) {
             RecordFormat::Logpipe => {
-                return Ok(smallvec![LogEvent::decode_with_default(
-                    payload, limits, timestamp
-                )?])
+                one(LogEvent::decode_with_default(payload, limits, timestamp)?)
             }
-            RecordFormat::Raw => {
-                let service = self.raw_service(record)?;
-                return Ok(smallvec![LogEvent::from_line(
-                    payload, service, timestamp, limits
-                )?]);
-            }
-            RecordFormat::Json => {
-                let service = self.raw_service(record)?;
-                return Ok(smallvec![super::json::decode(
-                    payload,
-                    &self.json_fields,
-                    &service,
-                    timestamp,
-                    limits,
-                )?]);
-            }
-            RecordFormat::OtlpProto => Encoding::Protobuf,
-            RecordFormat::OtlpJson => Encoding::Json,
-        };
+            RecordFormat::Raw => one(LogEvent::from_line(
+                payload,
+                self.raw_service(record)?,
+                timestamp,
+                limits,
+            )?),
+            RecordFormat::Json => one(super::json::decode(
+                payload,
+                &self.json_fields,
+                &self.raw_service(record)?,
+                timestamp,
+                limits,
+            )?),
+            RecordFormat::OtlpProto => self.otlp(record, Encoding::Protobuf, timestamp, limits),
+            RecordFormat::OtlpJson => self.otlp(record, Encoding::Json, timestamp, limits),
+        }
+    }
+
+    /// The events of an OTLP record; attributes left out of them are counted.
+    fn otlp(
+        &self,
+        record: &Fetched,
+        encoding: Encoding,
+        timestamp: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<Events, Refusal> {
+        let payload = record.raw.payload.as_deref().unwrap_or_default();
         let service = self.raw_service(record)?;
         let (events, dropped) =
             otlp_records::decode(payload, encoding, &service, timestamp, limits)?;
