@@ -104,13 +104,7 @@ fn more_events_of(records: &[EnrichedLog]) -> Vec<EnrichedLog> {
 
 async fn check_migrated(store: &LogStore, old: &[EnrichedLog]) {
     assert_eq!(store.count().await.unwrap(), 40);
-    let page = store
-        .query(&LogQuery {
-            limit: 1000,
-            ..LogQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = common::first_thousand(store).await;
     assert_eq!(page.logs.len(), 40);
     for stored in &page.logs {
         let log = &old[stored.kafka.offset as usize];

@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use common::{log_at, now, pg_admin, sample_logs, shared_tags, PgSchema};
 use logpipe_model::EnrichedLog;
-use logpipe_store::{LogQuery, LogStore, StoreError, StoreOptions, WriteReport};
+use logpipe_store::{LogStore, StoreError, StoreOptions, WriteReport};
 
 /// Writes until the store accepts the batch, as the consumer does; only outages may fail.
 async fn write_with_retry(store: &LogStore, batch: &[EnrichedLog]) -> WriteReport {
@@ -140,13 +140,7 @@ async fn creating_a_partition_moves_its_rows_out_of_the_default_partition() {
     assert_eq!(store.count().await.unwrap(), 50);
     // Still queryable, still de-duplicated.
     assert_eq!(store.write(&logs).await.unwrap().duplicates, 50);
-    let page = store
-        .query(&LogQuery {
-            limit: 1000,
-            ..LogQuery::default()
-        })
-        .await
-        .unwrap();
+    let page = common::first_thousand(&store).await;
     assert_eq!(page.logs.len(), 50);
 }
 

@@ -322,3 +322,14 @@ pub fn expected_order(logs: &[&EnrichedLog]) -> Vec<i64> {
     });
     sorted.iter().map(|log| log.coordinates.offset).collect()
 }
+
+/// The first page of up to 1,000 stored rows, newest first, with no filter.
+pub async fn first_thousand(store: &LogStore) -> LogPage {
+    store
+        .query(&LogQuery {
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap()
+}
