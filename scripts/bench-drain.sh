@@ -26,6 +26,8 @@ cd "$REPO_ROOT"
 source scripts/lib/kafka.sh
 # shellcheck source=scripts/lib/metrics.sh
 source scripts/lib/metrics.sh
+# shellcheck source=scripts/lib/backlog.sh
+source scripts/lib/backlog.sh
 
 EVENTS=${EVENTS:-1000000}
 ARTIFACTS="$REPO_ROOT/artifacts/bench-drain"
@@ -78,17 +80,7 @@ done
 export LOGPIPE_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
 COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
 
-echo "==> loading $EVENTS events into $RUN-logs through producer + gateway"
-PP=$(free_port 18581); GP=$(free_port 18580)
-"$BIN" producer "${COMMON[@]}" --listen "127.0.0.1:$PP" >"$ARTIFACTS/producer.log" 2>&1 &
-PIDS+=($!); PRODUCER_PID=$!
-"$BIN" gateway "${COMMON[@]}" --listen "127.0.0.1:$GP" --producer-url "http://127.0.0.1:$PP" >"$ARTIFACTS/gateway.log" 2>&1 &
-PIDS+=($!); GATEWAY_PID=$!
-wait_ready "http://127.0.0.1:$GP" "$GATEWAY_PID" "logpipe gateway" 60 || exit 1
-"$BIN" loadgen --target "http://127.0.0.1:$GP" --rate 0 --duration 10m --total "$EVENTS" --batch 1000 --services 50 --concurrency 16 \
-    | tee "$ARTIFACTS/load.txt" | grep -E "accepted|throughput"
-stop_pid "$GATEWAY_PID" 10; stop_pid "$PRODUCER_PID" 10
-ACCEPTED=$(awk -F'┆' '/events accepted/ {gsub(/[ │]/, "", $2); print $2}' "$ARTIFACTS/load.txt")
+ACCEPTED=$(load_backlog "$BIN" "$ARTIFACTS" "$EVENTS" "${COMMON[@]}")
 echo "backlog: $ACCEPTED events"
 
 # A checkpoint before each measured phase (drain, raw COPY): otherwise the WAL of the previous
