@@ -2,7 +2,6 @@
 //! OffsetCommit per partition at most every `COMMIT_INTERVAL` while running, synchronous and
 //! immediate on revoke and shutdown.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -10,7 +9,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::MemberContext;
 use crate::consumer::handoff::{CommitPoint, Finals};
-use crate::consumer::offsets::Tp;
+use crate::consumer::offsets::{Tp, TpMap};
 use crate::consumer::ConsumerMetrics;
 
 /// Commits `offsets` (only for partitions still assigned). Returns how many were committed.
@@ -61,7 +60,7 @@ pub(super) fn commit(
 /// broker fenced members that were working. (A cadence, not "one in flight": rdkafka 0.38 never
 /// delivers the answer to a manual asynchronous commit, so there is nothing to wait for.)
 pub(super) struct CommitQueue {
-    latest: HashMap<Tp, CommitPoint>,
+    latest: TpMap<Tp, CommitPoint>,
     last_sent: Instant,
 }
 
@@ -72,7 +71,7 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 impl Default for CommitQueue {
     fn default() -> Self {
         Self {
-            latest: HashMap::new(),
+            latest: TpMap::default(),
             last_sent: Instant::now() - COMMIT_INTERVAL,
         }
     }

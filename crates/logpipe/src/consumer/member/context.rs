@@ -13,7 +13,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::consumer::handoff::{Epoch, Input, OutageFlags};
-use crate::consumer::offsets::Tp;
+use crate::consumer::offsets::{Tp, TpMap};
 use crate::consumer::ConsumerMetrics;
 
 /// State shared between the poll loop and the rebalance callbacks (both on the poll thread, but
@@ -28,10 +28,10 @@ pub struct MemberContext {
     /// Partitions currently owned, for filtering late commits and for lag series.
     pub(super) owned: Mutex<Vec<Tp>>,
     /// The epoch of each owned partition's current assignment.
-    pub(super) epochs: Mutex<HashMap<Tp, Epoch>>,
+    pub(super) epochs: Mutex<TpMap<Tp, Epoch>>,
     /// The offset each owned partition's next fetched record should have (unknown until the
     /// first record of an assignment): a record past it means the broker skipped offsets.
-    pub(super) expected: Mutex<HashMap<Tp, i64>>,
+    pub(super) expected: Mutex<TpMap<Tp, i64>>,
     pub(super) next_epoch: AtomicU64,
     pub(super) topics: Mutex<HashMap<String, Arc<str>>>,
     pub(super) assigned_count: Arc<AtomicUsize>,
@@ -58,8 +58,8 @@ pub fn context(
         drain_timeout,
         metrics,
         owned: Mutex::new(Vec::new()),
-        epochs: Mutex::new(HashMap::new()),
-        expected: Mutex::new(HashMap::new()),
+        epochs: Mutex::new(TpMap::default()),
+        expected: Mutex::new(TpMap::default()),
         next_epoch: AtomicU64::new(1),
         topics: Mutex::new(HashMap::new()),
         assigned_count,
@@ -71,10 +71,13 @@ pub fn context(
 impl MemberContext {
     pub(super) fn intern(&self, topic: &str) -> Arc<str> {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        topics
-            .entry(topic.to_string())
-            .or_insert_with(|| Arc::from(topic))
-            .clone()
+        // Called for every fetched record: a hit allocates nothing.
+        if let Some(interned) = topics.get(topic) {
+            return interned.clone();
+        }
+        let interned: Arc<str> = Arc::from(topic);
+        topics.insert(topic.to_string(), interned.clone());
+        interned
     }
 
     pub(super) fn tps(&self, tpl: &TopicPartitionList) -> Vec<Tp> {

@@ -3,7 +3,7 @@
 //! is counted once however often it is re-read. Records stored past a record still without an
 //! outcome are held as compact [`Contribution`]s until the commit point reaches them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use logpipe_model::EnrichedLog;
 use smallvec::SmallVec;
 
 use super::circuit::Circuit;
-use crate::consumer::offsets::Tp;
+use crate::consumer::offsets::{Tp, TpMap};
 use crate::consumer::ConsumerMetrics;
 
 pub(super) struct Tally {
@@ -20,10 +20,10 @@ pub(super) struct Tally {
     circuit: Circuit,
     metrics: ConsumerMetrics,
     /// Applied-offset watermark of each owned partition in the aggregates.
-    watermarks: HashMap<Tp, i64>,
+    watermarks: TpMap<Tp, i64>,
     /// Stored records not yet counted (their partition's commit point is behind them), by
     /// partition and offset: one contribution per event of the record.
-    held: HashMap<Tp, BTreeMap<i64, SmallVec<[Contribution; 1]>>>,
+    held: TpMap<Tp, BTreeMap<i64, SmallVec<[Contribution; 1]>>>,
 }
 
 impl Tally {
@@ -32,8 +32,8 @@ impl Tally {
             aggregates,
             circuit,
             metrics,
-            watermarks: HashMap::new(),
-            held: HashMap::new(),
+            watermarks: TpMap::default(),
+            held: TpMap::default(),
         }
     }
 

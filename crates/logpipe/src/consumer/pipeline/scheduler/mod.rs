@@ -19,7 +19,7 @@
 //! No I/O here: the writer ([`super::writer`]) takes the records that are ready for the store,
 //! the dead-letter topic or the steps, does the work, and reports each outcome back.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::item::{Item, Stage};
 use crate::config::RetryConfig;
 use crate::consumer::handoff::{CommitPoint, Epoch, Finals};
-use crate::consumer::offsets::{OffsetTracker, Tp};
+use crate::consumer::offsets::{OffsetTracker, Tp, TpMap};
 use crate::dlq::ErrorClass;
 
 /// Records of one key waiting behind the record that holds the key (being retried, or in its
@@ -43,9 +43,9 @@ pub(super) struct Scheduler {
     has_steps: bool,
     tracker: OffsetTracker,
     /// The assignment epoch of each owned partition (commit points carry it).
-    epochs: HashMap<Tp, Epoch>,
+    epochs: TpMap<Tp, Epoch>,
     /// Keys held by a record in its steps or waiting for a retry, per partition.
-    blocked: HashMap<(Tp, u64), KeyQueue>,
+    blocked: TpMap<(Tp, u64), KeyQueue>,
     /// Records waiting for their next attempt, with when it is due.
     retrying: Vec<(Instant, Item)>,
     /// Records ready for the store.
@@ -62,8 +62,8 @@ impl Scheduler {
             retry,
             has_steps,
             tracker: OffsetTracker::default(),
-            epochs: HashMap::new(),
-            blocked: HashMap::new(),
+            epochs: TpMap::default(),
+            blocked: TpMap::default(),
             retrying: Vec::new(),
             ready: Vec::new(),
             letters: Vec::new(),
