@@ -115,7 +115,10 @@ async fn flush(deps: &Deps, batch: &mut Vec<Fetched>, work: &mpsc::Sender<Work>)
     if batch.is_empty() {
         return;
     }
-    let records = std::mem::replace(batch, Vec::with_capacity(deps.batch_size));
+    // The next batch starts with room for as many records as this one had: a backlog's batches
+    // grow to `max_batch_size`, and growing one by doubling copies every record a dozen times.
+    let room = batch.len().max(deps.batch_size);
+    let records = std::mem::replace(batch, Vec::with_capacity(room));
     let prepared = prepare(deps, records).await;
     let _ = work.send(Work::Batch(prepared)).await;
 }

@@ -52,9 +52,11 @@ pub(super) async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
             Err(e) => tracing::error!(error = %e, "decode worker failed"),
         }
     }
-    Prepared {
-        items: slots.into_iter().flatten().collect(),
-    }
+    // Sized up front: `flatten` gives no size hint, so `collect` would grow the vector (and copy
+    // every item) a dozen times per batch.
+    let mut items = Vec::with_capacity(total);
+    items.extend(slots.into_iter().flatten());
+    Prepared { items }
 }
 
 /// One lane: decode and enrich in order. A record that cannot be decoded is poison, kept with its
