@@ -8,6 +8,13 @@ use logpipe::cli::{Cli, Command, ConfigCommand, DlqCommand, TopicsCommand};
 use logpipe::config::{Config, Sources};
 use logpipe::{commands, telemetry};
 
+/// mimalloc instead of glibc's malloc: every record is a dozen small allocations (its bytes, its
+/// event's strings, the message template) freed on another thread a few milliseconds later, the
+/// pattern glibc's per-thread arenas handle worst (instructions per allocation, and memory held
+/// by arenas after the burst). Measured in docs/performance.md ("The consumer's CPU per event").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut overrides = cli.global.overrides();
