@@ -65,8 +65,9 @@
 #     the issue's rows: about 15 minutes of fill), with QUERY_STEADY_RATE (5000; SMOKE: 0) events/s
 #     ingested through this run's cluster meanwhile, QUERY_N (200; SMOKE: 40) requests per kind;
 #   E2E_REF (1): after each Kafka end-to-end step at a rate of RATES, Kafka's ProducerPerformance
-#     throttled to that rate for the same duration (acks=all, logpipe's compression and record
-#     size: the ingest step's, else REF_RECORD_SIZE, 240): the latency floor the brokers set;
+#     throttled to that rate for the same duration (acks=all, logpipe's compression, linger and
+#     record size: the ingest step's, else REF_RECORD_SIZE, 240): the latency floor the brokers
+#     set;
 #   WARMUP (20s; SMOKE: 0): a Kafka end-to-end step at the first rate before the measured ones,
 #     not in the table (a cold cluster's JIT gave a 418 ms p99);
 #   STEP_ENV: VAR=VALUE words given to every logpipe process of the end-to-end steps
@@ -759,6 +760,16 @@ e2e_ref() {
     : "${compression:=$("$BIN" config check --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["producer"]["compression"])')}"
     : "${partitions:=$("$BIN" config check --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["kafka"]["partitions"])')}"
     : "${record_size:=${REF_RECORD_SIZE:-240}}"
+    # logpipe's producer.linger (1 ms by default; the Java producer's own default is 5 ms), so the
+    # reference waits for batch-mates no longer than logpipe does. Read for each step: an A/B
+    # variant may set it.
+    local ref_linger
+    # shellcheck disable=SC2086 # STEP_ENV is a list of VAR=VALUE words
+    ref_linger=$(env $STEP_ENV "$BIN" config check --json | python3 -c '
+import json, re, sys
+v = json.load(sys.stdin)["producer"]["linger"]
+m = re.fullmatch(r"(\d+)(ms|s|us|ns)?", v.replace(" ", ""))
+print(int(int(m[1]) * {"ms": 1, "s": 1000, "us": 0.001, "ns": 1e-6}[m[2] or "ms"]))')
     load0=$(load1)
     busy=$(others)
     topic_tool --create --topic "$topic" --partitions "$partitions" --replication-factor "$KAFKA_NODES" \
@@ -766,7 +777,7 @@ e2e_ref() {
     say "reference at $rate records/s for $duration: ProducerPerformance, $record_size bytes, acks=all, $compression"
     kafka_perf org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" \
         --num-records "$((rate * $(seconds "$duration")))" --record-size "$record_size" --throughput "$rate" \
-        --command-property acks=all "compression.type=$compression" >"$out" 2>&1 || {
+        --command-property acks=all "compression.type=$compression" "linger.ms=$ref_linger" >"$out" 2>&1 || {
         tail -n 20 "$out" >&2
         die "Kafka's ProducerPerformance at $rate records/s failed (see $out)"
     }
@@ -779,7 +790,7 @@ print(f"{float(m[1]):.0f}", m[2], m[4], m[5], m[3])
 PY2
     ) || die "cannot read ProducerPerformance's result in $out"
     REF_STATE=$(state_of "$load0" "$((busy + $(others)))")
-    REF_LINE="ProducerPerformance at $rate/s for $duration: achieved $REF_RATE, latency p50/p99/max $REF_P50/$REF_P99/$REF_MAX ms (avg $REF_AVG), load $REF_STATE"
+    REF_LINE="ProducerPerformance (linger.ms $ref_linger) at $rate/s for $duration: achieved $REF_RATE, latency p50/p99/max $REF_P50/$REF_P99/$REF_MAX ms (avg $REF_AVG), load $REF_STATE"
     say "reference: $REF_LINE"
 }
 
