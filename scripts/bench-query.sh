@@ -19,6 +19,10 @@
 #                                                # GIN and a full-text GIN, and each one's COPY cost
 #   LOGPIPE=target/debug/logpipe scripts/bench-query.sh   # use this binary, build nothing
 #   KEEP=1 scripts/bench-query.sh                # keep the schema (printed) for EXPLAIN
+#   BENCH_KAFKA_DIR=DIR scripts/bench-query.sh   # steady ingest through the cluster already running
+#                                                # in DIR (scripts/bench.sh's), not a cluster of its own
+#   RESULT_FILE=out.env scripts/bench-query.sh   # also write the last size's figures as key=value
+#                                                # lines (p99_<kind>, errors_<kind>, scan_15m, ...)
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
@@ -160,11 +164,18 @@ fill_to() {
 COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
 STORES=(--postgres-url "$PG_URL" --redis-url "$REDIS_URL" --set "postgres.schema=$S" --set "redis.key_prefix=$RUN")
 if ((STEADY_RATE > 0)); then
-    say "starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
-    kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
-    OWN_CLUSTER="$ARTIFACTS/kafka"
-    base=$(kafka_free_base 19492 3) || exit 1
-    kafka_cluster_start "$OWN_CLUSTER" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
+    if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
+        # A cluster another script runs (its topics RUN-* are deleted at the end, the cluster kept).
+        [[ -f "$BENCH_KAFKA_DIR/bootstrap" ]] || { echo "BENCH_KAFKA_DIR=$BENCH_KAFKA_DIR holds no cluster"; exit 1; }
+        KAFKA_BOOTSTRAP=$(cat "$BENCH_KAFKA_DIR/bootstrap")
+        say "steady ingest through the cluster in $BENCH_KAFKA_DIR ($KAFKA_BOOTSTRAP)"
+    else
+        say "starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
+        kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
+        OWN_CLUSTER="$ARTIFACTS/kafka"
+        base=$(kafka_free_base 19492 3) || exit 1
+        kafka_cluster_start "$OWN_CLUSTER" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
+    fi
     export LOGPIPE_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
     PP=$(free_port 18681)
     "$BIN" producer "${COMMON[@]}" --listen "127.0.0.1:$PP" >"$ARTIFACTS/producer.log" 2>&1 &
@@ -239,7 +250,9 @@ scan_rate() {
                kafka_offset DESC, kafka_index DESC LIMIT 101" | jq '.[0]["Execution Time"]')
     printf '  search over %s: %d rows in range, %.0f ms in PostgreSQL, %.0f rows scanned/s\n' \
         "$since" "$rows" "$ms" "$(echo "$rows / ($ms / 1000)" | bc -l)"
+    SCAN[$since]=$(printf '%.0f' "$(echo "$rows / ($ms / 1000)" | bc -l)")
 }
+declare -A SCAN=()
 
 declare -A FILL_RATES
 for rows in $ROWS_LIST; do
@@ -347,6 +360,22 @@ if [[ "$INDEX_STUDY" == 1 ]]; then
     echo
     echo "search index study at $LAST rows (SQL straight in PostgreSQL, 30 rare searches each; COPY of $COPY_ROWS rows):"
     cat "$STUDY"
+fi
+if [[ -n "${RESULT_FILE:-}" ]]; then
+    # The last size's figures, for scripts/bench.sh's target table.
+    {
+        echo "rows=$LAST"
+        echo "steady_rate=$STEADY_RATE"
+        echo "n=$N"
+        { grep "^$LAST " "$RESULTS" || true; } | { grep -v ' ingest ' || true; } | while read -r _ kind _ errors _ _ p99 _ _ ld; do
+            echo "p99_$kind=${p99#p99=}"
+            echo "errors_$kind=${errors#errors=}"
+            echo "load_$kind=${ld#load=}"
+        done
+        awk -v l="$LAST" '$1 == l && $2 == "ingest" {print "ingest=" $3}' "$RESULTS"
+        echo "scan_15m=${SCAN[15 minutes]:-}"
+        echo "scan_1h=${SCAN[1 hour]:-}"
+    } >"$RESULT_FILE"
 fi
 echo "kinds: service = service + 15 min; level = ERROR + 15 min; pages = 5 pages following next_cursor"
 echo "(each page a sample); stats = /api/v1/stats 24 h (Redis); search15/1h = q a rare 6-digit number;"

@@ -58,6 +58,23 @@
 # the tests built), LOGPIPE (a logpipe binary to use as it is, building nothing), CONSUMER_ARGS
 # (extra flags for `logpipe consumer` and `logpipe run`, e.g. "--set consumer.batch_linger=20ms"),
 # KAFKA_BASE_PORT (preferred first port of the cluster, 19392; 6 ports), SMOKE (0).
+# Optional steps for issue 16's target table (printed last, "not run (KNOB=...)" when skipped):
+#   DRAIN_LARGE (0): events of a second, large drain (10000000 for the issue's row, ~5 minutes),
+#     compared with the DRAIN_EVENTS drain of the same run;
+#   QUERY_ROWS (0; SMOKE: 200000): scripts/bench-query.sh on a store of that many rows (20000000 for
+#     the issue's rows: about 15 minutes of fill), with QUERY_STEADY_RATE (5000; SMOKE: 0) events/s
+#     ingested through this run's cluster meanwhile, QUERY_N (200; SMOKE: 40) requests per kind;
+#   E2E_REF (1): after each Kafka end-to-end step at a rate of RATES, Kafka's ProducerPerformance
+#     throttled to that rate for the same duration (acks=all, logpipe's compression, linger and
+#     record size: the ingest step's, else REF_RECORD_SIZE, 240): the latency floor the brokers
+#     set;
+#   WARMUP (20s; SMOKE: 0): a Kafka end-to-end step at the first rate before the measured ones,
+#     not in the table (a cold cluster's JIT gave a 418 ms p99);
+#   STEP_ENV: VAR=VALUE words given to every logpipe process of the end-to-end steps
+#     (LOGPIPE_PRODUCER_LINGER=5ms, LOGPIPE_KAFKA_PROPERTY_FETCH_WAIT_MAX_MS=10, ...);
+#   AB ("name: VAR=V ...; name2: ..."), AB_ROUNDS (2): on Kafka, instead of one step per rate,
+#     AB_ROUNDS rounds of one step per variant (each with its own STEP_ENV; an empty list is
+#     the defaults), alternating, each followed by its ProducerPerformance reference (E2E_REF=1).
 # SMOKE=1: 50,000-event drain, 50,000-event ingest and reference, 10 s at 2,000 events/s on each
 # broker, still on a 3-node cluster.
 # Rows marked * were measured while a build or CI run was active on the machine. A full run waits
@@ -78,7 +95,17 @@ if [[ "$SMOKE" == 1 ]]; then
     : "${DURATION:=10s}" "${RATES:=2000}" "${SEARCH:=0}" "${DRAIN_EVENTS:=50000}" "${PROFILE:=debug}"
     : "${INGEST_EVENTS:=50000}"
     : "${SETTLE:=20s}"
+    : "${QUERY_ROWS:=200000}" "${QUERY_STEADY_RATE:=0}" "${QUERY_N:=40}" "${WARMUP:=0}"
 fi
+DRAIN_LARGE=${DRAIN_LARGE:-0}
+QUERY_ROWS=${QUERY_ROWS:-0}
+QUERY_STEADY_RATE=${QUERY_STEADY_RATE:-5000}
+QUERY_N=${QUERY_N:-200}
+E2E_REF=${E2E_REF:-1}
+WARMUP=${WARMUP:-20s}
+AB=${AB:-}
+AB_ROUNDS=${AB_ROUNDS:-2}
+STEP_ENV=${STEP_ENV:-}
 DURATION=${DURATION:-30s}
 RATES=${RATES:-5000 20000}
 SEARCH=${SEARCH:-1}
@@ -126,7 +153,8 @@ command -v bc >/dev/null || apt_install bc
 ensure_postgres
 ensure_redis
 NEED_KAFKA=0
-if [[ " $BROKERS " == *" kafka "* || "$DRAIN_EVENTS" != 0 || "$INGEST_EVENTS" != 0 ]]; then
+if [[ " $BROKERS " == *" kafka "* || "$DRAIN_EVENTS" != 0 || "$INGEST_EVENTS" != 0 || "$DRAIN_LARGE" != 0 ]] ||
+    [[ "$QUERY_ROWS" != 0 && "$QUERY_STEADY_RATE" != 0 ]]; then
     NEED_KAFKA=1
     kafka_install 2>>"$ARTIFACTS/kafka.log" || {
         tail -n 20 "$ARTIFACTS/kafka.log" >&2
@@ -183,6 +211,14 @@ say "machine: $MACHINE; load average before the build: $LOAD_BEFORE; binary: $BI
 # Builds and CI runs on the machine skew every figure: steps that saw one are marked.
 others() { pgrep -fc '\.ci/run|rustc|cargo-nextest|cargo (build|test|nextest|clippy)' || true; }
 BUSY_STEPS=0
+# The target table's figures, as key=value lines (scripts/lib/bench_targets.py prints the table).
+TARGETS="$ARTIFACTS/targets.env"
+: >"$TARGETS"
+target() { echo "$1=$2" >>"$TARGETS"; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# state_of LOAD_BEFORE BUSY: "1.20->3.40", with "*" when a build or CI run was seen.
+state_of() { printf '%s->%s%s' "$1" "$(load1)" "$( (($2 > 0)) && echo '*')"; }
+target rates "$RATES"
 # The code measured: the commit, and whether the working tree differs from it.
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 if [[ -n "$(git status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
@@ -248,6 +284,7 @@ declare -A D=()
 if [[ "$DRAIN_EVENTS" != 0 ]]; then
     say "drain: $DRAIN_EVENTS events (scripts/bench-drain.sh, log: $ARTIFACTS/drain.txt)"
     drain_busy=$(others)
+    drain_load=$(load1)
     EVENTS=$DRAIN_EVENTS LOGPIPE=$BIN RESULT_FILE="$ARTIFACTS/drain.env" BENCH_KAFKA_DIR=$KAFKA_DIR scripts/bench-drain.sh \
         >"$ARTIFACTS/drain.txt" 2>&1 || {
         tail -n 30 "$ARTIFACTS/drain.txt" >&2
@@ -265,9 +302,38 @@ if [[ "$DRAIN_EVENTS" != 0 ]]; then
         drain_label="drain*"
         BUSY_STEPS=$((BUSY_STEPS + 1))
     fi
+    target drain_events "${D[events]}"
+    target drain_rate "${D[drain_rate]}"
+    target copy_rate "${D[copy_rate]}"
+    target drain_ratio "${D[ratio]}"
+    target drain_state "$(state_of "$drain_load" "$((drain_busy + $(others)))")"
     DRAIN_LINE=$(printf '%-10s %-9s %9s %12s %12s %6s %26s %10s %s' "$drain_label" "kafka" "${D[events]}" \
         "${D[drain_rate]}" "${D[copy_rate]}" "${D[ratio]}" "${D[stored]}/${D[duplicates]}/${D[counted]}" "${D[consumer_rss_mib]}" \
         "${D[cpu_consumer]}/${D[cpu_postgres]}/${D[cpu_kafka]}/${D[cpu_redis]} of $(printf '%.0f' "$(echo "${D[drain_s]} * $(nproc)" | bc -l)")")
+fi
+
+# 1b. The large drain (DRAIN_LARGE events), compared with the drain above in the table.
+LARGE_NOTE=""
+if [[ "$DRAIN_LARGE" != 0 ]]; then
+    say "large drain: $DRAIN_LARGE events (scripts/bench-drain.sh, log: $ARTIFACTS/drain-large.txt)"
+    large_busy=$(others)
+    large_load=$(load1)
+    EVENTS=$DRAIN_LARGE LOGPIPE=$BIN RESULT_FILE="$ARTIFACTS/drain-large.env" BENCH_KAFKA_DIR=$KAFKA_DIR \
+        scripts/bench-drain.sh >"$ARTIFACTS/drain-large.txt" 2>&1 || {
+        tail -n 30 "$ARTIFACTS/drain-large.txt" >&2
+        die "bench-drain.sh (DRAIN_LARGE=$DRAIN_LARGE) failed"
+    }
+    declare -A DL=()
+    while IFS='=' read -r k v; do DL[$k]=$v; done <"$ARTIFACTS/drain-large.env"
+    kafka_alive "after the large drain"
+    if [[ "${DL[stored]}" != "${DL[events]}" || "${DL[duplicates]}" != 0 ]]; then
+        die "large drain: ${DL[events]} events accepted but ${DL[stored]} rows stored, ${DL[duplicates]} duplicates"
+    fi
+    target large_events "${DL[events]}"
+    target large_rate "${DL[drain_rate]}"
+    target large_state "$(state_of "$large_load" "$((large_busy + $(others)))")"
+    LARGE_NOTE="large drain: ${DL[events]} events at ${DL[drain_rate]} events/s (raw COPY ${DL[copy_rate]} rows/s, ratio ${DL[ratio]}), consumer peak RSS ${DL[consumer_rss_mib]} MiB; stored ${DL[stored]}, ${DL[duplicates]} duplicates, ${DL[counted]} counted"
+    say "$LARGE_NOTE"
 fi
 
 # -------------------------------------------------------------------------------------------------
@@ -329,20 +395,22 @@ start_stack() {
         # The run's cluster; this step's topics and group are its own.
         local kafka="LOGPIPE_KAFKA_BROKERS=$KAFKA_BOOTSTRAP"
         pport=$(free_port 18681)
-        env "$kafka" "${names[@]}" "$BIN" producer --listen "127.0.0.1:$pport" >"$log-producer.log" 2>&1 &
+        # shellcheck disable=SC2086 # STEP_ENV is a list of VAR=VALUE words
+        env "$kafka" "${names[@]}" $STEP_ENV "$BIN" producer --listen "127.0.0.1:$pport" >"$log-producer.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
         STEP_PROCS+=("producer $pid")
         ready_or_die "http://127.0.0.1:$pport" "$pid" "logpipe producer" "$log-producer.log"
         gport=$(free_port 18680)
         cport=$(free_port 18682)
-        env "$kafka" "${names[@]}" "$BIN" gateway --listen "127.0.0.1:$gport" --producer-url "http://127.0.0.1:$pport" \
+        # shellcheck disable=SC2086 # STEP_ENV is a list of VAR=VALUE words
+        env "$kafka" "${names[@]}" $STEP_ENV "$BIN" gateway --listen "127.0.0.1:$gport" --producer-url "http://127.0.0.1:$pport" \
             >"$log-gateway.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
         STEP_PROCS+=("gateway $pid")
         # shellcheck disable=SC2086 # CONSUMER_ARGS is a list of flags
-        env "$kafka" "${names[@]}" "${stores[@]}" "$BIN" consumer --listen "127.0.0.1:$cport" ${CONSUMER_ARGS:-} \
+        env "$kafka" "${names[@]}" "${stores[@]}" $STEP_ENV "$BIN" consumer --listen "127.0.0.1:$cport" ${CONSUMER_ARGS:-} \
             >"$log-consumer.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
@@ -359,7 +427,7 @@ start_stack() {
         pport=$(free_port 18781)
         cport=$(free_port 18782)
         # shellcheck disable=SC2086 # CONSUMER_ARGS is a list of flags
-        env LOGPIPE_KAFKA_BROKERS= "${names[@]}" "${stores[@]}" "$BIN" run \
+        env LOGPIPE_KAFKA_BROKERS= "${names[@]}" "${stores[@]}" $STEP_ENV "$BIN" run \
             --set "gateway.listen=127.0.0.1:$gport" --set "producer.listen=127.0.0.1:$pport" \
             --set "consumer.listen=127.0.0.1:$cport" ${CONSUMER_ARGS:-} >"$log-run.log" 2>&1 &
         pid=$!
@@ -400,8 +468,9 @@ e2e_step() {
     # Each step starts from a flushed PostgreSQL: the previous step's (or the drain's) dirty
     # pages are not written out during this one.
     pg_checkpoint "$PG_URL"
-    local busy
+    local busy load0
     busy=$(others)
+    load0=$(load1)
     start_stack "$broker" "$name"
 
     # Warm-up: connections, metadata, partitions' first fetches. Not measured.
@@ -524,6 +593,9 @@ PY
         "(with the warm-up's $base), failed requests $failed: $reasons"
     LAST_ROW=$(printf '%-10s %-9s %8s %9s %8s %8s %8s %8s %9s %-13s %s' "$label" "$broker" "$rate" "$achieved" \
         "$p50" "$p95" "$p99" "$gw99" "$maxlag" "$rss_text" "$check")
+    # For the target table (load average over the step, 1 min, before -> after).
+    LAST_P50=$p50 LAST_P99=$p99 LAST_GW99=$gw99 LAST_RSS=$rss_text
+    STEP_STATE=$(state_of "$load0" "$busy")
     STEP_REASONS=$reasons
     [[ $reasons == sustained && -z "$STEP_LOSS" ]]
 }
@@ -540,6 +612,7 @@ if [[ "$INGEST_EVENTS" != 0 ]]; then
     name="${RUN}_${STEP_N}"
     log="$ARTIFACTS/$name"
     ingest_busy=$(others)
+    ingest_load=$(load1)
     pg_checkpoint "$PG_URL"
     say "ingest: $INGEST_EVENTS events in batches of 500 over the HTTP API, $INGEST_CONCURRENCY requests in flight, no rate limit (producer + gateway on Kafka)"
     topics=("LOGPIPE_KAFKA_TOPIC=${name}_logs" "LOGPIPE_KAFKA_DLQ_TOPIC=${name}_dlq" "LOGPIPE_KAFKA_PARKED_TOPIC=${name}_parked")
@@ -656,6 +729,9 @@ PY
     fi
     say "reference: producer $pp_rate records/s ($pp_mb MB/s, latency avg $pp_avg ms, p99 $pp_p99 ms);" \
         "consumer $cp_rate records/s ($cp_mb MB/s, group join $cp_rebalance ms not counted)"
+    target ingest_rate "$ingest_rate"
+    target pp_rate "$pp_rate"
+    target ingest_state "$(state_of "$ingest_load" "$((ingest_busy + ref_busy + $(others)))")"
     ratio() { if [[ -n "$1" && -n "$2" && "$2" != 0 ]]; then printf '%.2f' "$(echo "$1 / $2" | bc -l)"; else echo -; fi; }
     REF_ROWS+=("$(printf '%-10s %-38s %10s   %-44s %10s %6s' "$label" "HTTP API, 500 events/request" "$ingest_rate" \
         "ProducerPerformance$ref_mark (records)" "$pp_rate" "$(ratio "$ingest_rate" "$pp_rate")")")
@@ -670,23 +746,141 @@ PY
     INGEST_NOTES+=("ProducerPerformance: $pp_mb MB/s, latency avg $pp_avg ms, p99 $pp_p99 ms (Kafka's producer defaults otherwise: batch.size 16 KiB, linger.ms 5, no keys; its payload is random letters, which compress less than logpipe's JSON). ConsumerPerformance: $cp_mb MB/s, over the fetch time (the group join, $cp_rebalance ms, not counted, as the drain's rate runs from its first record).")
 fi
 
+# e2e_ref RATE DURATION: Kafka's ProducerPerformance throttled to RATE records/s for DURATION on
+# this run's cluster (acks=all, logpipe's compression, its record size and partitions): the
+# latency the brokers alone give at that rate, beside logpipe's end-to-end step. Sets REF_LINE
+# and REF_P50/REF_P99 (ms, from the tool's own percentiles).
+REF_N=0
+e2e_ref() {
+    local rate=$1 duration=$2 topic load0 busy out
+    REF_N=$((REF_N + 1))
+    topic="${RUN}_e2e_ref_$REF_N"
+    out="$ARTIFACTS/e2e-ref-$REF_N.txt"
+    # Without the ingest step: logpipe's defaults, and REF_RECORD_SIZE for the record size.
+    : "${compression:=$("$BIN" config check --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["producer"]["compression"])')}"
+    : "${partitions:=$("$BIN" config check --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["kafka"]["partitions"])')}"
+    : "${record_size:=${REF_RECORD_SIZE:-240}}"
+    # logpipe's producer.linger (1 ms by default; the Java producer's own default is 5 ms), so the
+    # reference waits for batch-mates no longer than logpipe does. Read for each step: an A/B
+    # variant may set it.
+    local ref_linger
+    # shellcheck disable=SC2086 # STEP_ENV is a list of VAR=VALUE words
+    ref_linger=$(env $STEP_ENV "$BIN" config check --json | python3 -c '
+import json, re, sys
+v = json.load(sys.stdin)["producer"]["linger"]
+m = re.fullmatch(r"(\d+)(ms|s|us|ns)?", v.replace(" ", ""))
+print(int(int(m[1]) * {"ms": 1, "s": 1000, "us": 0.001, "ns": 1e-6}[m[2] or "ms"]))')
+    load0=$(load1)
+    busy=$(others)
+    topic_tool --create --topic "$topic" --partitions "$partitions" --replication-factor "$KAFKA_NODES" \
+        >>"$ARTIFACTS/kafka.log" 2>&1 || die "cannot create the topic $topic (see $ARTIFACTS/kafka.log)"
+    say "reference at $rate records/s for $duration: ProducerPerformance, $record_size bytes, acks=all, $compression"
+    kafka_perf org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" \
+        --num-records "$((rate * $(seconds "$duration")))" --record-size "$record_size" --throughput "$rate" \
+        --command-property acks=all "compression.type=$compression" "linger.ms=$ref_linger" >"$out" 2>&1 || {
+        tail -n 20 "$out" >&2
+        die "Kafka's ProducerPerformance at $rate records/s failed (see $out)"
+    }
+    delete_topics "$topic"
+    read -r REF_RATE REF_AVG REF_P50 REF_P99 REF_MAX < <(python3 - "$out" <<'PY2'
+import re, sys
+last = [l for l in open(sys.argv[1]) if "records sent" in l][-1]
+m = re.search(r"([\d.]+) records/sec .*, ([\d.]+) ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, \d+ ms 95th, (\d+) ms 99th", last)
+print(f"{float(m[1]):.0f}", m[2], m[4], m[5], m[3])
+PY2
+    ) || die "cannot read ProducerPerformance's result in $out"
+    REF_STATE=$(state_of "$load0" "$((busy + $(others)))")
+    REF_LINE="ProducerPerformance (linger.ms $ref_linger) at $rate/s for $duration: achieved $REF_RATE, latency p50/p99/max $REF_P50/$REF_P99/$REF_MAX ms (avg $REF_AVG), load $REF_STATE"
+    say "reference: $REF_LINE"
+}
+
+# The target table's end-to-end figures: the Kafka cluster's, or the embedded broker's without it.
+TABLE_BROKER=embedded
+[[ " $BROKERS " == *" kafka "* ]] && TABLE_BROKER=kafka
+if [[ "$E2E_REF" == 1 && $TABLE_BROKER != kafka ]]; then target ref_skip "BROKERS=$BROKERS"; fi
+if [[ "$E2E_REF" != 1 ]]; then target ref_skip "E2E_REF=0"; fi
+# record_e2e RATE: the last step's figures as the table's row at RATE (and its reference).
+record_e2e() {
+    target "e2e_$1_p50" "$LAST_P50"
+    target "e2e_$1_p99" "$LAST_P99"
+    target "e2e_$1_gw99" "$LAST_GW99"
+    target "e2e_$1_duration" "$DURATION$([[ $TABLE_BROKER == kafka ]] || echo ", $TABLE_BROKER")"
+    target "e2e_$1_state" "$STEP_STATE"
+    declare -g "RSS_$1=$LAST_RSS" "STATE_$1=$STEP_STATE"
+}
+record_ref() {
+    target "ref_$1_p50" "$REF_P50"
+    target "ref_$1_p99" "$REF_P99"
+}
+E2E_NOTES=()
+AB_ROWS=()
 SEARCH_NOTES=()
 LOSSES=()
 for broker in $BROKERS; do
     best_fixed=""
     best_row=""
-    for rate in $RATES; do
-        sustained=0
-        e2e_step "$broker" "$((rate / 1000))k/s" "$rate" "$DURATION" && sustained=1
-        if ((rate < 1000)); then LAST_ROW=$(printf '%-10s%s' "$rate/s" "${LAST_ROW:10}"); fi
-        echo "$LAST_ROW" >>"$ROWS_FILE"
+    if [[ $broker == kafka && "$(seconds "$WARMUP")" != 0 ]]; then
+        # The brokers' JIT: a cold cluster's first steps are slower (see the header).
+        first_rate=${RATES%% *}
+        e2e_step kafka warm-up "$first_rate" "$WARMUP" || true
         if [[ -n "$STEP_LOSS" ]]; then LOSSES+=("$STEP_LOSS"); fi
-        if ((sustained)); then
-            best_fixed=$rate
-            best_row=$LAST_ROW
-        fi
-    done
-    [[ "$SEARCH" == 1 ]] || continue
+        E2E_NOTES+=("warm-up (not in the tables): kafka $first_rate events/s for $WARMUP, e2e p50/p99 $LAST_P50/$LAST_P99 ms, gw p99 $LAST_GW99 ms, load $STEP_STATE")
+    fi
+    if [[ $broker == kafka && -n "$AB" ]]; then
+        # A/B: AB_ROUNDS rounds of every variant at each rate, alternating so that the machine's
+        # other load falls on each variant alike; each step followed by its reference.
+        IFS=';' read -ra variants <<<"$AB"
+        saved_env=$STEP_ENV
+        for rate in $RATES; do
+            for ((round = 1; round <= AB_ROUNDS; round++)); do
+                for ((vi = 0; vi < ${#variants[@]}; vi++)); do
+                    v=${variants[vi]}
+                    vname=$(echo "${v%%:*}" | tr -d ' ')
+                    STEP_ENV="$saved_env ${v#*:}"
+                    [[ "$v" == *:* ]] || STEP_ENV=$saved_env
+                    e2e_step kafka "$vname" "$rate" "$DURATION" || true
+                    echo "$LAST_ROW" >>"$ROWS_FILE"
+                    if [[ -n "$STEP_LOSS" ]]; then LOSSES+=("$STEP_LOSS"); fi
+                    ((vi == 0 && round == 1)) && record_e2e "$rate"
+                    row=$(printf '%-12s %5s %7s %8s %8s %8s %-16s' "$vname" "$round" "$rate" "$LAST_P50" "$LAST_P99" \
+                        "$LAST_GW99" "$STEP_STATE")
+                    if [[ "$E2E_REF" == 1 ]]; then
+                        e2e_ref "$rate" "$DURATION"
+                        ((vi == 0 && round == 1)) && record_ref "$rate"
+                        row+=$(printf ' %8s %8s %-16s' "$REF_P50" "$REF_P99" "$REF_STATE")
+                    fi
+                    AB_ROWS+=("$row   ${STEP_ENV# }")
+                done
+            done
+        done
+        STEP_ENV=$saved_env
+    else
+        for rate in $RATES; do
+            sustained=0
+            e2e_step "$broker" "$((rate / 1000))k/s" "$rate" "$DURATION" && sustained=1
+            if ((rate < 1000)); then LAST_ROW=$(printf '%-10s%s' "$rate/s" "${LAST_ROW:10}"); fi
+            echo "$LAST_ROW" >>"$ROWS_FILE"
+            if [[ -n "$STEP_LOSS" ]]; then LOSSES+=("$STEP_LOSS"); fi
+            if ((sustained)); then
+                best_fixed=$rate
+                best_row=$LAST_ROW
+            fi
+            [[ $broker == "$TABLE_BROKER" ]] && record_e2e "$rate"
+            if [[ $broker == kafka && "$E2E_REF" == 1 ]]; then
+                e2e_ref "$rate" "$DURATION"
+                record_ref "$rate"
+                E2E_NOTES+=("reference for the kafka $rate events/s step: $REF_LINE")
+            fi
+        done
+    fi
+    if [[ "$SEARCH" != 1 ]]; then
+        [[ $broker == "$TABLE_BROKER" ]] && target max_skip "SEARCH=0"
+        continue
+    fi
+    if [[ $broker == kafka && -n "$AB" ]]; then
+        target max_skip "AB set: no search"
+        continue
+    fi
     top=0
     for rate in $RATES; do if ((rate > top)); then top=$rate; fi; done
     passed=()
@@ -711,6 +905,12 @@ for broker in $BROKERS; do
         if e2e_step "$broker" max "${passed[i]}" "$DURATION"; then
             confirmed=${passed[i]}
             echo "$LAST_ROW" >>"$ROWS_FILE"
+            if [[ $broker == "$TABLE_BROKER" ]]; then
+                target max_rate "$confirmed"
+                target max_rss "$LAST_RSS"
+                target max_state "$STEP_STATE"
+                target max_duration "$DURATION"
+            fi
             note+=" Confirmed ${passed[i]} for $DURATION (row max)."
             break
         fi
@@ -722,9 +922,42 @@ for broker in $BROKERS; do
         fallback_label=max
         if [[ "${best_row:0:10}" == *"*"* ]]; then fallback_label="max*"; fi
         printf '%-10s%s\n' "$fallback_label" "${best_row:10}" >>"$ROWS_FILE"
+        if [[ $broker == "$TABLE_BROKER" ]]; then
+            rss_var="RSS_$best_fixed" state_var="STATE_$best_fixed"
+            target max_rate "$best_fixed"
+            target max_rss "${!rss_var:-}"
+            target max_state "${!state_var:-}"
+            target max_duration "$DURATION"
+            target max_how " (no probe confirmed: a step of RATES)"
+        fi
+    elif [[ -z "$confirmed" && $broker == "$TABLE_BROKER" ]]; then
+        target max_skip "no rate sustained"
     fi
     SEARCH_NOTES+=("$note")
 done
+
+# -------------------------------------------------------------------------------------------------
+# 6. The query API and search on a big store (scripts/bench-query.sh), ingest through this run's
+# cluster meanwhile.
+QUERY_NOTE=""
+if [[ "$QUERY_ROWS" != 0 ]]; then
+    say "query: scripts/bench-query.sh, $QUERY_ROWS rows, steady ingest $QUERY_STEADY_RATE/s, N=$QUERY_N (log: $ARTIFACTS/query.txt)"
+    query_busy=$(others)
+    query_load=$(load1)
+    # Its SMOKE size without Kafka; otherwise this run's cluster carries the steady ingest.
+    query_env=(ROWS_LIST="$QUERY_ROWS" N="$QUERY_N" STEADY_RATE="$QUERY_STEADY_RATE" INDEX_STUDY=0
+        LOGPIPE="$BIN" RESULT_FILE="$ARTIFACTS/query.env")
+    if [[ "$QUERY_STEADY_RATE" != 0 ]]; then query_env+=(BENCH_KAFKA_DIR="$KAFKA_DIR"); fi
+    env "${query_env[@]}" scripts/bench-query.sh >"$ARTIFACTS/query.txt" 2>&1 || {
+        tail -n 30 "$ARTIFACTS/query.txt" >&2
+        die "bench-query.sh failed (see $ARTIFACTS/query.txt)"
+    }
+    while IFS='=' read -r k v; do target "q_$k" "$v"; done <"$ARTIFACTS/query.env"
+    target q_state "$(state_of "$query_load" "$((query_busy + $(others)))")"
+    kafka_alive "after the query step"
+    QUERY_NOTE="query: $QUERY_ROWS rows, steady ingest $QUERY_STEADY_RATE/s, $QUERY_N requests per kind (the full tables: $ARTIFACTS/query.txt)"
+    say "query: done in its log's tables; $(grep -c . "$ARTIFACTS/query.env") figures"
+fi
 
 # -------------------------------------------------------------------------------------------------
 # Summary
@@ -763,10 +996,24 @@ done
     echo "  in MiB of gateway/producer/consumer (embedded: the one 'logpipe run'); each step runs in fresh processes."
     echo "each step: $DURATION at the offered rate after a 500-event warm-up; batch 100 events/request up to 5,000/s, else 500."
     for n in "${SEARCH_NOTES[@]}"; do echo "$n"; done
+    for n in "${E2E_NOTES[@]}"; do echo "$n"; done
+    if ((${#AB_ROWS[@]})); then
+        echo
+        echo "A/B on kafka ($AB_ROUNDS rounds, alternating; e2e ms from the histogram, PP = ProducerPerformance at the same rate; load 1 min before->after)"
+        printf '%-12s %5s %7s %8s %8s %8s %-16s' variant round rate "e2e p50" "e2e p99" "gw p99" "load"
+        if [[ "$E2E_REF" == 1 ]]; then printf ' %8s %8s %-16s' "PP p50" "PP p99" "PP load"; fi
+        echo "   env"
+        for n in "${AB_ROWS[@]}"; do echo "$n"; done
+    fi
+    if [[ -n "$LARGE_NOTE" ]]; then echo "$LARGE_NOTE"; fi
+    if [[ -n "$QUERY_NOTE" ]]; then echo "$QUERY_NOTE"; fi
     for n in "${LOSSES[@]}"; do echo "LOSS: $n"; done
     if ((BUSY_STEPS)); then
         echo "* measured while a build or CI run was active on this machine: those figures are skewed."
     fi
+    echo
+    echo "issue 16's targets (machine: $MACHINE; load average 1/5/15 min at the start $LOAD_BEFORE, at the end $(cut -d' ' -f1-3 /proc/loadavg)):"
+    python3 scripts/lib/bench_targets.py "$TARGETS" || echo "(cannot print the target table from $TARGETS)"
 } | tee "$ARTIFACTS/summary.txt"
 cp "$ARTIFACTS/summary.txt" "$REPO_ROOT/artifacts/bench/summary.txt"
 say "done in $((SECONDS - START)) s; summary in artifacts/bench/summary.txt (logs in $ARTIFACTS)"
