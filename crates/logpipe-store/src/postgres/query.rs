@@ -40,9 +40,9 @@ pub(super) async fn query(store: &PgStore, query: &LogQuery) -> Result<LogPage, 
 /// present), except for a text search: a fresh statement's first executions are always planned
 /// with the parameters' values, and a search needs that. Whether the trigram index helps
 /// depends on the pattern (none of 3 characters, no trigram: the index would read all of
-/// itself), and so does its selectivity; a cached statement switches to a generic plan after
-/// five runs, planned for no pattern in particular. The price is one more round trip (Parse)
-/// per search.
+/// itself), and so does its selectivity; a cached statement may switch to a generic plan after
+/// five runs (when its estimated cost is no higher), planned for no pattern in particular. The
+/// price is one more round trip (Parse) per search.
 async fn prepare(
     client: &deadpool_postgres::Object,
     statement: &str,
