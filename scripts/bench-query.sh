@@ -17,6 +17,10 @@
 #   N=200 CONCURRENCY=4 scripts/bench-query.sh   # requests per query kind, client threads
 #   INDEX_STUDY=1 scripts/bench-query.sh         # at the last size: search with no index, a pg_trgm
 #                                                # GIN and a full-text GIN, and each one's COPY cost
+#   SEARCH_INDEX=trigram scripts/bench-query.sh  # the shipped opt-in path: postgres.search_index
+#                                                # = trigram for migrate, gateway and consumer, so
+#                                                # the fill and ingest go through the index and the
+#                                                # API's searches use it (not with INDEX_STUDY=1)
 #   LOGPIPE=target/debug/logpipe scripts/bench-query.sh   # use this binary, build nothing
 #   KEEP=1 scripts/bench-query.sh                # keep the schema (printed) for EXPLAIN
 #   BENCH_KAFKA_DIR=DIR scripts/bench-query.sh   # steady ingest through the cluster already running
@@ -44,6 +48,11 @@ N=${N:-200}
 CONCURRENCY=${CONCURRENCY:-4}
 STEADY_RATE=${STEADY_RATE:-5000}
 INDEX_STUDY=${INDEX_STUDY:-0}
+SEARCH_INDEX=${SEARCH_INDEX:-none}
+if [[ "$SEARCH_INDEX" != none && "$INDEX_STUDY" == 1 ]]; then
+    echo "SEARCH_INDEX=$SEARCH_INDEX and INDEX_STUDY=1 do not mix (the study builds its own indexes)" >&2
+    exit 2
+fi
 COPY_ROWS=${COPY_ROWS:-200000}
 # maintenance_work_mem for the study's index builds (a session setting; PostgreSQL's default is
 # 64MB, with which a GIN build on 20M rows spills much more).
@@ -87,8 +96,9 @@ trap cleanup EXIT
 DEADLINE=$((SECONDS + ${MAX_SECONDS:-5400}))
 in_time() { ((SECONDS < DEADLINE)) || { echo "time budget (MAX_SECONDS) spent: stopping"; exit 1; }; }
 
-say "schema $S via logpipe migrate; load $(load)"
-"$BIN" migrate --postgres-url "$PG_URL" --set "postgres.schema=$S" >"$ARTIFACTS/migrate.log" 2>&1 ||
+say "schema $S via logpipe migrate (search_index $SEARCH_INDEX); load $(load)"
+"$BIN" migrate --postgres-url "$PG_URL" --set "postgres.schema=$S" --set "postgres.search_index=$SEARCH_INDEX" \
+    >"$ARTIFACTS/migrate.log" 2>&1 ||
     { tail -n 20 "$ARTIFACTS/migrate.log"; exit 1; }
 # migrate creates today's partition and the days ahead; a store that has been running holds
 # yesterday's too (created ahead two days ago), so the last 24 h span two day partitions.
@@ -97,6 +107,10 @@ q -c "CREATE TABLE $S.logs_$(date -u -d yesterday +%Y%m%d) PARTITION OF $S.logs
       FOR VALUES FROM ('$yesterday 00:00:00+00') TO ('$(date -u +%Y-%m-%d) 00:00:00+00')"
 echo "partitions: $(q -c "SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '$S.logs'::regclass")"
+if [[ "$SEARCH_INDEX" == trigram ]]; then # yesterday's partition came after migrate: inherited?
+    echo "trigram index on $(q -c "SELECT count(*) FROM pg_inherits WHERE inhparent = '$S.logs_message_trgm'::regclass") of $(
+        q -c "SELECT count(*) FROM pg_inherits WHERE inhparent = '$S.logs'::regclass") partitions"
+fi
 
 COLS="ts, processed_at, kafka_ts, ingested_at, kafka_offset, fingerprint, kafka_partition, kafka_index,
       severity_number, level, service, kafka_topic, host, trace_id, span_id, request_id, message,
@@ -162,7 +176,8 @@ fill_to() {
 
 # --- the gateway (and, with STEADY_RATE>0, the ingest path) --------------------------------------
 COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
-STORES=(--postgres-url "$PG_URL" --redis-url "$REDIS_URL" --set "postgres.schema=$S" --set "redis.key_prefix=$RUN")
+STORES=(--postgres-url "$PG_URL" --redis-url "$REDIS_URL" --set "postgres.schema=$S" --set "redis.key_prefix=$RUN"
+    --set "postgres.search_index=$SEARCH_INDEX")
 if ((STEADY_RATE > 0)); then
     if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
         # A cluster another script runs (its topics RUN-* are deleted at the end, the cluster kept).
@@ -338,7 +353,7 @@ fi
 
 # --- the tables --------------------------------------------------------------------------------
 echo
-echo "query API on PostgreSQL, N=$N per query kind, concurrency $CONCURRENCY, steady ingest $STEADY_RATE events/s"
+echo "query API on PostgreSQL, N=$N per query kind, concurrency $CONCURRENCY, steady ingest $STEADY_RATE events/s, search_index $SEARCH_INDEX"
 echo "(latency in ms at the client; load average 1/5/15 min at the end of each kind)"
 printf '%-10s %-9s %8s %8s %8s %8s %6s %7s  %-10s %s\n' rows query p50 p95 p99 max errors rows/pg target met?
 target_of() { case $1 in search15) echo 200 ;; search1h) echo - ;; common15) echo 200 ;; *) echo 50 ;; esac; }
@@ -354,7 +369,7 @@ if ((STEADY_RATE > 0)); then
     grep ' ingest ' "$RESULTS" | awk '{printf "steady ingest during %s: %s rows/s stored\n", $1, $3}'
 fi
 echo
-echo "fill (INSERT ... SELECT generate_series through the shipped indexes):"
+echo "fill (INSERT ... SELECT generate_series through the shipped indexes, search_index $SEARCH_INDEX):"
 for rows in $ROWS_LIST; do printf '  to %10d rows: %.0f rows/s\n' "$rows" "${FILL_RATES[$rows]}"; done
 if [[ "$INDEX_STUDY" == 1 ]]; then
     echo

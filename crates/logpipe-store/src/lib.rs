@@ -63,6 +63,23 @@ pub struct StoreOptions {
     /// PostgreSQL: `application_name` of the pool's connections, unless the URL sets one (it
     /// names them in `pg_stat_activity`). Ignored by SQLite.
     pub application_name: String,
+    /// PostgreSQL: the index that serves text search (`LogQuery::text`). SQLite has none to offer
+    /// (no pg_trgm); the application refuses [`SearchIndex::Trigram`] with SQLite at config
+    /// check, and the SQLite store ignores it.
+    pub search_index: SearchIndex,
+}
+
+/// The index text search (`message ILIKE '%text%'`) uses on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchIndex {
+    /// No index: a search scans the rows of its time range and other filters. The default:
+    /// every index costs every write.
+    #[default]
+    None,
+    /// A pg_trgm GIN index on `message` (`gin_trgm_ops`), built concurrently by `migrate()`.
+    /// Searches of 3 characters or more read the index; writes run at about a quarter of the
+    /// rate (docs/performance.md, "The search index study").
+    Trigram,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +91,7 @@ impl Default for StoreOptions {
             pool_size: 4,
             statement_timeout: None,
             application_name: "logpipe".to_owned(),
+            search_index: SearchIndex::None,
         }
     }
 }

@@ -22,20 +22,12 @@
 //! `logs_default` add the existing cost of creating a partition, which scans it under an
 //! exclusive lock: a second with 4 million rows there.)
 //!
-//! Step 2 runs on a connection of its own, taken out of the pool and closed at the end, under a
-//! session advisory lock of its own (`Sql::key_lock_key`) taken by polling with
-//! `pg_try_advisory_lock`. Not the DDL lock, and never a blocking wait: `CREATE INDEX
-//! CONCURRENTLY` waits for every transaction holding an older snapshot, so a second migrator
-//! blocked on a lock this session holds would be a deadlock. Closing the connection releases the
-//! lock whatever happened, a cancelled `migrate()` included.
+//! Step 2 is `concurrent::build`, which says how it runs beside other migrators.
 
-use std::time::Duration;
-
-use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tracing::info;
 
-use super::{PgStore, Sql};
+use super::{concurrent, PgStore, Sql};
 use crate::error::{from_postgres, StoreError};
 
 /// The unique index that makes writes idempotent.
@@ -44,8 +36,6 @@ pub(super) const KEY_INDEX: &str = "logs_event_key";
 pub(super) const KEY_COLUMNS: &str = "ts, kafka_topic, kafka_partition, kafka_offset, kafka_index";
 /// The constraint of the earlier schema, on `(ts, kafka_topic, kafka_partition, kafka_offset)`.
 const OLD_KEY: &str = "logs_position_key";
-/// How often a migrator waiting for another one's index build checks again.
-const POLL: Duration = Duration::from_millis(250);
 
 fn failed(context: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |err| from_postgres(context, &err)
@@ -111,156 +101,20 @@ pub(super) async fn move_key(store: &PgStore, lock_timeout: &str) -> Result<(), 
             return Ok(());
         }
     }
-    // Out of the pool: dropped at the end of this function, the connection closes and the
-    // session lock goes with it.
-    let client = deadpool_postgres::Object::take(store.client().await?);
-    client
-        .batch_execute(&format!("SET lock_timeout = '{lock_timeout}'"))
-        .await
-        .map_err(failed("moving the unique key"))?;
-    let mut waiting = false;
-    loop {
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&sql.key_lock_key])
-            .await
-            .map_err(failed("waiting for the key migration lock"))?
-            .get(0);
-        if locked {
-            break;
-        }
-        if !waiting {
-            info!(schema = %sql.schema, "another process is building the unique key; waiting");
-            waiting = true;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    // Dropped at the end of this function: the connection closes and the lock goes with it.
+    let client = concurrent::locked_session(store, lock_timeout, "the unique key").await?;
     if !pending(&client, sql).await? {
         return Ok(());
     }
-    info!(schema = %sql.schema, "building the unique key {KEY_INDEX} partition by partition");
-    client
-        .batch_execute(&format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS {KEY_INDEX} ON ONLY {} ({KEY_COLUMNS})",
-            sql.logs
-        ))
-        .await
-        .map_err(failed("creating the unique key"))?;
-    for partition in partitions_without_key(&client, sql).await? {
-        index_partition(&client, sql, &partition, lock_timeout).await?;
-    }
-    let valid: bool = client
-        .query_one(
-            "SELECT COALESCE((SELECT indisvalid FROM pg_catalog.pg_index \
-                              WHERE indexrelid = to_regclass($1)), false)",
-            &[&sql.table(KEY_INDEX)],
-        )
-        .await
-        .map_err(failed("looking up the unique key"))?
-        .get(0);
-    if !valid {
-        return Err(StoreError::Schema(format!(
-            "the unique key {KEY_INDEX} of {} is still not valid after indexing every \
-             partition (a partition was probably created or dropped meanwhile); run the \
-             migration again",
-            sql.logs
-        )));
-    }
-    drop_old_key(&client, sql).await?;
-    info!(schema = %sql.schema, "unique key {KEY_INDEX} in place");
-    Ok(())
-}
-
-/// Partitions of `logs` with no index attached to the key yet.
-async fn partitions_without_key(client: &Client, sql: &Sql) -> Result<Vec<String>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT c.relname::text FROM pg_catalog.pg_inherits i \
-             JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
-             WHERE i.inhparent = to_regclass($1) \
-             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits ii \
-                             JOIN pg_catalog.pg_index x ON x.indexrelid = ii.inhrelid \
-                             WHERE ii.inhparent = to_regclass($2) AND x.indrelid = c.oid) \
-             ORDER BY c.relname",
-            &[&sql.logs, &sql.table(KEY_INDEX)],
-        )
-        .await
-        .map_err(failed("listing partitions"))?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
-}
-
-/// Builds `<partition>_event_key` concurrently (again, if an earlier build left it invalid) and
-/// attaches it to the key. A partition dropped meanwhile (retention) is skipped.
-async fn index_partition(
-    client: &Client,
-    sql: &Sql,
-    partition: &str,
-    lock_timeout: &str,
-) -> Result<(), StoreError> {
-    let index = format!("{partition}_event_key");
-    let qualified = sql.table(&index);
-    let valid: Option<bool> = client
-        .query_opt(
-            "SELECT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = to_regclass($1)",
-            &[&qualified],
-        )
-        .await
-        .map_err(failed("looking up a partition's key"))?
-        .map(|row| row.get(0));
-    // One statement per call: CONCURRENTLY refuses to run inside a (multi-statement) transaction.
-    let statements = match valid {
-        Some(true) => vec![],
-        Some(false) => vec![
-            format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"),
-            build(sql, &index, partition),
-        ],
-        None => vec![build(sql, &index, partition)],
+    let index = concurrent::PartitionedIndex {
+        name: KEY_INDEX,
+        suffix: "event_key",
+        kind: "UNIQUE INDEX",
+        definition: format!("({KEY_COLUMNS})"),
+        what: "the unique key",
     };
-    let attach = format!(
-        "ALTER INDEX {} ATTACH PARTITION {qualified}",
-        sql.table(KEY_INDEX)
-    );
-    // The concurrent steps wait without a lock timeout: their lock blocks no writer, and they
-    // also wait for every older transaction to end, which a timeout would turn into a failure.
-    let steps = statements
-        .iter()
-        .map(|statement| (statement, false))
-        .chain([(&attach, true)]);
-    for (statement, bounded) in steps {
-        let result = if bounded {
-            client.batch_execute(statement).await
-        } else {
-            unbounded(client, statement, lock_timeout).await
-        };
-        match result {
-            Ok(()) => {}
-            Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(()),
-            Err(err) => return Err(from_postgres("building a partition's unique key", &err)),
-        }
-    }
-    info!(partition, index = %index, "built and attached the unique key");
-    Ok(())
-}
-
-/// Runs one statement with the session's lock timeout lifted.
-async fn unbounded(
-    client: &Client,
-    statement: &str,
-    lock_timeout: &str,
-) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute("SET lock_timeout = 0").await?;
-    let result = client.batch_execute(statement).await;
-    client
-        .batch_execute(&format!("SET lock_timeout = '{lock_timeout}'"))
-        .await?;
-    result
-}
-
-fn build(sql: &Sql, index: &str, partition: &str) -> String {
-    format!(
-        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({KEY_COLUMNS})",
-        super::quote_ident(index),
-        sql.table(partition)
-    )
+    concurrent::build(&client, sql, &index, lock_timeout).await?;
+    drop_old_key(&client, sql).await
 }
 
 /// Step 3, under the DDL lock like every other schema change.

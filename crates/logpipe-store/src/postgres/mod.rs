@@ -47,7 +47,8 @@
 //!
 //! # Indexes (`schema`)
 //! Besides the unique key: `(service, ts DESC)` and a partial `(level, ts DESC)` for every level
-//! but INFO and DEBUG. No trigram index: it would divide write throughput by four. The shipped
+//! but INFO and DEBUG. No trigram index by default: it divides write throughput by four; it is
+//! opt-in (`StoreOptions::search_index`, built concurrently by `search`). The shipped
 //! set writes 125k–129k rows/s with batches of 500 and 156k–169k with batches of 5,000 on the
 //! 2-core test machine (`examples/copy_bench.rs`; the table and the reasoning are in `schema.rs`).
 //!
@@ -60,10 +61,12 @@
 //!
 //! Plain TCP only (`NoTls`): logpipe talks to PostgreSQL inside its own network.
 
+mod concurrent;
 mod copy;
 mod key;
 mod query;
 mod schema;
+mod search;
 
 use std::fmt;
 use std::sync::Arc;
@@ -159,8 +162,9 @@ pub(crate) struct Sql {
     /// Key for `pg_advisory_xact_lock`, per schema: DDL on one schema (migrate, partitions)
     /// runs one process at a time.
     pub lock_key: i64,
-    /// Key for the session lock of the concurrent unique-key build (`key`), per schema.
-    pub key_lock_key: i64,
+    /// Key for the session lock of the concurrent index builds (`concurrent`: the unique key,
+    /// the search index), per schema.
+    pub build_lock_key: i64,
 }
 
 impl Sql {
@@ -176,7 +180,7 @@ impl Sql {
             default_partition: Sql::qualify(schema, "logs_default"),
             columns,
             lock_key: lock_key(schema),
-            key_lock_key: key_lock_key(schema),
+            build_lock_key: build_lock_key(schema),
         }
     }
 
@@ -198,9 +202,10 @@ fn lock_key(schema: &str) -> i64 {
     hasher.finish() as i64
 }
 
-/// The lock key of the concurrent unique-key build: a different key from [`lock_key`], so the
-/// build never holds the lock other migrations and maintenance wait for (see `key`).
-fn key_lock_key(schema: &str) -> i64 {
+/// The lock key of the concurrent index builds: a different key from [`lock_key`], so a build
+/// never holds the lock other migrations and maintenance wait for (see `concurrent`). The
+/// string is the one the unique-key move used alone, so older releases take the same lock.
+fn build_lock_key(schema: &str) -> i64 {
     let mut hasher = Fnv1a64::new();
     hasher.write(b"logpipe-store-key:");
     hasher.write(schema.as_bytes());
@@ -321,6 +326,21 @@ impl PgStore {
         matches!(tokio::time::timeout(PING_TIMEOUT, probe).await, Ok(Some(_)))
     }
 
+    /// `EXPLAIN` of the statement [`query`](PgStore::query) runs for `query`, planned the same
+    /// way (with its parameters). Not part of the API: tests check that a search uses the
+    /// trigram index.
+    #[doc(hidden)]
+    pub async fn explain(&self, query: &LogQuery) -> Result<String, StoreError> {
+        query::explain(self, query).await
+    }
+
+    /// Whether the trigram search index is in place and valid. Not part of the API.
+    #[doc(hidden)]
+    pub async fn search_index_valid(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        search::valid(&client, self.sql()).await
+    }
+
     /// The pool. Public for benchmarks and tests that inspect the database directly.
     #[doc(hidden)]
     pub fn pool(&self) -> &Pool {
@@ -377,7 +397,7 @@ mod tests {
         // Fixed: processes of different releases migrating the same schema must take the same
         // lock. FNV-1a 64 of "logpipe-store:public", computed independently.
         assert_eq!(lock_key("public"), -7_109_939_689_728_538_052);
-        assert_ne!(key_lock_key("public"), lock_key("public"));
-        assert_ne!(key_lock_key("public"), key_lock_key("t_1"));
+        assert_ne!(build_lock_key("public"), lock_key("public"));
+        assert_ne!(build_lock_key("public"), build_lock_key("t_1"));
     }
 }

@@ -27,6 +27,28 @@ pub struct PostgresConfig {
     pub retention_days: u32,
     /// Daily partitions created ahead of today.
     pub partitions_ahead_days: u32,
+    /// The index behind the query API's text search (`q`): `"none"` (a search scans its time
+    /// range) or `"trigram"` (a pg_trgm GIN on `message`, built concurrently at migrate; about a
+    /// quarter of the write rate). PostgreSQL only. See docs/operations.md, "Text search index".
+    pub search_index: SearchIndex,
+}
+
+/// `postgres.search_index`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchIndex {
+    #[default]
+    None,
+    Trigram,
+}
+
+impl From<SearchIndex> for logpipe_store::SearchIndex {
+    fn from(index: SearchIndex) -> Self {
+        match index {
+            SearchIndex::None => logpipe_store::SearchIndex::None,
+            SearchIndex::Trigram => logpipe_store::SearchIndex::Trigram,
+        }
+    }
 }
 
 impl Default for PostgresConfig {
@@ -39,6 +61,7 @@ impl Default for PostgresConfig {
             query_statement_timeout: Duration::from_secs(5),
             retention_days: 7,
             partitions_ahead_days: 3,
+            search_index: SearchIndex::None,
         }
     }
 }
@@ -51,6 +74,7 @@ impl PostgresConfig {
             partitions_ahead_days: self.partitions_ahead_days,
             schema: self.schema.clone(),
             pool_size: self.pool_size,
+            search_index: self.search_index.into(),
             ..logpipe_store::StoreOptions::default()
         }
     }

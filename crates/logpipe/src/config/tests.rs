@@ -587,3 +587,46 @@ fn auto_replication_suits_the_cluster_and_explicit_values_are_checked_against_it
     assert!(message.contains("kafka.min_insync_replicas"), "{message}");
     assert!(resolved(Auto, Auto, 0).is_err());
 }
+
+#[test]
+fn the_trigram_search_index_needs_postgresql() {
+    let c = load(None, &[], &[]).unwrap();
+    assert_eq!(c.postgres.search_index, SearchIndex::None);
+    assert_eq!(
+        c.postgres.store_options().search_index,
+        logpipe_store::SearchIndex::None
+    );
+
+    let pg = "[postgres]\nurl = \"postgres://db/logs\"\nsearch_index = \"trigram\"\n";
+    let c = load(Some(pg), &[], &[]).unwrap();
+    assert_eq!(
+        c.postgres.query_store_options().search_index,
+        logpipe_store::SearchIndex::Trigram
+    );
+    // The environment sets it too.
+    let c = load(
+        None,
+        &[
+            ("LOGPIPE_POSTGRES_URL", "postgres://db/logs"),
+            ("LOGPIPE_POSTGRES_SEARCH_INDEX", "trigram"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.postgres.search_index, SearchIndex::Trigram);
+
+    for file in [
+        "[postgres]\nsearch_index = \"trigram\"\n",
+        "[postgres]\nurl = \"sqlite://logs.db\"\nsearch_index = \"trigram\"\n",
+    ] {
+        let message = err(load(Some(file), &[], &[]));
+        assert!(message.contains("postgres.search_index"), "{message}");
+        assert!(message.contains("SQLite"), "{message}");
+    }
+    let message = err(load(
+        Some("[postgres]\nsearch_index = \"fulltext\"\n"),
+        &[],
+        &[],
+    ));
+    assert!(message.contains("postgres.search_index"), "{message}");
+}

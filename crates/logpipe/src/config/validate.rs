@@ -211,6 +211,14 @@ impl Config {
             (1..=64).contains(&self.postgres.pool_size),
             "config key `postgres.pool_size`: 1 to 64"
         );
+        // Refused rather than ignored: whoever sets it expects indexed searches, and the SQLite
+        // store has no pg_trgm to give them.
+        ensure!(
+            self.postgres.search_index == super::stores::SearchIndex::None
+                || !self.postgres.url.trim().is_empty()
+                    && !self.postgres.url.trim().starts_with("sqlite:"),
+            "config key `postgres.search_index` = \"trigram\" needs PostgreSQL (it is a pg_trgm index); the store here is SQLite (`postgres.url` is empty or sqlite:): set postgres.url to a postgres:// URL or search_index = \"none\""
+        );
 
         let p = &self.producer;
         ensure!(

@@ -1,8 +1,10 @@
 //! The query API and the dashboard against hostile or careless input, through the router (no
 //! server): time parameters that overflow are a 400 with a reason, never a 500; a `q` search is
 //! bounded in time and length; the dashboard names a consumer that did not answer by a short
-//! class and its URL with secrets masked. The stores are the embedded ones; the upstream is a
-//! producer URL nothing listens on, since no test here ingests.
+//! class and its URL with secrets masked. The stores are the embedded ones (but for
+//! `external_a_text_search_through_the_trigram_index`: PostgreSQL with
+//! `postgres.search_index = "trigram"`); the upstream is a producer URL nothing listens on, since
+//! no test here ingests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -215,6 +217,55 @@ async fn the_text_search_bounds_are_configurable() {
     assert_refused(&answer, "range_too_large", "at most 1h", "2h");
     let answer = get(&h.router, "/api/v1/logs?q=123456").await;
     assert_refused(&answer, "q_too_long", "at most 5 characters", "6 chars");
+}
+
+/// `q` through the gateway on a PostgreSQL store with the trigram index: the index is built at
+/// start, and searches (with LIKE wildcards as literals, and shorter than a trigram) answer as
+/// without it.
+#[tokio::test]
+async fn external_a_text_search_through_the_trigram_index() {
+    let url = crate::support::required_env("LOGPIPE_TEST_POSTGRES_URL");
+    let schema = unique("it_trgm").replace('-', "_");
+    let h = harness(|c| {
+        c.postgres.url = url.clone();
+        c.postgres.schema = schema.clone();
+        c.postgres.search_index = logpipe::config::SearchIndex::Trigram;
+    })
+    .await;
+    let logpipe_store::LogStore::Postgres(pg) = &*h.stores.store else {
+        panic!("a PostgreSQL store");
+    };
+    assert!(pg.search_index_valid().await.unwrap());
+    let word = unique("trgm");
+    store_event(
+        &h.stores,
+        1,
+        chrono::Duration::minutes(5),
+        &format!("{word} 50% off"),
+    )
+    .await;
+    store_event(
+        &h.stores,
+        2,
+        chrono::Duration::minutes(6),
+        &format!("{word} 50 off"),
+    )
+    .await;
+    for (q, expected) in [
+        (word.to_uppercase(), 2),
+        ("50%25".to_string(), 1),
+        (format!("{word}%20").to_uppercase(), 2),
+        ("0%25".to_string(), 1),
+    ] {
+        let (status, body) = get(&h.router, &format!("/api/v1/logs?q={q}")).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {body}");
+        assert_eq!(messages(&body).len(), expected, "{q}: {body}");
+    }
+    let admin = crate::support::postgres(&url).await;
+    admin
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 /// A server on a free port: `/ok/stats` answers 200 with text that is no consumer's stats;
