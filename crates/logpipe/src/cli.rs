@@ -47,7 +47,8 @@ pub struct GlobalArgs {
     /// Log filter, e.g. `info` or `logpipe=debug`. [config: log.level]
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
-    /// Set any config key: `--set producer.linger=20ms` (repeatable).
+    /// Set any config key: `--set producer.linger=20ms` (repeatable). librdkafka property names
+    /// contain dots: quote them, as in TOML: `--set 'consumer.properties."fetch.wait.max.ms"=10'`.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub set: Vec<(String, String)>,
 }

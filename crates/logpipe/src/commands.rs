@@ -239,10 +239,12 @@ pub fn config_check(config: &Config, show_env: bool, json: bool) -> anyhow::Resu
         for (key, var) in variables() {
             table.add_row(vec![key, var]);
         }
-        table.add_row(vec![
-            "kafka.properties.\"a.b.c\"".to_string(),
-            "LOGPIPE_KAFKA_PROPERTY_A_B_C".to_string(),
-        ]);
+        for section in ["kafka", "producer", "consumer"] {
+            table.add_row(vec![
+                format!("{section}.properties.\"a.b.c\""),
+                format!("LOGPIPE_{}_PROPERTY_A_B_C", section.to_ascii_uppercase()),
+            ]);
+        }
         println!("\n{table}");
     }
     println!("\nconfig OK");

@@ -157,6 +157,7 @@ pub struct ConsumerConfig {
     /// Static tags added to every stored log (`environment = "prod"`, `region = "eu-west-1"`).
     pub tags: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only; override `kafka.properties`.
+    /// Env: `LOGPIPE_CONSUMER_PROPERTY_FETCH_WAIT_MAX_MS` sets `fetch.wait.max.ms`.
     pub properties: BTreeMap<String, String>,
 }
 

@@ -3,8 +3,13 @@
 //! Every leaf `section.key` of the defaults has the variable `LOGPIPE_SECTION_KEY`
 //! (`kafka.brokers` → `LOGPIPE_KAFKA_BROKERS`), derived from the tree itself so the mapping can
 //! never fall behind the structs. A value is read with the type of the default it replaces
-//! (lists are comma-separated). librdkafka properties have their own family:
-//! `LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD` → `kafka.properties."sasl.password"`.
+//! (lists are comma-separated). librdkafka properties have their own families, one per table:
+//! `LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD` → `kafka.properties."sasl.password"`, likewise
+//! `LOGPIPE_PRODUCER_PROPERTY_*` and `LOGPIPE_CONSUMER_PROPERTY_*`.
+//!
+//! Flags (`--set`) name a key by its dotted path, read like a TOML dotted key: a segment in double
+//! quotes is one key whatever it holds, so `consumer.properties."fetch.wait.max.ms"` reaches a
+//! librdkafka property, whose names contain dots. Under a properties table the key may be new.
 //! An unknown `LOGPIPE_*` variable is an error (a typo would otherwise be silently ignored),
 //! except `LOGPIPE_TEST_*` (test harness) and `LOGPIPE_CONFIG` (the file, read by the CLI).
 
@@ -15,7 +20,12 @@ use super::ENV_PREFIX;
 
 /// Variables under the prefix that are not config keys.
 const NOT_KEYS: &[&str] = &["LOGPIPE_CONFIG"];
-const PROPERTY_PREFIX: &str = "LOGPIPE_KAFKA_PROPERTY_";
+/// The open maps of librdkafka properties, and the prefix of each one's variables.
+const PROPERTY_TABLES: &[(&str, &str)] = &[
+    ("kafka.properties", "LOGPIPE_KAFKA_PROPERTY_"),
+    ("producer.properties", "LOGPIPE_PRODUCER_PROPERTY_"),
+    ("consumer.properties", "LOGPIPE_CONSUMER_PROPERTY_"),
+];
 /// Keys that take `"auto"` or a number ([`super::Replicas`]), so no single type fits them.
 const REPLICA_KEYS: &[&str] = &["kafka.replication_factor", "kafka.min_insync_replicas"];
 
@@ -31,9 +41,13 @@ pub(super) fn apply(tree: &mut Value, env: &[(String, String)]) -> anyhow::Resul
         if name.starts_with("LOGPIPE_TEST_") || NOT_KEYS.contains(&name.as_str()) {
             continue;
         }
-        if let Some(prop) = name.strip_prefix(PROPERTY_PREFIX) {
+        if let Some((table, prop)) = PROPERTY_TABLES
+            .iter()
+            .find_map(|(table, prefix)| Some((*table, name.strip_prefix(prefix)?)))
+        {
             let prop = prop.to_ascii_lowercase().replace('_', ".");
-            let props = table_at(tree, "kafka.properties")?;
+            let parents: Vec<String> = table.split('.').map(str::to_string).collect();
+            let props = table_at(tree, &parents, table)?;
             props.insert(prop, Value::String(raw.clone()));
             continue;
         }
@@ -55,20 +69,41 @@ pub(crate) fn env_name(path: &str) -> String {
     )
 }
 
-/// Sets the leaf at `path` from a raw string, typed like the value it replaces.
+/// Sets the leaf at `path` from a raw string, typed like the value it replaces. Under a
+/// properties table the value is a string and the key may be new (librdkafka checks both at
+/// start, and `validate` refuses the properties logpipe owns); anywhere else the key must exist.
 pub(super) fn set_path(tree: &mut Value, path: &str, raw: &str) -> anyhow::Result<()> {
-    let (parent, leaf) = match path.rsplit_once('.') {
-        Some((parent, leaf)) => (table_at(tree, parent)?, leaf),
-        None => (
-            tree.as_table_mut()
-                .ok_or_else(|| anyhow!("config root is not a table"))?,
-            path,
-        ),
-    };
+    let segments = split_key(path)?;
+    let (leaf, parents) = segments
+        .split_last()
+        .ok_or_else(|| anyhow!("empty config key"))?;
+    // Canonical spelling for lookups (`kafka."brokers"` is `kafka.brokers`); table and field
+    // names never contain dots, so joining is unambiguous above the leaf.
+    let parent_key = parents.join(".");
+    if PROPERTY_TABLES
+        .iter()
+        .any(|(table, _)| *table == parent_key)
+    {
+        table_at(tree, parents, path)?.insert(leaf.clone(), Value::String(raw.to_string()));
+        return Ok(());
+    }
+    // `consumer.properties.fetch.wait.max.ms`: a property name split on its dots. Quotes are
+    // required rather than guessed (the rest of the path as one name): one rule, the TOML one.
+    if segments.len() > 3 {
+        let table = segments[..2].join(".");
+        if PROPERTY_TABLES.iter().any(|(t, _)| *t == table) {
+            bail!(
+                "unknown config key `{path}`: property names contain dots: quote them, e.g. {table}.\"{}\"=VALUE",
+                segments[2..].join(".")
+            );
+        }
+    }
+    let key = segments.join(".");
+    let parent = table_at(tree, parents, path)?;
     let current = parent
         .get(leaf)
         .ok_or_else(|| anyhow!("unknown config key `{path}`"))?;
-    let value = if REPLICA_KEYS.contains(&path) {
+    let value = if REPLICA_KEYS.contains(&key.as_str()) {
         // `"auto"` or a number, whichever the file or the default held before.
         let value = match raw.trim().parse::<i64>() {
             Ok(n) => Value::Integer(n),
@@ -81,20 +116,56 @@ pub(super) fn set_path(tree: &mut Value, path: &str, raw: &str) -> anyhow::Resul
         typed_like(current, raw)
             .map_err(|expected| anyhow!("config key `{path}`: expected {expected}, got `{raw}`"))?
     };
-    parent.insert(leaf.to_string(), value);
+    parent.insert(leaf.clone(), value);
     Ok(())
 }
 
-fn table_at<'a>(tree: &'a mut Value, path: &str) -> anyhow::Result<&'a mut toml::Table> {
+/// Splits a dotted key into its segments as TOML reads a dotted key: `a.b."c.d"` is `a`, `b`,
+/// `c.d`. A quoted segment runs to the next `"` (no escapes: no config key or librdkafka
+/// property name holds a quote); a bare one may not be empty or contain a quote.
+fn split_key(path: &str) -> anyhow::Result<Vec<String>> {
+    let mut segments = Vec::new();
+    let mut rest = path;
+    loop {
+        let (segment, after) = if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted
+                .find('"')
+                .ok_or_else(|| anyhow!("config key `{path}`: unterminated quote"))?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = rest.find('.').unwrap_or(rest.len());
+            let segment = &rest[..end];
+            if segment.is_empty() || segment.contains('"') {
+                bail!(
+                    "config key `{path}`: expected names separated by dots, each bare or in double quotes"
+                );
+            }
+            (segment, &rest[end..])
+        };
+        segments.push(segment.to_string());
+        match after.strip_prefix('.') {
+            Some(next) => rest = next,
+            None if after.is_empty() => return Ok(segments),
+            None => bail!("config key `{path}`: expected `.` after a quoted name"),
+        }
+    }
+}
+
+/// The table at `parents` (segments of `path`, which errors name).
+fn table_at<'a>(
+    tree: &'a mut Value,
+    parents: &[String],
+    path: &str,
+) -> anyhow::Result<&'a mut toml::Table> {
     let mut node = tree;
-    for part in path.split('.') {
+    for part in parents {
         node = node
             .as_table_mut()
             .and_then(|t| t.get_mut(part))
             .ok_or_else(|| anyhow!("unknown config key `{path}`"))?;
     }
     node.as_table_mut()
-        .ok_or_else(|| anyhow!("config key `{path}` is not a table"))
+        .ok_or_else(|| anyhow!("config key `{}` is not a table", parents.join(".")))
 }
 
 fn typed_like(current: &Value, raw: &str) -> Result<Value, &'static str> {

@@ -74,7 +74,8 @@ pub struct Sources {
     pub file: Option<std::path::PathBuf>,
     /// Environment variables; tests pass their own list instead of the process environment.
     pub env: Vec<(String, String)>,
-    /// Flag overrides as dotted keys (`kafka.brokers`), already paired with their values.
+    /// Flag overrides as dotted keys (`kafka.brokers`, `consumer.properties."fetch.wait.max.ms"`),
+    /// already paired with their values.
     pub overrides: Vec<(String, String)>,
 }
 

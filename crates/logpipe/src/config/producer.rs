@@ -80,6 +80,7 @@ pub struct ProducerConfig {
     pub key: KeyStrategy,
     /// librdkafka properties for logpipe's producers only (the producer service, the consumer's
     /// dead-letter writer, `dlq replay`); override `kafka.properties`.
+    /// Env: `LOGPIPE_PRODUCER_PROPERTY_LINGER_MS` sets `linger.ms`.
     pub properties: BTreeMap<String, String>,
 }
 

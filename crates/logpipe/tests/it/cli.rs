@@ -107,6 +107,47 @@ fn config_check_prints_effective_config_with_secrets_redacted() {
 }
 
 #[test]
+fn set_reaches_a_quoted_librdkafka_property_and_redacts_a_secret_one() {
+    let (code, stdout, stderr) = output(
+        &[
+            "config",
+            "check",
+            "--set",
+            "consumer.properties.\"fetch.wait.max.ms\"=10",
+            "--set",
+            "kafka.properties.\"sasl.password\"=pw-from-set",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("\"fetch.wait.max.ms\" = \"10\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("pw-from-set"), "{stdout}");
+    assert!(
+        stdout.contains("\"sasl.password\" = \"<redacted>\""),
+        "{stdout}"
+    );
+
+    // Unquoted, the property name would be split on its dots: refused with the fix.
+    let (code, _, stderr) = output(
+        &[
+            "config",
+            "check",
+            "--set",
+            "consumer.properties.fetch.wait.max.ms=10",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("quote them, e.g. consumer.properties.\"fetch.wait.max.ms\"=VALUE"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_config_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
