@@ -24,8 +24,11 @@ pub(super) async fn prepare(deps: &Deps, records: Vec<Fetched>) -> Prepared {
         return Prepared { items };
     }
     let total = records.len();
-    let mut split: Vec<Vec<Fetched>> = (0..lanes).map(|_| Vec::new()).collect();
-    let mut positions: Vec<Vec<usize>> = (0..lanes).map(|_| Vec::new()).collect();
+    // Keys spread evenly over lanes; a quarter more than the even share means a lane's vector
+    // almost never grows (growing copies every record already in it).
+    let room = total.div_ceil(lanes) * 5 / 4;
+    let mut split: Vec<Vec<Fetched>> = (0..lanes).map(|_| Vec::with_capacity(room)).collect();
+    let mut positions: Vec<Vec<usize>> = (0..lanes).map(|_| Vec::with_capacity(room)).collect();
     for (position, record) in records.into_iter().enumerate() {
         let lane = (record.lane_hash % lanes as u64) as usize;
         split[lane].push(record);
