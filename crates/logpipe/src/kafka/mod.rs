@@ -6,6 +6,7 @@ pub mod admin;
 pub mod consumer;
 pub mod embedded;
 pub mod health;
+pub mod watermarks;
 
 use std::collections::BTreeMap;
 

@@ -16,6 +16,7 @@ use super::group::{GroupView, Member};
 use super::snapshot::{PartitionOffsets, Snapshot};
 use super::{degrade, describe, probe};
 use crate::config::{Config, KafkaConfig};
+use crate::kafka::watermarks::watermarks;
 use crate::kafka::{apply_properties, base_config};
 
 /// Watermark requests in flight at once.
@@ -195,8 +196,7 @@ impl Inner {
                     .iter()
                     .map(|(topic, partition)| {
                         s.spawn(move || {
-                            self.consumer
-                                .fetch_watermarks(topic, *partition, self.timeout)
+                            watermarks(self.consumer.client(), topic, *partition, self.timeout)
                                 .with_context(|| {
                                     format!("reading the log-end offset of {topic}/{partition} (ListOffsets)")
                                 })

@@ -19,6 +19,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
+use crate::kafka::watermarks::watermarks;
 use crate::kafka::{apply_properties, base_config};
 use client::{blocking, committed_offsets, dlq_partitions, ScanContext};
 use partition::{all_reached, scan_over, Admit, PartitionScan};
@@ -99,7 +100,7 @@ impl DlqScan {
         for p in partitions {
             let (low, high) = blocking(&consumer, {
                 let topic = topic.clone();
-                move |c| c.fetch_watermarks(&topic, p, timeout)
+                move |c| watermarks(c.client(), &topic, p, timeout)
             })
             .await
             .with_context(|| format!("reading the offsets of {topic}/{p}"))?;

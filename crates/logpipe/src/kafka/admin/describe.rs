@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use serde::Serialize;
 
 use super::{admin_client, fetch_metadata};
+use crate::kafka::watermarks::watermarks;
 
 /// The topic config that bounds acks=all writes.
 pub(super) const MIN_INSYNC: &str = "min.insync.replicas";
@@ -72,11 +73,9 @@ pub async fn describe_topics(
                 let admin = admin.clone();
                 let topic = name.clone();
                 let id = p.id();
-                tokio::task::spawn_blocking(move || {
-                    admin.inner().fetch_watermarks(&topic, id, timeout)
-                })
-                .await?
-                .with_context(|| format!("reading watermarks of {name}/{}", p.id()))?
+                tokio::task::spawn_blocking(move || watermarks(admin.inner(), &topic, id, timeout))
+                    .await?
+                    .with_context(|| format!("reading watermarks of {name}/{}", p.id()))?
             };
             partitions.push(PartitionInfo {
                 partition: p.id(),
