@@ -31,9 +31,9 @@ pub fn member_config(config: &Config, bootstrap: &str, member: &str) -> ClientCo
         // 12 partitions one round of fetch answers held ~50 MiB of decompressed batches and ~100k
         // queued messages (~45 MiB of message ops), most of a draining consumer's memory (peak
         // RSS 295-332 MiB). 256 KiB per partition and a 16 MiB queue brought the drain's peak RSS
-        // to 193-202 MiB at the same rate (docs/performance.md, "The consumer's memory").
-        // `queued.min.messages` stays at its default: lowering it to 10,000 cut the drain rate by
-        // more than half. `consumer.properties` overrides either.
+        // to 193-202 MiB at the same rate (docs/performance.md, "The consumer's CPU per event
+        // and its memory"). `queued.min.messages` stays at its default: lowering it to 10,000
+        // cut the drain rate by more than half. `consumer.properties` overrides either.
         .set("fetch.message.max.bytes", "262144")
         .set("queued.max.messages.kbytes", "16384");
     // Kafka answers a waiting fetch as soon as records arrive (the high watermark moves), so on a
