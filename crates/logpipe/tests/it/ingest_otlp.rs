@@ -356,8 +356,22 @@ async fn external_an_exporter_rides_out_a_producer_outage_without_loss() {
         let (endpoint, service) = (endpoint.clone(), service.clone());
         std::thread::spawn(move || emit(&endpoint, KEY, &service, count, t0, &[]))
     };
-    // Long enough for the first exports to be refused and retried.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The producer starts only once the gateway has refused an export with 503: the Python
+    // exporter needs seconds to start on a loaded machine, and a fixed wait let it start after
+    // the producer was already up (no outage seen, the test then failed for the wrong reason).
+    let refused = r#"gateway_http_requests_total{route="/v1/logs",method="POST",status="503"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !metrics(&base).await.lines().any(|l| {
+        l.strip_prefix(refused)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter sent nothing within 120 s (no 503 from the gateway)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let producer = App::start(config.clone(), Roles::Producer).await.unwrap();
     let (stdout, stderr) = tokio::task::spawn_blocking(move || exporter.join().unwrap())
         .await
