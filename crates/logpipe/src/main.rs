@@ -10,8 +10,8 @@ use logpipe::{commands, telemetry};
 
 /// mimalloc instead of glibc's malloc: every record is a dozen small allocations (its bytes, its
 /// event's strings, the message template), most freed on another thread a few milliseconds
-/// later. glibc's malloc and free were 17 % of the consumer's instructions; with mimalloc the
-/// consumer needs 15 % fewer instructions per event. Peak memory did not change. Measured in
+/// later. glibc's malloc and free were 19 % of the consumer's instructions; with mimalloc the
+/// consumer needs 12 % fewer instructions per event. Peak memory did not change. Measured in
 /// docs/performance.md ("The consumer's CPU per event and its memory").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
