@@ -363,11 +363,34 @@ kafka_cluster_ready() {
         echo "$out" >>"$dir/ready.log"
         # The tool exits 0 even when the send failed; its summary line says what was sent.
         if grep -q '^1 records sent' <<<"$out" && ! grep -qi 'exception' <<<"$out"; then
-            return 0
+            kafka_group_ready "$dir" "$deadline"
+            return
         fi
         sleep 1
     done
     kafka_err "the cluster in $dir registered its nodes but took no acks=all write within ${timeout_s}s; see $dir/ready.log"
+    kafka_show_logs "$dir"
+    return 1
+}
+
+# kafka_group_ready DIR DEADLINE: one consumer group reads the ready record and commits. Kafka
+# creates __consumer_offsets on the first group request and its coordinator times requests out
+# while the topic's replicas load; a loaded machine made the first consumers of a test run fail
+# on that, so the cluster is ready only once a group has committed.
+kafka_group_ready() {
+    local dir=$1 deadline=$2 bootstrap out
+    bootstrap=$(cat "$dir/bootstrap")
+    while ((SECONDS < deadline)); do
+        out=$(kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$bootstrap" \
+            --topic logpipe-cluster-ready --group logpipe-cluster-ready --from-beginning \
+            --max-messages 1 --timeout-ms 30000 2>&1) || true
+        echo "$out" >>"$dir/ready.log"
+        if grep -q 'Processed a total of 1 message' <<<"$out"; then
+            return 0
+        fi
+        sleep 1
+    done
+    kafka_err "the cluster in $dir took writes but no consumer group committed in time; see $dir/ready.log"
     kafka_show_logs "$dir"
     return 1
 }
