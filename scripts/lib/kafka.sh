@@ -396,11 +396,12 @@ kafka_group_ready() {
 }
 
 # kafka_free_base PREFERRED NODES: echo a base port whose 2 x NODES ports are all free,
-# PREFERRED when it is, otherwise one from 20000-59999.
+# PREFERRED when it is, otherwise one from 20000-31999: below Linux's ephemeral range
+# (32768-60999), where an outgoing connection could take a port before the JVM binds it.
 kafka_free_base() {
     local preferred=$1 nodes=$2 base i n busy
     for ((i = 0; i < 100; i++)); do
-        if ((i == 0)); then base=$preferred; else base=$((20000 + (RANDOM % 4000) * 10)); fi
+        if ((i == 0)); then base=$preferred; else base=$((20000 + (RANDOM % 1200) * 10)); fi
         busy=0
         for ((n = 0; n < 2 * nodes; n++)); do
             if port_in_use $((base + n)); then

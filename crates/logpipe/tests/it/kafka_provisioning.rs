@@ -6,7 +6,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::{free_port, repo_root, required_env};
+use crate::support::{repo_root, required_env};
 
 /// Runs `script` in bash after sourcing `scripts/lib/kafka.sh`, with `env` set.
 fn with_kafka_sh(script: &str, env: &[(&str, &str)]) -> Output {
@@ -56,13 +56,18 @@ fn a_single_node_cluster_takes_writes_and_survives_kill_and_restart() {
     let libs = required_env("LOGPIPE_TEST_KAFKA_LIBS");
     let cache = std::path::Path::new(&libs).parent().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    // Two free ports in a row: the broker and the controller of node 1.
-    let base = loop {
-        let port = free_port();
-        if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            break port;
-        }
-    };
+    // Two free ports in a row: the broker and the controller of node 1. Below Linux's ephemeral
+    // range (32768-60999): the JVM binds them seconds after this check, and there another
+    // test's outgoing connection could take one meanwhile ("Address already in use").
+    let start = 20_000 + (std::process::id() % 6_000) as u16 * 2;
+    let base = (start..32_000)
+        .chain(20_000..start)
+        .step_by(2)
+        .find(|&port| {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        })
+        .expect("two free ports in a row below 32000");
     let script = r#"
         trap 'kafka_cluster_stop "$DIR"' EXIT
         kafka_cluster_start "$DIR" 1 "$BASE" || exit 1
