@@ -14,6 +14,12 @@
 #   ROWS_LIST="1000000 5000000 10000000 20000000" scripts/bench-query.sh   # scaling table: the
 #                                                # store grows to each size in turn
 #   STEADY_RATE=0 scripts/bench-query.sh         # no ingest, no Kafka
+#   DRAIN_EVENTS=500000 ROWS_LIST="1000000 5000000 10000000 20000000" scripts/bench-query.sh
+#                                                # the scaling table: at each size, after the
+#                                                # queries, one consumer drains a backlog of that
+#                                                # many events into the store (rate printed per
+#                                                # size); the drained rows are deleted again so the
+#                                                # next size's 15-minute range holds only fill rows
 #   N=200 CONCURRENCY=4 scripts/bench-query.sh   # requests per query kind, client threads
 #   INDEX_STUDY=1 scripts/bench-query.sh         # at the last size: search with no index, a pg_trgm
 #                                                # GIN and a full-text GIN, and each one's COPY cost
@@ -34,6 +40,10 @@ cd "$REPO_ROOT"
 source scripts/lib/kafka.sh
 # shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
+# shellcheck source=scripts/lib/metrics.sh
+source scripts/lib/metrics.sh
+# shellcheck source=scripts/lib/backlog.sh
+source scripts/lib/backlog.sh
 command -v jq >/dev/null || apt_install jq
 command -v bc >/dev/null || apt_install bc
 
@@ -47,6 +57,7 @@ ROWS_LIST=${ROWS_LIST:-${ROWS:-20000000}}
 N=${N:-200}
 CONCURRENCY=${CONCURRENCY:-4}
 STEADY_RATE=${STEADY_RATE:-5000}
+DRAIN_EVENTS=${DRAIN_EVENTS:-0}
 INDEX_STUDY=${INDEX_STUDY:-0}
 SEARCH_INDEX=${SEARCH_INDEX:-none}
 if [[ "$SEARCH_INDEX" != none && "$INDEX_STUDY" == 1 ]]; then
@@ -178,7 +189,7 @@ fill_to() {
 COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
 STORES=(--postgres-url "$PG_URL" --redis-url "$REDIS_URL" --set "postgres.schema=$S" --set "redis.key_prefix=$RUN"
     --set "postgres.search_index=$SEARCH_INDEX")
-if ((STEADY_RATE > 0)); then
+if ((STEADY_RATE > 0 || DRAIN_EVENTS > 0)); then
     if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
         # A cluster another script runs (its topics RUN-* are deleted at the end, the cluster kept).
         [[ -f "$BENCH_KAFKA_DIR/bootstrap" ]] || { echo "BENCH_KAFKA_DIR=$BENCH_KAFKA_DIR holds no cluster"; exit 1; }
@@ -192,6 +203,8 @@ if ((STEADY_RATE > 0)); then
         kafka_cluster_start "$OWN_CLUSTER" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
     fi
     export LOGPIPE_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
+fi
+if ((STEADY_RATE > 0)); then
     PP=$(free_port 18681)
     "$BIN" producer "${COMMON[@]}" --listen "127.0.0.1:$PP" >"$ARTIFACTS/producer.log" 2>&1 &
     PIDS+=($!)
@@ -269,6 +282,46 @@ scan_rate() {
 }
 declare -A SCAN=()
 
+# drain_at ROWS: DRAIN_EVENTS events loaded into a topic of their own, then drained by one
+# consumer instance (a group of its own) into the store as it stands; the rate from its first to
+# its last stored record, read from its metrics as scripts/bench-drain.sh does. The drained rows
+# are deleted afterwards (and today's partition vacuumed), so that the next size's queries see
+# the fill's rows only: the drain's timestamps are all within the last minutes.
+declare -A DRAIN_RATES=()
+drain_at() {
+    local rows=$1 topic="$RUN-drain-$1" accepted cp pid n t0="" n0=0 t1 deadline text
+    local set=(--set "kafka.topic=$topic" --set "kafka.dlq_topic=$RUN-dlq" --set "kafka.parked_topic=$RUN-parked")
+    say "drain at $rows rows: loading $DRAIN_EVENTS events into $topic; load $(load)"
+    accepted=$(load_backlog "$BIN" "$ARTIFACTS" "$DRAIN_EVENTS" "${set[@]}")
+    ((accepted > 0)) || { echo "the backlog for the drain at $rows rows is empty: see $ARTIFACTS/load.txt"; exit 1; }
+    pg_checkpoint "$PG_URL"
+    cp=$(free_port 18683)
+    "$BIN" consumer "${set[@]}" "${STORES[@]}" --listen "127.0.0.1:$cp" --set "consumer.group_id=$topic" \
+        >"$ARTIFACTS/drain-$rows.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    deadline=$((SECONDS + 900))
+    while ((SECONDS < deadline)); do
+        text=$(curl -s "http://127.0.0.1:$cp/metrics" || true)
+        n=$(prom_sum log_consumer_success_total <<<"$text")
+        n=${n:-0}
+        if [[ -z "$t0" ]] && ((n > 0)); then t0=$(date +%s.%N); n0=$n; fi
+        ((n >= accepted)) && break
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$ARTIFACTS/drain-$rows.log"; echo "the drain's consumer died"; exit 1; }
+        printf '\r  stored and counted: %9d / %d' "$n" "$accepted"
+        sleep 0.2
+    done
+    t1=$(date +%s.%N)
+    echo
+    ((n >= accepted)) || { echo "the drain at $rows rows stored $n of $accepted within 900 s: see $ARTIFACTS/drain-$rows.log"; exit 1; }
+    stop_pid "$pid" 20
+    DRAIN_RATES[$rows]=$(echo "($n - $n0) / ($t1 - $t0)" | bc -l | xargs printf '%.0f')
+    printf '  drained %d events into the %d-row store at %d events/s (load %s)\n' "$accepted" "$rows" "${DRAIN_RATES[$rows]}" "$(load)"
+    echo "$rows drain ${DRAIN_RATES[$rows]}" >>"$RESULTS"
+    q -c "DELETE FROM $S.logs WHERE kafka_topic = '$topic'"
+    q -c "VACUUM ANALYZE $S.logs_$(date -u +%Y%m%d)"
+}
+
 declare -A FILL_RATES
 for rows in $ROWS_LIST; do
     in_time
@@ -282,6 +335,9 @@ for rows in $ROWS_LIST; do
     measure "$rows"
     scan_rate "15 minutes"
     scan_rate "1 hour"
+    echo "$rows size $(q -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '$S.logs'::regclass")" >>"$RESULTS"
+    if ((DRAIN_EVENTS > 0)); then drain_at "$rows"; fi
 done
 LAST=${rows}
 
@@ -357,7 +413,7 @@ echo "query API on PostgreSQL, N=$N per query kind, concurrency $CONCURRENCY, st
 echo "(latency in ms at the client; load average 1/5/15 min at the end of each kind)"
 printf '%-10s %-9s %8s %8s %8s %8s %6s %7s  %-10s %s\n' rows query p50 p95 p99 max errors rows/pg target met?
 target_of() { case $1 in search15) echo 200 ;; search1h) echo - ;; common15) echo 200 ;; *) echo 50 ;; esac; }
-grep -v ' ingest ' "$RESULTS" | while read -r label kind n errors p50 p95 p99 max rowsp ld; do
+grep -Ev ' (ingest|drain|size) ' "$RESULTS" | while read -r label kind n errors p50 p95 p99 max rowsp ld; do
     t=$(target_of "$kind")
     p99v=${p99#p99=}
     met=-
@@ -371,6 +427,19 @@ fi
 echo
 echo "fill (INSERT ... SELECT generate_series through the shipped indexes, search_index $SEARCH_INDEX):"
 for rows in $ROWS_LIST; do printf '  to %10d rows: %.0f rows/s\n' "$rows" "${FILL_RATES[$rows]}"; done
+# p99_of SIZE KIND: that size's p99 (ms) of one query kind, "-" when not measured.
+p99_of() { awk -v s="$1" -v k="$2" '$1 == s && $2 == k {sub(/^p99=/, "", $7); print $7; f = 1} END {if (!f) print "-"}' "$RESULTS"; }
+echo
+echo "scaling: the same figures at each size (p99 in ms; drain of $DRAIN_EVENTS events by one consumer into the store at"
+echo "that size, 0 = not run; size = the logs partitions with their indexes)"
+printf '%10s %9s %11s %10s %8s %8s %8s %8s %9s %9s %9s\n' rows size "fill rows/s" "drain ev/s" service level pages stats \
+    search15 search1h common15
+for rows in $ROWS_LIST; do
+    printf '%10d %8sM %11.0f %10s %8s %8s %8s %8s %9s %9s %9s\n' "$rows" \
+        "$(awk -v s="$rows" '$1 == s && $2 == "size" {printf "%d", $3 / 1048576}' "$RESULTS")" "${FILL_RATES[$rows]}" \
+        "${DRAIN_RATES[$rows]:-0}" "$(p99_of "$rows" service)" "$(p99_of "$rows" level)" "$(p99_of "$rows" pages)" \
+        "$(p99_of "$rows" stats)" "$(p99_of "$rows" search15)" "$(p99_of "$rows" search1h)" "$(p99_of "$rows" common15)"
+done
 if [[ "$INDEX_STUDY" == 1 ]]; then
     echo
     echo "search index study at $LAST rows (SQL straight in PostgreSQL, 30 rare searches each; COPY of $COPY_ROWS rows):"
@@ -382,7 +451,7 @@ if [[ -n "${RESULT_FILE:-}" ]]; then
         echo "rows=$LAST"
         echo "steady_rate=$STEADY_RATE"
         echo "n=$N"
-        { grep "^$LAST " "$RESULTS" || true; } | { grep -v ' ingest ' || true; } | while read -r _ kind _ errors _ _ p99 _ _ ld; do
+        { grep "^$LAST " "$RESULTS" || true; } | { grep -Ev ' (ingest|drain|size) ' || true; } | while read -r _ kind _ errors _ _ p99 _ _ ld; do
             echo "p99_$kind=${p99#p99=}"
             echo "errors_$kind=${errors#errors=}"
             echo "load_$kind=${ld#load=}"

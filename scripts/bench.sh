@@ -64,6 +64,9 @@
 #   QUERY_ROWS (0; SMOKE: 200000): scripts/bench-query.sh on a store of that many rows (20000000 for
 #     the rows: about 15 minutes of fill), with QUERY_STEADY_RATE (5000; SMOKE: 0) events/s
 #     ingested through this run's cluster meanwhile, QUERY_N (200; SMOKE: 40) requests per kind;
+#     several sizes ("1000000 5000000 10000000 20000000") give the scaling table, the store growing
+#     to each in turn (the target rows use the last); QUERY_DRAIN (0) events drained by one
+#     consumer into the store at each size adds the drain rate to that table;
 #   E2E_REF (1): after each Kafka end-to-end step at a rate of RATES, Kafka's ProducerPerformance
 #     throttled to that rate for the same duration (acks=all, logpipe's compression, linger and
 #     record size: the ingest step's, else REF_RECORD_SIZE, 240): the latency floor the brokers
@@ -101,6 +104,7 @@ DRAIN_LARGE=${DRAIN_LARGE:-0}
 QUERY_ROWS=${QUERY_ROWS:-0}
 QUERY_STEADY_RATE=${QUERY_STEADY_RATE:-5000}
 QUERY_N=${QUERY_N:-200}
+QUERY_DRAIN=${QUERY_DRAIN:-0}
 E2E_REF=${E2E_REF:-1}
 WARMUP=${WARMUP:-20s}
 AB=${AB:-}
@@ -154,7 +158,7 @@ ensure_postgres
 ensure_redis
 NEED_KAFKA=0
 if [[ " $BROKERS " == *" kafka "* || "$DRAIN_EVENTS" != 0 || "$INGEST_EVENTS" != 0 || "$DRAIN_LARGE" != 0 ]] ||
-    [[ "$QUERY_ROWS" != 0 && "$QUERY_STEADY_RATE" != 0 ]]; then
+    [[ "$QUERY_ROWS" != 0 && ("$QUERY_STEADY_RATE" != 0 || "$QUERY_DRAIN" != 0) ]]; then
     NEED_KAFKA=1
     kafka_install 2>>"$ARTIFACTS/kafka.log" || {
         tail -n 20 "$ARTIFACTS/kafka.log" >&2
@@ -946,8 +950,8 @@ if [[ "$QUERY_ROWS" != 0 ]]; then
     query_load=$(load1)
     # Its SMOKE size without Kafka; otherwise this run's cluster carries the steady ingest.
     query_env=(ROWS_LIST="$QUERY_ROWS" N="$QUERY_N" STEADY_RATE="$QUERY_STEADY_RATE" INDEX_STUDY=0
-        LOGPIPE="$BIN" RESULT_FILE="$ARTIFACTS/query.env")
-    if [[ "$QUERY_STEADY_RATE" != 0 ]]; then query_env+=(BENCH_KAFKA_DIR="$KAFKA_DIR"); fi
+        DRAIN_EVENTS="$QUERY_DRAIN" LOGPIPE="$BIN" RESULT_FILE="$ARTIFACTS/query.env")
+    if [[ "$QUERY_STEADY_RATE" != 0 || "$QUERY_DRAIN" != 0 ]]; then query_env+=(BENCH_KAFKA_DIR="$KAFKA_DIR"); fi
     env "${query_env[@]}" scripts/bench-query.sh >"$ARTIFACTS/query.txt" 2>&1 || {
         tail -n 30 "$ARTIFACTS/query.txt" >&2
         die "bench-query.sh failed (see $ARTIFACTS/query.txt)"
@@ -1007,6 +1011,10 @@ fi
     fi
     if [[ -n "$LARGE_NOTE" ]]; then echo "$LARGE_NOTE"; fi
     if [[ -n "$QUERY_NOTE" ]]; then echo "$QUERY_NOTE"; fi
+    if [[ "$QUERY_ROWS" == *" "* ]]; then
+        echo
+        sed -n '/^scaling:/,/^$/p' "$ARTIFACTS/query.txt"
+    fi
     for n in "${LOSSES[@]}"; do echo "LOSS: $n"; done
     if ((BUSY_STEPS)); then
         echo "* measured while a build or CI run was active on this machine: those figures are skewed."
