@@ -21,7 +21,9 @@ pub fn watermarks<C: ClientContext>(
 ) -> KafkaResult<(i64, i64)> {
     let deadline = Instant::now() + timeout;
     loop {
-        match client.fetch_watermarks(topic, partition, timeout) {
+        // Each ask gets what is left of the timeout, so the whole call stays within it.
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.fetch_watermarks(topic, partition, left) {
             Err(KafkaError::MetadataFetch(
                 RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable,
             )) if Instant::now() + PAUSE < deadline => std::thread::sleep(PAUSE),
