@@ -24,6 +24,9 @@
 //! - `batch`: [`split_json_array`] and [`ndjson_lines`], splitting a batch body into events.
 //! - `enriched`: [`EnrichedLog`], an event after the consumer enriched it (what the stores take),
 //!   with [`Fingerprint`] (computed by [`fingerprint`]) and [`KafkaCoordinates`].
+//! - `cells`: [`Cells`], events counted per minute, service, level and error fingerprint (what
+//!   the aggregates hold), [`CellDiff`] and [`Cut`]: the common ground of the log store and the
+//!   aggregates when one is checked or rebuilt from the other.
 //! - `enrich`: [`enrich`], the consumer's enrichment step (pure: the clock is an argument), and
 //!   [`RecordMeta`], what it needs from the Kafka record besides the value.
 //! - `fnv`: [`fnv1a_64`] and [`Fnv1a64`], the stable hash behind fingerprints (and the stores'
@@ -37,6 +40,7 @@
 mod attributes;
 mod batch;
 mod canonical;
+mod cells;
 mod enrich;
 mod enriched;
 mod event;
@@ -53,6 +57,7 @@ mod wire;
 pub use batch::{
     ndjson_lines, ndjson_lines_at_most, split_json_array, split_json_array_at_most, SplitError,
 };
+pub use cells::{minute_of, CellDiff, Cells, Cut, LEVELS};
 pub use enrich::{enrich, RecordMeta, REQUEST_ID_MAX_BYTES};
 pub use enriched::{fingerprint, EnrichedLog, Fingerprint, KafkaCoordinates};
 pub use event::{normalise_timestamp, parse_timestamp, LogEvent};
