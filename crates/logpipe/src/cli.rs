@@ -178,6 +178,9 @@ pub enum Command {
         logpipe lag --samples 3 --interval 1s --fail-on STALL"
     )]
     Lag(crate::lag::LagArgs),
+    /// [tool] Compare the aggregates with the log store (`verify`), or recount them from it (`rebuild`).
+    #[command(subcommand)]
+    Aggregates(crate::aggregates::AggregatesCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,6 +81,7 @@
 //! - Crates beside this one: `logpipe_model` (event model, enrichment), `logpipe_store` (log
 //!   store), `logpipe_aggregates` (real-time aggregates).
 
+pub mod aggregates;
 pub mod app;
 pub mod cli;
 pub mod commands;
@@ -97,5 +98,6 @@ pub mod loadgen;
 pub mod producer;
 pub mod retry;
 pub mod telemetry;
+pub mod time;
 
 pub use logpipe_model as model;

@@ -59,7 +59,11 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         // `logpipe lag --fail-on`: a status at or past the threshold, not a failure to read.
-        Err(e) if e.is::<logpipe::lag::ThresholdReached>() => {
+        // `logpipe aggregates verify`: differences found (the table says which), not a failure.
+        Err(e)
+            if e.is::<logpipe::lag::ThresholdReached>()
+                || e.is::<logpipe::aggregates::DifferencesFound>() =>
+        {
             eprintln!("{e}");
             ExitCode::from(3)
         }
@@ -124,6 +128,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             });
             logpipe::lag::run(&config, &args, stop).await
         }
+        Command::Aggregates(command) => logpipe::aggregates::run(&config, &command).await,
     }
 }
 

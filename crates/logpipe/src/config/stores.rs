@@ -102,6 +102,10 @@ pub struct RedisConfig {
     /// Per-minute counters expire after this.
     #[serde(with = "humantime_serde")]
     pub minute_ttl: Duration,
+    /// When a consumer finds that the aggregates store lost data (a watermark went backwards:
+    /// restart without persistence, FLUSHDB, failover to an empty replica), rebuild the lost
+    /// counts from the log store by itself. See docs/runbook.md, "Aggregates lost data".
+    pub reconcile: bool,
 }
 
 impl RedisConfig {
@@ -121,6 +125,7 @@ impl Default for RedisConfig {
             url: String::new(),
             key_prefix: "logpipe".into(),
             minute_ttl: Duration::from_secs(48 * 3600),
+            reconcile: true,
         }
     }
 }

@@ -54,6 +54,14 @@ pub struct DependencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Outcomes of a reconciler rebuild, all present from the start.
+pub(super) const REBUILD_OUTCOMES: [&str; 2] = ["completed", "failed"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabels {
     pub class: String,
 }
@@ -88,6 +96,14 @@ pub struct ConsumerMetrics {
     pub lag_max: Family<MemberLabels, Gauge>,
     pub partition_lag: Family<PartitionLabels, Gauge>,
     pub assigned: Gauge,
+    /// Times a member found that the aggregates store lost data (a watermark went backwards).
+    pub aggregate_losses: Counter,
+    /// Rebuilds of the aggregates from the log store by the reconciler, by outcome.
+    pub aggregate_rebuilds: Family<OutcomeLabels, Counter>,
+    /// Rows the reconciler's rebuilds read from the log store.
+    pub aggregate_rebuild_rows: Counter,
+    /// 1 while this process runs a rebuild.
+    pub aggregate_rebuild_running: Gauge,
     /// The label sets of `failed` and `partition_lag` seen so far (`prometheus_client` cannot
     /// list a family's series), for [`snapshot`](Self::snapshot).
     pub(super) seen: Arc<Mutex<Seen>>,
@@ -124,8 +140,37 @@ impl ConsumerMetrics {
             lag_max: Family::default(),
             partition_lag: Family::default(),
             assigned: Gauge::default(),
+            aggregate_losses: Counter::default(),
+            aggregate_rebuilds: Family::default(),
+            aggregate_rebuild_rows: Counter::default(),
+            aggregate_rebuild_running: Gauge::default(),
             seen: Arc::default(),
         };
+        for outcome in REBUILD_OUTCOMES {
+            let _ = m.aggregate_rebuilds.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
+        registry.register(
+            "log_consumer_aggregate_losses",
+            "Times a member found that the aggregates store lost data (an applied-offset watermark went backwards: restart without persistence, FLUSHDB, failover, eviction)",
+            m.aggregate_losses.clone(),
+        );
+        registry.register(
+            "log_consumer_aggregate_rebuilds",
+            "Rebuilds of the aggregates from the log store run by this process's reconciler, by outcome (completed, failed)",
+            m.aggregate_rebuilds.clone(),
+        );
+        registry.register(
+            "log_consumer_aggregate_rebuild_rows",
+            "Rows the reconciler's rebuilds read from the log store",
+            m.aggregate_rebuild_rows.clone(),
+        );
+        registry.register(
+            "log_consumer_aggregate_rebuild_running",
+            "1 while this process rebuilds the aggregates from the log store",
+            m.aggregate_rebuild_running.clone(),
+        );
         for kind in REBALANCE_KINDS {
             m.rebalance_count(kind);
         }

@@ -7,7 +7,8 @@
 //! The poll thread and the pipeline share only what [`handoff`] defines: records, inputs, commit
 //! points and outage flags. The member's Kafka client settings are in
 //! [`crate::kafka::consumer`]; dead-letter records are written by [`dead_letter`]; [`steps`] is
-//! the extension point for per-record processing.
+//! the extension point for per-record processing; [`reconcile`] rebuilds the aggregates from the
+//! log store after the aggregates store lost data.
 
 pub mod dead_letter;
 pub mod handoff;
@@ -15,6 +16,7 @@ pub mod member;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod reconcile;
 pub mod service;
 pub mod stats;
 pub mod steps;

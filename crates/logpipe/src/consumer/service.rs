@@ -50,7 +50,18 @@ impl ConsumerService {
         } else {
             1
         };
+        // In-process aggregates lose everything only with the process, and start empty with it.
+        let reconcile = (config.redis.reconcile && aggregates.kind() == "redis").then(|| {
+            super::reconcile::spawn(
+                config,
+                store.clone(),
+                aggregates.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )
+        });
         let deps = pipeline::Deps {
+            reconcile,
             store,
             store_streams,
             aggregates,

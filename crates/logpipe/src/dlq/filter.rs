@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{DlqContext, ErrorClass};
+use crate::time::parse_time;
 
 /// Which DLQ records `show` and `replay` act on. Every set field must match; times compare with
 /// the record's last failure (`since` inclusive, `until` exclusive).
@@ -78,23 +79,6 @@ impl Filter {
 fn parse_class(text: &str) -> Result<ErrorClass, String> {
     ErrorClass::parse(text.trim())
         .ok_or_else(|| format!("unknown class `{text}`: expected `poison` or `exhausted`"))
-}
-
-/// An RFC 3339 time, or a duration before now (`90m`, `1h`, `2days`).
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    match humantime::parse_duration(text) {
-        Ok(ago) => chrono::Duration::from_std(ago)
-            .ok()
-            .and_then(|ago| Utc::now().checked_sub_signed(ago))
-            .ok_or_else(|| format!("`{text}` reaches too far back")),
-        Err(_) => Err(format!(
-            "`{text}` is neither an RFC 3339 time (2026-11-25T10:00:00Z) nor a duration ago (90m, 1h, 2days)"
-        )),
-    }
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

@@ -83,6 +83,9 @@ pub struct Deps {
     /// Concurrent writes a large round is split into (`consumer.store_streams`; 1 for SQLite).
     pub store_streams: usize,
     pub aggregates: Aggregates,
+    /// The process's reconciler, woken when a member found a loss; `None` when
+    /// `redis.reconcile` is off (or the aggregates are in-process).
+    pub reconcile: Option<Arc<tokio::sync::Notify>>,
     pub dead_letters: Arc<DeadLetters>,
     pub steps: Arc<Vec<Arc<dyn Step>>>,
     pub retry: RetryConfig,

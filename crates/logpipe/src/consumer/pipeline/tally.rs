@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Notify;
+
 use logpipe_aggregates::{Aggregates, ApplyOutcome, BatchDelta, Contribution};
 use logpipe_model::EnrichedLog;
 use smallvec::SmallVec;
@@ -24,16 +26,27 @@ pub(super) struct Tally {
     /// Stored records not yet counted (their partition's commit point is behind them), by
     /// partition and offset: one contribution per event of the record.
     held: TpMap<Tp, BTreeMap<i64, SmallVec<[Contribution; 1]>>>,
+    /// Woken after a loss was found and its rebuild requested; `None`: reconciliation is off.
+    reconcile: Option<Arc<Notify>>,
+    /// Losses found and not yet written as rebuild requests: (partition, found, ours).
+    losses: Vec<(Tp, i64, i64)>,
 }
 
 impl Tally {
-    pub fn new(aggregates: Aggregates, circuit: Circuit, metrics: ConsumerMetrics) -> Self {
+    pub fn new(
+        aggregates: Aggregates,
+        circuit: Circuit,
+        metrics: ConsumerMetrics,
+        reconcile: Option<Arc<Notify>>,
+    ) -> Self {
         Tally {
             aggregates,
             circuit,
             metrics,
             watermarks: TpMap::default(),
             held: TpMap::default(),
+            reconcile,
+            losses: Vec::new(),
         }
     }
 
@@ -88,12 +101,14 @@ impl Tally {
             if targets.is_empty() {
                 break;
             }
+            self.request_rebuilds(&mut delta);
             match self.aggregates.apply(&delta).await {
                 Ok(ApplyOutcome::Applied { .. }) => {
                     self.circuit.succeeded();
                     for (tp, through) in targets {
                         self.watermarks.insert(tp, through);
                     }
+                    self.requested();
                     applied = true;
                     break;
                 }
@@ -102,12 +117,8 @@ impl Tally {
                     tracing::info!(?partitions, "aggregate watermark moved under us (another member counted first); recounting");
                     for (topic, partition, actual) in partitions {
                         let tp: Tp = (Arc::from(topic.as_str()), partition);
-                        if self
-                            .watermarks
-                            .get(&tp)
-                            .is_some_and(|cached| actual < *cached)
-                        {
-                            tracing::error!(%topic, partition, actual, "aggregate watermark went BACKWARDS: the aggregates store lost data (restart without persistence, eviction?); counts for the lost range are missing. Run Redis with persistence and maxmemory-policy noeviction");
+                        if let Some(&cached) = self.watermarks.get(&tp).filter(|c| actual < **c) {
+                            self.lost(tp.clone(), actual, cached);
                         }
                         self.watermarks.insert(tp, actual);
                     }
@@ -126,6 +137,85 @@ impl Tally {
             if let Some(held) = self.held.get_mut(tp) {
                 *held = held.split_off(&(mark + 1));
             }
+        }
+    }
+
+    /// Reads the owned partitions' watermarks and restores any that went back (a loss no apply
+    /// noticed: an idle partition), with a fence that counts nothing, and a rebuild request.
+    /// Skipped while the aggregates are unreachable: the circuit's own retries find out first.
+    pub async fn audit(&mut self) {
+        let mut by_topic: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+        for (t, p) in self.watermarks.keys() {
+            by_topic.entry(t.clone()).or_default().push(*p);
+        }
+        let mut fence = BatchDelta::new();
+        let mut restored = Vec::new();
+        for (topic, partitions) in by_topic {
+            let Ok(marks) = self.aggregates.watermarks(&topic, &partitions).await else {
+                return;
+            };
+            for (partition, actual) in marks {
+                let tp: Tp = (topic.clone(), partition);
+                let Some(&cached) = self.watermarks.get(&tp) else {
+                    continue;
+                };
+                if actual < cached {
+                    self.lost(tp.clone(), actual, cached);
+                    fence.cover(&topic, partition, actual, cached);
+                    restored.push(tp);
+                }
+            }
+        }
+        if restored.is_empty() {
+            return;
+        }
+        self.request_rebuilds(&mut fence);
+        match self.aggregates.apply(&fence).await {
+            Ok(ApplyOutcome::Applied { .. }) => self.requested(),
+            // Another member or an apply of ours moved them meanwhile: the next count or audit
+            // sees the new values. The losses stay queued for the next apply.
+            Ok(ApplyOutcome::Conflict { .. }) => {
+                for tp in restored {
+                    self.watermarks.remove(&tp);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "aggregates audit: restoring watermarks failed; the next audit retries"),
+        }
+    }
+
+    /// A loss found: said once, counted, and queued as a rebuild request for the next apply.
+    fn lost(&mut self, tp: Tp, actual: i64, cached: i64) {
+        self.metrics.aggregate_losses.inc();
+        let what = if self.reconcile.is_some() {
+            "watermark restored, the lost counts will be rebuilt from the log store (redis.reconcile)"
+        } else {
+            "watermark restored; the lost counts stay missing until `logpipe aggregates rebuild` runs (redis.reconcile is off)"
+        };
+        tracing::error!(topic = %tp.0, partition = tp.1, found = actual, applied = cached, "aggregate watermark went BACKWARDS for {}/{} ({cached} -> {actual}): the aggregates store lost data (restart without persistence, FLUSHDB, failover, eviction?); {what}", tp.0, tp.1);
+        if self.reconcile.is_some() && !self.losses.iter().any(|(t, _, _)| *t == tp) {
+            self.losses.push((tp, actual, cached));
+        }
+    }
+
+    /// Adds the queued losses to an apply as rebuild requests.
+    fn request_rebuilds(&self, delta: &mut BatchDelta) {
+        let now = chrono::Utc::now().timestamp();
+        for ((topic, partition), actual, cached) in &self.losses {
+            delta.request_rebuild(
+                format!("{topic}:{partition}"),
+                format!("{actual}..{cached}@{now}"),
+            );
+        }
+    }
+
+    /// The queued requests were written: wake the reconciler.
+    fn requested(&mut self) {
+        if self.losses.is_empty() {
+            return;
+        }
+        self.losses.clear();
+        if let Some(reconcile) = &self.reconcile {
+            reconcile.notify_one();
         }
     }
 

@@ -51,6 +51,7 @@ pub(super) async fn write_stage(
             deps.aggregates.clone(),
             circuit(Dependency::Aggregates),
             deps.metrics.clone(),
+            deps.reconcile.clone(),
         ),
         store_circuit: circuit(Dependency::Store),
         dlq_circuit: circuit(Dependency::DeadLetters),
@@ -58,6 +59,10 @@ pub(super) async fn write_stage(
         deps,
         link,
     };
+    // Watermarks of idle partitions are checked this often for a loss no apply would notice.
+    let mut audit = tokio::time::interval(AUDIT_EVERY);
+    audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let auditing = w.deps.reconcile.is_some();
     loop {
         w.write_ready().await;
         w.advance().await;
@@ -78,6 +83,7 @@ pub(super) async fn write_stage(
                 }
             }
             _ = sleep_until_opt(next_due), if next_due.is_some() => w.scheduler.retry_due(),
+            _ = audit.tick(), if auditing => w.tally.audit().await,
             item = work.recv(), if can_take => match item {
                 None => break,
                 Some(Work::Batch(batch)) => {
@@ -100,6 +106,9 @@ pub(super) async fn write_stage(
     // The poll thread is gone (it revoked everything first); write what is ready.
     w.write_ready().await;
 }
+
+/// How often a member checks its partitions' watermarks for a loss (see [`Tally::audit`]).
+const AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     if let Some(at) = at {
