@@ -3,21 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use logpipe_model::{EnrichedLog, Fingerprint, Level};
 
-/// Number of levels; counts per service are kept as one array slot per level.
-pub(crate) const LEVELS: usize = Level::ALL.len();
+/// Number of levels and the minute of an event time: the model's, so the log store and the
+/// aggregates count alike.
+pub(crate) use logpipe_model::{minute_of, LEVELS};
 
 /// A level's slot in a per-level array: its position in [`Level::ALL`] (least severe first).
 pub(crate) fn level_index(level: Level) -> usize {
     level as usize
-}
-
-/// The minute bucket of an event time: epoch seconds truncated to the minute, in UTC. Euclidean
-/// division so times before 1970 also round down.
-pub(crate) fn minute_of(timestamp: DateTime<Utc>) -> i64 {
-    timestamp.timestamp().div_euclid(60) * 60
 }
 
 /// Offsets (after, through] of one partition. `after` = -1 means "nothing applied yet".
@@ -49,6 +43,8 @@ pub struct BatchDelta {
     pub(crate) errors: BTreeMap<i64, BTreeMap<String, BTreeMap<Fingerprint, u64>>>,
     /// Template of every fingerprint in `errors` (the first one seen in the batch).
     pub(crate) templates: BTreeMap<Fingerprint, String>,
+    /// Reconciliation requests written with the apply (field → value in `{p}:rb:requests`).
+    pub(crate) requests: BTreeMap<String, String>,
 }
 
 /// What one record adds to the aggregates, without the rest of the log: kept by the consumer
@@ -202,9 +198,19 @@ impl BatchDelta {
         self.records += 1;
     }
 
-    /// True when no partition is covered: applying it is a no-op.
+    /// Asks for a rebuild, atomically with this delta's apply: `field` → `value` is written to
+    /// the reconciliation requests ([`Aggregates::rebuild_requests`]) only if the apply is
+    /// applied, so a consumer that restores a lost watermark records why in the same step. The
+    /// same field again replaces the value. Makes the delta non-empty on its own.
+    ///
+    /// [`Aggregates::rebuild_requests`]: crate::Aggregates::rebuild_requests
+    pub fn request_rebuild(&mut self, field: String, value: String) {
+        self.requests.insert(field, value);
+    }
+
+    /// True when no partition is covered and no rebuild is requested: applying it is a no-op.
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.ranges.is_empty() && self.requests.is_empty()
     }
 
     /// Records counted so far.
@@ -247,6 +253,7 @@ mod tests {
 
     #[test]
     fn minute_of_rounds_down_before_and_after_1970() {
+        use chrono::DateTime;
         let at = |secs| DateTime::from_timestamp(secs, 0).unwrap();
         assert_eq!(minute_of(at(119)), 60);
         assert_eq!(minute_of(at(120)), 120);

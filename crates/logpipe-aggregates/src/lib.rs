@@ -33,11 +33,17 @@
 //! - `redis`: [`RedisAggregates`]; its module header documents the key layout and the apply
 //!   script's arguments; the script itself is `script.lua`.
 //! - `memory`: [`MemoryAggregates`], the same semantics behind a mutex.
+//! - `rebuild`: rebuilding the counts from the log store after the aggregates lost data: the
+//!   lease ([`RebuildLease`]), [`Snapshot`], the correction ([`CorrectReport`]) and the
+//!   reconciliation requests, dispatched to `redis_rebuild` (with its `rebuild_*.lua` scripts)
+//!   and `memory_rebuild`; `correction` splits a correction into batches of whole minutes.
 //!
 //! Time buckets are the *event* timestamp's minute (UTC), not processing time.
 
+mod correction;
 mod delta;
 mod memory;
+mod rebuild;
 mod redis;
 mod stats;
 #[cfg(test)]
@@ -47,6 +53,7 @@ use std::time::Duration;
 
 pub use delta::{BatchDelta, Contribution};
 pub use memory::MemoryAggregates;
+pub use rebuild::{CorrectReport, RebuildLease, Snapshot};
 pub use redis::RedisAggregates;
 pub use stats::{MinuteCount, Stats, StatsQuery, TopError, Totals};
 
@@ -135,6 +142,15 @@ pub enum AggError {
     /// Retrying the same call will not help.
     #[error("aggregates error: {0}")]
     Other(String),
+    /// Another rebuild holds the rebuild lease of this key prefix; the text says who, since
+    /// when, and how long the lease has left. Not an outage: wait for it, or for the lease to
+    /// expire.
+    #[error("aggregates rebuild busy: {0}")]
+    Busy(String),
+    /// This rebuild's lease is gone (expired, taken over, or deleted with the data by a
+    /// `FLUSHDB`): whatever it was about to write was refused. Not an outage: start over.
+    #[error("aggregates rebuild lease lost: {0}")]
+    LeaseLost(String),
 }
 
 impl AggError {

@@ -2,6 +2,8 @@
 //! semantics as Redis (watermark check and increments in one step, per-minute buckets that
 //! expire `minute_ttl` after their last write, templates that expire `fingerprint_ttl` after
 //! theirs), kept in one mutex-protected state shared by every clone. Nothing survives a restart.
+//! The rebuild side (lease, snapshot, correction, requests) is in `memory_rebuild.rs`, a child
+//! module so it works on the same state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -12,6 +14,9 @@ use logpipe_model::{Fingerprint, Level};
 use crate::delta::{BatchDelta, LEVELS};
 use crate::stats::{MinuteRange, Stats, StatsBuilder, StatsQuery, Totals};
 use crate::{AggOptions, ApplyOutcome};
+
+#[path = "memory_rebuild.rs"]
+mod rebuild;
 
 /// The in-process aggregates. Clones share one state.
 #[derive(Debug, Clone)]
@@ -40,6 +45,24 @@ struct State {
     /// When expired buckets are next dropped. Eviction runs at most once a minute (or once per
     /// TTL, if shorter) rather than on every apply; reads skip expired buckets meanwhile.
     next_eviction: Instant,
+    /// The rebuild lease (Redis: `{p}:rb`), if one was taken; expired when `expires_at` passed.
+    lease: Option<rebuild::HeldLease>,
+    /// Reconciliation requests (Redis: `{p}:rb:requests`).
+    requests: BTreeMap<String, String>,
+}
+
+impl State {
+    fn empty() -> State {
+        State {
+            watermarks: HashMap::new(),
+            minutes: BTreeMap::new(),
+            templates: HashMap::new(),
+            totals: [0; LEVELS],
+            next_eviction: Instant::now(),
+            lease: None,
+            requests: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -62,13 +85,7 @@ struct Template {
 impl MemoryAggregates {
     pub fn new(options: &AggOptions) -> Self {
         MemoryAggregates {
-            state: Arc::new(Mutex::new(State {
-                watermarks: HashMap::new(),
-                minutes: BTreeMap::new(),
-                templates: HashMap::new(),
-                totals: [0; LEVELS],
-                next_eviction: Instant::now(),
-            })),
+            state: Arc::new(Mutex::new(State::empty())),
             minute_ttl: options.minute_ttl,
             fingerprint_ttl: options.fingerprint_ttl,
         }
@@ -89,6 +106,12 @@ impl MemoryAggregates {
             minute_ttl: options.minute_ttl,
             fingerprint_ttl: options.fingerprint_ttl,
         }
+    }
+
+    /// Loses everything, watermarks and lease included, as a Redis `FLUSHDB` would.
+    #[cfg(test)]
+    pub(crate) fn flush(&self) {
+        *self.lock() = State::empty();
     }
 
     pub(crate) fn watermarks(&self, topic: &str, partitions: &[i32]) -> Vec<(i32, i64)> {
@@ -179,6 +202,9 @@ impl MemoryAggregates {
         }
         for (total, added) in state.totals.iter_mut().zip(delta.level_totals()) {
             *total += added;
+        }
+        for (field, value) in &delta.requests {
+            state.requests.insert(field.clone(), value.clone());
         }
 
         if now >= state.next_eviction {

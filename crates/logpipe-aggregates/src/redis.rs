@@ -9,6 +9,8 @@
 //! | `{p}:fp:{fingerprint}` | string | the fingerprint's template | `fingerprint_ttl` after last write |
 //! | `{p}:totals` | hash | `all` → records, `level:ERROR` → records | none |
 //! | `{p}:wm:{topic}:{partition}` | string | applied-offset watermark (decimal) | none |
+//! | `{p}:rb` | string | rebuild lease: `{id} {start ms} {holder}` | the lease's, renewed |
+//! | `{p}:rb:requests` | hash | reconciliation requests: why a rebuild is wanted | none |
 //!
 //! `{minute}` is the event minute's start in epoch seconds (`1767225600`); `{fingerprint}` is 16
 //! lower-case hex digits. Service names cannot contain `|`, so the fields split unambiguously.
@@ -22,8 +24,12 @@
 //! `KEYS` = the P watermark keys, then the keys written. `ARGV` = P, minute TTL (s), fingerprint
 //! TTL (s), then (expected, new) watermark per partition, then ops of four arguments each
 //! `op, key index, field, amount` with op `h` (HINCRBY), `z` (ZINCRBY), `s` (SET template EX
-//! fingerprint TTL) or `x` (EXPIRE minute TTL). Reply `{"ok"}` or
+//! fingerprint TTL), `x` (EXPIRE minute TTL) or `q` (HSET a reconciliation request: the value in
+//! the amount slot). Reply `{"ok"}` or
 //! `{"conflict", index, actual, ...}`. `script.lua` repeats this next to the code that reads it.
+//!
+//! The rebuild (lease, snapshot, correction, requests) is in `redis_rebuild.rs`, a child module
+//! so it shares the connection and the key builders.
 //!
 //! # Not a goal: Redis Cluster
 //! One apply touches keys of many hash slots (watermarks, minutes, totals), which a cluster
@@ -49,6 +55,9 @@ use logpipe_model::{Fingerprint, Level};
 use crate::delta::BatchDelta;
 use crate::stats::{MinuteRange, Stats, StatsBuilder, StatsQuery, Totals};
 use crate::{AggError, AggOptions, ApplyOutcome};
+
+#[path = "redis_rebuild.rs"]
+mod rebuild;
 
 /// The apply script (see the module header for its arguments).
 const APPLY_SCRIPT: &str = include_str!("script.lua");
@@ -294,6 +303,12 @@ impl RedisAggregates {
             let template_key = key(self.keys.template(fingerprint));
             op("s", &template_key, template, "");
         }
+        if !delta.requests.is_empty() {
+            let requests_key = key(self.keys.rebuild_requests());
+            for (field, value) in &delta.requests {
+                op("q", &requests_key, field, value);
+            }
+        }
         (keys, args, partitions)
     }
 
@@ -434,6 +449,7 @@ fn with_context(err: AggError, url: &str) -> AggError {
     match err {
         AggError::Unavailable(detail) => AggError::Unavailable(format!("Redis at {url}: {detail}")),
         AggError::Other(detail) => AggError::Other(format!("Redis at {url}: {detail}")),
+        lease @ (AggError::Busy(_) | AggError::LeaseLost(_)) => lease,
     }
 }
 

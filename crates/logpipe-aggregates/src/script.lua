@@ -2,7 +2,8 @@
 -- logpipe-aggregates: apply one BatchDelta atomically. Argument layout: see src/redis.rs.
 --
 -- KEYS[1..P]      watermark keys, one per covered partition
--- KEYS[P+1..]     keys the ops write (totals, minute hashes and zsets, fingerprint templates)
+-- KEYS[P+1..]     keys the ops write (totals, minute hashes and zsets, fingerprint templates,
+--                 the reconciliation requests)
 -- ARGV[1]         P
 -- ARGV[2]         minute TTL, seconds
 -- ARGV[3]         fingerprint TTL, seconds
@@ -12,6 +13,7 @@
 --                   z  ZINCRBY key amount field
 --                   s  SET key field EX fingerprint-ttl      (amount unused)
 --                   x  EXPIRE key minute-ttl                 (field, amount unused)
+--                   q  HSET key field amount                 (a reconciliation request)
 --
 -- Returns {'ok'}, or {'conflict', i, actual, ...} with the 1-based partition index and the stored
 -- watermark ('-1' if none) of every partition whose watermark differs from the expected one; in
@@ -46,7 +48,7 @@ if (#ARGV - first_op + 1) % 4 ~= 0 then
 end
 for i = first_op, #ARGV, 4 do
   local op = ARGV[i]
-  if op ~= 'h' and op ~= 'z' and op ~= 's' and op ~= 'x' then
+  if op ~= 'h' and op ~= 'z' and op ~= 's' and op ~= 'x' and op ~= 'q' then
     return redis.error_reply('ERR logpipe apply: unknown op ' .. op)
   end
   if KEYS[tonumber(ARGV[i + 1])] == nil then
@@ -67,6 +69,8 @@ for i = first_op, #ARGV, 4 do
     redis.call('ZINCRBY', key, amount, field)
   elseif op == 's' then
     redis.call('SET', key, field, 'EX', fingerprint_ttl)
+  elseif op == 'q' then
+    redis.call('HSET', key, field, amount)
   else
     redis.call('EXPIRE', key, minute_ttl)
   end

@@ -5,20 +5,21 @@
 //!
 //! Inside the crate rather than in `tests/` so the Redis tests can reach the store's own
 //! connection (to find and kill it) without widening the public API.
+//!
+//! The rebuild's scenarios (lease, snapshot, correction, requests) are in `rebuild`, which
+//! declares its own `memory::*` and `redis::*` tests; its Redis-only checks are in
+//! `rebuild_redis`.
 
-mod redis_only;
-mod scenarios;
-pub(crate) mod support;
-
-/// Declares one `#[tokio::test]` per scenario and backend. Multi-threaded runtime so the racing
-/// scenario really races.
+/// Declares one `#[tokio::test]` per scenario of `$module` and backend, in modules `memory` and
+/// `redis` where the macro is used. Multi-threaded runtime so the racing scenario really races.
+/// Defined before the modules below so they can use it too.
 macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
+    ($module:ident: $($scenario:ident),* $(,)?) => {
         mod memory {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    super::support::run_memory(super::scenarios::$scenario).await;
+                    crate::tests::support::run_memory(crate::tests::$module::$scenario).await;
                 }
             )*
         }
@@ -26,14 +27,21 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    super::support::run_redis(super::scenarios::$scenario).await;
+                    crate::tests::support::run_redis(crate::tests::$module::$scenario).await;
                 }
             )*
         }
     };
 }
 
+mod rebuild;
+mod rebuild_redis;
+mod redis_only;
+mod scenarios;
+pub(crate) mod support;
+
 on_both_backends!(
+    scenarios:
     exact_counts,
     replay_is_refused,
     stale_watermark_conflicts_then_rebuild_is_exact,

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use logpipe_model::{EnrichedLog, Fingerprint, KafkaCoordinates, Level, Limits, LogEvent};
+use logpipe_model::{
+    minute_of, Cells, Cut, EnrichedLog, Fingerprint, KafkaCoordinates, Level, Limits, LogEvent,
+};
 
 use crate::{
     AggOptions, Aggregates, ApplyOutcome, BatchDelta, MinuteCount, Stats, StatsQuery, TopError,
@@ -215,6 +217,56 @@ pub fn expected(logs: &[EnrichedLog], query: &StatsQuery, minute_ttl_minutes: i6
             })
             .collect(),
         all_time,
+    }
+}
+
+/// What the log store would count of `logs`: those at or below their partition's cut (none
+/// for a partition without one), with the templates of the errors. Straight from the records.
+pub fn cells_of(logs: &[EnrichedLog], cuts: &[Cut]) -> Cells {
+    let mut cells = Cells::default();
+    for log in logs {
+        let c = &log.coordinates;
+        let counted = cuts.iter().any(|cut| {
+            *cut.topic == *c.topic && cut.partition == c.partition && c.offset <= cut.through
+        });
+        if !counted {
+            continue;
+        }
+        let (minute, service) = (minute_of(log.event.timestamp), log.event.service.as_str());
+        cells.add_count(minute, service, log.event.level, 1);
+        if log.event.level >= Level::Error {
+            cells.add_error(minute, service, log.fingerprint, 1);
+            cells
+                .templates
+                .insert(log.fingerprint, log.template.clone());
+        }
+    }
+    cells
+}
+
+/// The cut of every partition of [`TOPIC`] in `logs`: its highest offset there.
+pub fn cuts_of(logs: &[EnrichedLog]) -> Vec<Cut> {
+    let mut highest: BTreeMap<i32, i64> = BTreeMap::new();
+    for log in logs {
+        let through = highest.entry(log.coordinates.partition).or_insert(-1);
+        *through = (*through).max(log.coordinates.offset);
+    }
+    highest
+        .into_iter()
+        .map(|(partition, through)| Cut {
+            topic: TOPIC.to_owned(),
+            partition,
+            through,
+        })
+        .collect()
+}
+
+/// Loses every key of the store, watermarks and lease included, as a Redis `FLUSHDB` (or a
+/// restart without persistence) would: Redis deletes the test prefix's keys; memory clears.
+pub async fn lose_everything(f: &Fixture) {
+    match &f.store {
+        Aggregates::Memory(memory) => memory.flush(),
+        Aggregates::Redis(_) => delete_keys(&f.url, &f.options.key_prefix).await,
     }
 }
 
