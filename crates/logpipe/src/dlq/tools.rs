@@ -7,7 +7,7 @@
 //! in the sibling modules: `filter` (the flags), `record` (a parsed DLQ record), `scan`, `stats`,
 //! `show`, `replay`, `print` (the text) and `run` (the `run_*` wrappers).
 
-pub use super::filter::{parse_time, Filter, ReplayArgs, ShowArgs};
+pub use super::filter::{Filter, ReplayArgs, ShowArgs};
 pub use super::print::{preview, truncate};
 pub use super::record::{DlqRecord, Unreadable};
 pub use super::replay::{

@@ -16,6 +16,7 @@ mod consumer_flow;
 mod dashboard;
 mod deploy_files;
 mod dlq_tools;
+mod external_aggregates;
 mod external_kafka;
 mod external_pipeline;
 mod failures;

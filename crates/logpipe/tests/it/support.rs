@@ -289,15 +289,27 @@ pub struct PrivateRedis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// With an append-only file (the data survives a restart) or without (it starts empty).
+    persistent: bool,
 }
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
+        Self::start_with(true)
+    }
+
+    /// Without persistence: every restart starts empty, as a cache-configured Redis does.
+    pub fn start_without_persistence() -> PrivateRedis {
+        Self::start_with(false)
+    }
+
+    fn start_with(persistent: bool) -> PrivateRedis {
         let port = free_port();
         let mut redis = PrivateRedis {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            persistent,
         };
         redis.resume();
         redis
@@ -307,7 +319,11 @@ impl PrivateRedis {
     pub fn resume(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
