@@ -13,6 +13,8 @@
 //!   [`StoredLog`], [`KafkaPosition`].
 //! - `error`: [`StoreError`], and the one place where backend errors are classified as an outage
 //!   (retry later) or a rejection (this data cannot be stored).
+//! - `cells`: [`CellQuery`] and [`CellCount`]: stored rows counted the way the aggregates count
+//!   events (per minute, service, level, error fingerprint), below a cut per Kafka partition.
 //! - `cursor`: the opaque keyset-pagination cursor, shared by both backends.
 //! - `plan` (private): checks a [`LogQuery`] and turns the rows read into a [`LogPage`]; shared
 //!   query semantics.
@@ -22,6 +24,7 @@
 //! - `sqlite`: [`SqliteStore`]: a writer and a read-only search connection on one WAL file, on
 //!   the blocking thread pool.
 
+mod cells;
 mod cursor;
 mod error;
 mod plan;
@@ -34,6 +37,7 @@ mod types;
 use chrono::{DateTime, Utc};
 use logpipe_model::EnrichedLog;
 
+pub use cells::{CellCount, CellQuery};
 pub use error::StoreError;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -189,6 +193,27 @@ impl LogStore {
         match self {
             LogStore::Postgres(store) => store.query(query).await,
             LogStore::Sqlite(store) => store.query(query).await,
+        }
+    }
+
+    /// The stored rows of `query.from..query.until` (event time), counted the way the
+    /// aggregates count events, below each partition's cut; see [`CellQuery`] and
+    /// [`CellCount`]. One statement per call, bounded by event time: callers cover a long range
+    /// in chunks (an hour holds a few million rows at most).
+    pub async fn count_cells(&self, query: &CellQuery) -> Result<CellCount, StoreError> {
+        match self {
+            LogStore::Postgres(store) => store.count_cells(query).await,
+            LogStore::Sqlite(store) => store.count_cells(query).await,
+        }
+    }
+
+    /// Rows with an event time before this instant may be removed by
+    /// [`maintain`](LogStore::maintain) as of `now`: the start of the first UTC day kept
+    /// ([`StoreOptions::retention_days`]). Counts from before it are partial.
+    pub fn retention_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            LogStore::Postgres(store) => store.retention_cutoff(now),
+            LogStore::Sqlite(store) => store.retention_cutoff(now),
         }
     }
 

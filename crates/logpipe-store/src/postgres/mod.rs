@@ -52,6 +52,10 @@
 //! set writes 125k–129k rows/s with batches of 500 and 156k–169k with batches of 5,000 on the
 //! 2-core test machine (`examples/copy_bench.rs`; the table and the reasoning are in `schema.rs`).
 //!
+//! # Counting for the aggregates (`cells`)
+//! One grouped statement per event-time range, planned for its own values so only the range's
+//! partitions are read.
+//!
 //! # Connections
 //! A deadpool pool with `RecyclingMethod::Verified`: a connection is checked with an empty query
 //! before it is handed out, so connections killed by the server (`pg_terminate_backend`, a
@@ -61,6 +65,7 @@
 //!
 //! Plain TCP only (`NoTls`): logpipe talks to PostgreSQL inside its own network.
 
+mod cells;
 mod concurrent;
 mod copy;
 mod key;
@@ -78,7 +83,9 @@ use logpipe_model::{EnrichedLog, Fnv1a64};
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
+use crate::cells::{CellCount, CellQuery};
 use crate::error::{from_pool, from_postgres, StoreError};
+use crate::retention;
 use crate::types::{LogPage, LogQuery, Maintenance, WriteReport};
 use crate::StoreOptions;
 
@@ -305,6 +312,16 @@ impl PgStore {
 
     pub async fn query(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         query::query(self, query).await
+    }
+
+    /// See [`LogStore::count_cells`](crate::LogStore::count_cells).
+    pub async fn count_cells(&self, query: &CellQuery) -> Result<CellCount, StoreError> {
+        cells::count_cells(self, query).await
+    }
+
+    /// See [`LogStore::retention_cutoff`](crate::LogStore::retention_cutoff).
+    pub fn retention_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        retention::cutoff(now, self.options().retention_days)
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {

@@ -14,7 +14,8 @@
 //! Two connections to one WAL database file (see `connections`): the writer, used for everything
 //! but searches (SQLite allows one writer at a time anyway), and a read-only reader for
 //! [`query`](SqliteStore::query), bounded in time, so the query API never delays the consumer.
-//! Both are used only from `spawn_blocking` threads.
+//! Both are used only from `spawn_blocking` threads. Counting for the aggregates (`cells`)
+//! reads on the reader too.
 //!
 //! The "in-memory" store is a database file in a private temporary directory, removed when the
 //! last clone of the store is dropped: a true `:memory:` database cannot be opened by a second
@@ -24,6 +25,7 @@
 //! File databases use `synchronous = FULL`: a committed batch survives a power cut, which the
 //! consumer relies on when it commits offsets.
 
+mod cells;
 mod connections;
 mod rows;
 mod schema;
@@ -43,6 +45,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use connections::{Durability, Reader};
 use rows::{stored_log, OwnedRow};
 
+use crate::cells::{CellCount, CellQuery};
 use crate::error::{from_sqlite, StoreError};
 use crate::plan::QueryPlan;
 use crate::retention;
@@ -243,6 +246,18 @@ impl SqliteStore {
         })
         .await?;
         Ok(plan.page(logs))
+    }
+
+    /// See [`LogStore::count_cells`](crate::LogStore::count_cells). Runs on the read-only
+    /// connection, within this handle's query budget (see
+    /// [`with_query_timeout`](SqliteStore::with_query_timeout)), like a search.
+    pub async fn count_cells(&self, query: &CellQuery) -> Result<CellCount, StoreError> {
+        cells::count_cells(self, query).await
+    }
+
+    /// See [`LogStore::retention_cutoff`](crate::LogStore::retention_cutoff).
+    pub fn retention_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        retention::cutoff(now, self.inner.options.retention_days)
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
