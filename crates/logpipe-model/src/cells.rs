@@ -135,7 +135,8 @@ impl Cells {
                     let rc = r.get(&fingerprint).copied().unwrap_or(0);
                     let delta = lc as i64 - rc as i64;
                     if delta != 0 {
-                        diff.errors.push((minute, service.clone(), fingerprint, delta));
+                        diff.errors
+                            .push((minute, service.clone(), fingerprint, delta));
                     }
                 }
             }

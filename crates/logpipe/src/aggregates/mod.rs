@@ -59,7 +59,10 @@ pub async fn run(config: &Config, command: &AggregatesCommand) -> anyhow::Result
             )
             .await?;
             if args.window.json {
-                println!("{}", serde_json::to_string_pretty(&print::verify_json(&report))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&print::verify_json(&report))?
+                );
             } else {
                 print!("{}", print::verify_text(&report, args.limit));
             }
@@ -84,7 +87,10 @@ pub async fn run(config: &Config, command: &AggregatesCommand) -> anyhow::Result
             let progress = sources::bar("counted", !args.window.json);
             let report = rebuild::rebuild(&store, &aggregates, &plan, &progress).await?;
             if args.window.json {
-                println!("{}", serde_json::to_string_pretty(&print::rebuild_json(&report))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&print::rebuild_json(&report))?
+                );
             } else {
                 print!("{}", print::rebuild_text(&report));
             }

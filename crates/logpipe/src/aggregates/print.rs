@@ -71,7 +71,9 @@ pub fn runs(mismatches: &[Mismatch]) -> Vec<Run> {
             store: m.store,
         });
     }
-    runs.sort_by(|a, b| (a.first, &a.service, level_rank(&a.key)).cmp(&(b.first, &b.service, level_rank(&b.key))));
+    runs.sort_by(|a, b| {
+        (a.first, &a.service, level_rank(&a.key)).cmp(&(b.first, &b.service, level_rank(&b.key)))
+    });
     runs
 }
 
@@ -119,7 +121,14 @@ pub fn verify_text(report: &VerifyReport, limit: usize) -> String {
         if runs.is_empty() {
             continue;
         }
-        let mut table = new_table(&["MINUTES (UTC)", "SERVICE", key, "AGGREGATES", "STORE", "DIFF"]);
+        let mut table = new_table(&[
+            "MINUTES (UTC)",
+            "SERVICE",
+            key,
+            "AGGREGATES",
+            "STORE",
+            "DIFF",
+        ]);
         for run in runs.iter().take(limit) {
             table.add_row(vec![
                 Cell::new(run.minutes()),
@@ -138,11 +147,7 @@ pub fn verify_text(report: &VerifyReport, limit: usize) -> String {
     if report.agrees() {
         out.push_str("\nOK: the aggregates agree with the store, minute by minute.\n");
     } else {
-        let missing: i64 = report
-            .counts
-            .iter()
-            .map(Mismatch::diff)
-            .sum();
+        let missing: i64 = report.counts.iter().map(Mismatch::diff).sum();
         out.push_str(&format!(
             "\nDIFFERENCES: {} count cells and {} error cells differ (store − aggregates = {missing:+} events). \
              `logpipe aggregates rebuild` with the same window corrects them.\n",
@@ -186,7 +191,10 @@ pub fn rebuild_text(report: &RebuildReport) -> String {
             report.chunks
         ),
     );
-    row("services", report.service.clone().unwrap_or_else(|| "all".into()));
+    row(
+        "services",
+        report.service.clone().unwrap_or_else(|| "all".into()),
+    );
     row(
         "read from the store",
         format!("{} rows, {:.0} rows/s", report.rows, report.rows_per_second),
@@ -202,7 +210,10 @@ pub fn rebuild_text(report: &RebuildReport) -> String {
     if report.clamped > 0 {
         row(
             "clamped at 0",
-            format!("{} cells (a key was lost during the run: run verify)", report.clamped),
+            format!(
+                "{} cells (a key was lost during the run: run verify)",
+                report.clamped
+            ),
         );
     }
     row("took", format!("{:.1} s", report.seconds));

@@ -75,8 +75,12 @@ pub fn bar(verb: &str, wanted: bool) -> Bar {
         return Bar(ProgressBar::hidden());
     }
     let bar = ProgressBar::new(0);
-    let template = format!("{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} chunks {verb}  {{msg}}");
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} chunks {verb}  {{msg}}"
+    );
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.enable_steady_tick(Duration::from_millis(250));
     Bar(bar)
 }

@@ -40,9 +40,8 @@ impl Window {
         limits: Limits,
     ) -> Result<Window, String> {
         let kept = limits.minute_ttl.saturating_sub(EXPIRY_MARGIN);
-        let earliest = ceil_minute(
-            (now.timestamp() - secs(kept)).max(limits.retention_cutoff.timestamp()),
-        );
+        let earliest =
+            ceil_minute((now.timestamp() - secs(kept)).max(limits.retention_cutoff.timestamp()));
         let asked_from = from.map_or(earliest, |t| t.timestamp().div_euclid(60) * 60);
         let until = until.unwrap_or(now + chrono::Duration::seconds(secs(FUTURE)));
         // Ceiling, so the minute holding `until` is included.
@@ -132,7 +131,10 @@ mod tests {
         let asked = now() - chrono::Duration::days(5);
         let window = Window::new(now(), Some(asked), None, limits()).unwrap();
         assert_eq!(stamp(window.from), "2026-12-04 10:46");
-        assert_eq!(window.clamped_from, Some(asked.timestamp().div_euclid(60) * 60));
+        assert_eq!(
+            window.clamped_from,
+            Some(asked.timestamp().div_euclid(60) * 60)
+        );
     }
 
     #[test]

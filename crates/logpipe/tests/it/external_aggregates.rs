@@ -25,7 +25,11 @@ fn redis_cli(url: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("redis-cli not found ({e}): run the suite with scripts/test.sh, which installs Redis"));
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -35,15 +39,28 @@ fn lose_everything(config: &Config) {
     let script = "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n";
     let deleted = redis_cli(
         &config.redis.url,
-        &["EVAL", script, "0", &format!("{}:*", config.redis.key_prefix)],
+        &[
+            "EVAL",
+            script,
+            "0",
+            &format!("{}:*", config.redis.key_prefix),
+        ],
     );
-    assert!(deleted.trim().parse::<u64>().unwrap() > 0, "keys deleted: {deleted}");
+    assert!(
+        deleted.trim().parse::<u64>().unwrap() > 0,
+        "keys deleted: {deleted}"
+    );
 }
 
 /// `logpipe aggregates <args>` against the config's stores; (exit code, stdout, stderr).
 fn aggregates_cli(config: &Config, args: &[&str]) -> (i32, String, String) {
     let out = logpipe()
-        .args(["--postgres-url", &config.postgres.url, "--redis-url", &config.redis.url])
+        .args([
+            "--postgres-url",
+            &config.postgres.url,
+            "--redis-url",
+            &config.redis.url,
+        ])
         .env("LOGPIPE_POSTGRES_SCHEMA", &config.postgres.schema)
         .env("LOGPIPE_REDIS_KEY_PREFIX", &config.redis.key_prefix)
         .arg("aggregates")
@@ -60,7 +77,10 @@ fn aggregates_cli(config: &Config, args: &[&str]) -> (i32, String, String) {
 /// `verify` must exit 0 and say so.
 fn assert_verified(config: &Config) {
     let (code, out, err) = aggregates_cli(config, &["verify", "--since", "2h"]);
-    assert_eq!(code, 0, "aggregates verify found differences or failed:\n{out}\n{err}");
+    assert_eq!(
+        code, 0,
+        "aggregates verify found differences or failed:\n{out}\n{err}"
+    );
     assert!(out.contains("OK: the aggregates agree"), "{out}");
 }
 
@@ -84,9 +104,11 @@ async fn post_steadily(base: &str, events: &[Value], pause: Duration, mut midway
 }
 
 async fn wait_rebuilt(base: &str) {
-    eventually(Duration::from_secs(120), "the reconciler completed a rebuild", || async {
-        metric(base, REBUILT).await >= 1.0
-    })
+    eventually(
+        Duration::from_secs(120),
+        "the reconciler completed a rebuild",
+        || async { metric(base, REBUILT).await >= 1.0 },
+    )
     .await;
 }
 
@@ -97,7 +119,10 @@ async fn external_keys_lost_under_load_are_rebuilt_by_the_consumer() {
     let app = start(config.clone(), Roles::All).await;
     let base = format!("http://{}", app.gateway_addr.unwrap());
     let events = generate(2000, 6, &run);
-    post_steadily(&base, &events, Duration::from_millis(200), || lose_everything(&config)).await;
+    post_steadily(&base, &events, Duration::from_millis(200), || {
+        lose_everything(&config)
+    })
+    .await;
     wait_for_rows(&run, &base, events.len()).await;
     wait_rebuilt(&base).await;
     assert!(metric(&base, LOSSES).await >= 1.0, "the loss was counted");
@@ -151,7 +176,10 @@ if field then
 end
 return #keys
 "#;
-    redis_cli(&config.redis.url, &["EVAL", script, "0", &config.redis.key_prefix]);
+    redis_cli(
+        &config.redis.url,
+        &["EVAL", script, "0", &config.redis.key_prefix],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,13 +207,18 @@ async fn external_rebuilds_while_events_flow_leave_exact_counts() {
         assert!(out.contains("read from the store"), "{out}");
         rebuilt += 1;
     }
-    assert!(!poster.is_finished(), "the rebuilds ran while events were still being posted");
+    assert!(
+        !poster.is_finished(),
+        "the rebuilds ran while events were still being posted"
+    );
     poster.await.unwrap();
     assert_eq!(rebuilt, 3);
     wait_for_rows(&run, &base, events.len()).await;
-    eventually(Duration::from_secs(30), "every stored event counted", || async {
-        stats(&base).await["total"].as_u64() == Some(events.len() as u64)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every stored event counted",
+        || async { stats(&base).await["total"].as_u64() == Some(events.len() as u64) },
+    )
     .await;
     assert_counted(&base, events.len() as u64).await;
     assert_verified(&config);
@@ -202,24 +235,43 @@ async fn external_a_rebuild_killed_half_way_changes_nothing_and_runs_again() {
     let events = generate(600, 3, &run);
     post_all(&base, &events, 100).await;
     wait_for_rows(&run, &base, events.len()).await;
-    eventually(Duration::from_secs(30), "every stored event counted", || async {
-        stats(&base).await["total"].as_u64() == Some(events.len() as u64)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every stored event counted",
+        || async { stats(&base).await["total"].as_u64() == Some(events.len() as u64) },
+    )
     .await;
     damage(&config);
     let dump = || {
-        let keys = redis_cli(&config.redis.url, &["--scan", "--pattern", &format!("{}:*", config.redis.key_prefix)]);
+        let keys = redis_cli(
+            &config.redis.url,
+            &[
+                "--scan",
+                "--pattern",
+                &format!("{}:*", config.redis.key_prefix),
+            ],
+        );
         let mut keys: Vec<&str> = keys.lines().collect();
         keys.sort();
         keys.iter()
-            .map(|k| format!("{k} {}", redis_cli(&config.redis.url, &["DUMP", k]).trim_end()))
+            .map(|k| {
+                format!(
+                    "{k} {}",
+                    redis_cli(&config.redis.url, &["DUMP", k]).trim_end()
+                )
+            })
             .collect::<Vec<_>>()
     };
     let before: Vec<String> = dump().into_iter().filter(|k| !k.contains(":rb")).collect();
 
     // One-minute chunks over two days: thousands of statements, killed well before the end.
     let mut child = logpipe()
-        .args(["--postgres-url", &config.postgres.url, "--redis-url", &config.redis.url])
+        .args([
+            "--postgres-url",
+            &config.postgres.url,
+            "--redis-url",
+            &config.redis.url,
+        ])
         .env("LOGPIPE_POSTGRES_SCHEMA", &config.postgres.schema)
         .env("LOGPIPE_REDIS_KEY_PREFIX", &config.redis.key_prefix)
         .args(["aggregates", "rebuild", "--since", "47h", "--chunk", "1m"])
@@ -229,11 +281,17 @@ async fn external_a_rebuild_killed_half_way_changes_nothing_and_runs_again() {
         .unwrap();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(child.try_wait().unwrap().is_none(), "the rebuild was still running when killed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the rebuild was still running when killed"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let after: Vec<String> = dump().into_iter().filter(|k| !k.contains(":rb")).collect();
-    assert_eq!(before, after, "a killed rebuild left the live keys as they were");
+    assert_eq!(
+        before, after,
+        "a killed rebuild left the live keys as they were"
+    );
 
     // Its lease holds the next run off until it lapses, then the rerun corrects everything.
     let (code, _, err) = aggregates_cli(&config, &["rebuild", "--since", "2h"]);
@@ -247,8 +305,18 @@ async fn external_a_rebuild_killed_half_way_changes_nothing_and_runs_again() {
     .await;
     assert_counted(&base, events.len() as u64).await;
     assert_verified(&config);
-    let left = redis_cli(&config.redis.url, &["--scan", "--pattern", &format!("{}:rb*", config.redis.key_prefix)]);
-    assert!(left.trim().is_empty(), "nothing of the rebuild is left: {left}");
+    let left = redis_cli(
+        &config.redis.url,
+        &[
+            "--scan",
+            "--pattern",
+            &format!("{}:rb*", config.redis.key_prefix),
+        ],
+    );
+    assert!(
+        left.trim().is_empty(),
+        "nothing of the rebuild is left: {left}"
+    );
     app.shutdown().await.unwrap();
 }
 
@@ -262,9 +330,11 @@ async fn external_verify_reports_differences_with_exit_code_3() {
     let events = generate(300, 3, &run);
     post_all(&base, &events, 100).await;
     wait_for_rows(&run, &base, events.len()).await;
-    eventually(Duration::from_secs(30), "every stored event counted", || async {
-        stats(&base).await["total"].as_u64() == Some(events.len() as u64)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every stored event counted",
+        || async { stats(&base).await["total"].as_u64() == Some(events.len() as u64) },
+    )
     .await;
     assert_verified(&config);
     damage(&config);

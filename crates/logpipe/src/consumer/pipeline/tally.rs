@@ -179,7 +179,9 @@ impl Tally {
                     self.watermarks.remove(&tp);
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "aggregates audit: restoring watermarks failed; the next audit retries"),
+            Err(e) => {
+                tracing::debug!(error = %e, "aggregates audit: restoring watermarks failed; the next audit retries")
+            }
         }
     }
 
