@@ -7,8 +7,9 @@
 //! by partition alone in the same scan (the `CASE`s), so the range is read once.
 //!
 //! It runs as an unnamed statement (`query_typed`), planned for this call's values: a cached
-//! generic plan cannot prune partitions at plan time and estimates the range blindly (it was
-//! seen sorting a million rows on disk, four times slower).
+//! generic plan cannot prune partitions at plan time and estimates the range blindly. And it
+//! runs with sorting discouraged ([`HASH_AGGREGATE`]): left to itself the planner groups by
+//! sorting every row of the range, spilling to disk.
 
 use tokio_postgres::types::{ToSql, Type};
 
@@ -35,11 +36,15 @@ pub(super) async fn count_cells(
         params.push((service, Type::TEXT));
     }
     let statement = statement(&store.sql().logs, query.service.is_some());
-    let client = store.client().await?;
-    let rows = client
-        .query_typed(&statement, &params)
-        .await
-        .map_err(|err| from_postgres("counting stored events per minute", &err))?;
+    let context = "counting stored events per minute";
+    let fail = |err: tokio_postgres::Error| from_postgres(context, &err);
+    let mut client = store.client().await?;
+    // A transaction only to scope the setting below to this statement (rolled back on drop
+    // if anything fails, so the pooled connection goes back as it came).
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.batch_execute(HASH_AGGREGATE).await.map_err(fail)?;
+    let rows = tx.query_typed(&statement, &params).await.map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
     let unexpected = |err: tokio_postgres::Error| {
         StoreError::Schema(format!(
             "counting stored events: unexpected column value: {err}"
@@ -63,6 +68,15 @@ pub(super) async fn count_cells(
     }
     Ok(tally.finish())
 }
+
+/// Makes the planner aggregate by hashing. It estimates the number of groups from the columns
+/// the grouping expressions read, and the minute reads `ts`, distinct in nearly every row: so it
+/// expects about one group per row and sorts every row of the range (on disk past `work_mem`).
+/// The real number is small and bounded (minutes × services × levels × error fingerprints, plus
+/// uncut partitions), which a hash table holds in a few MB. Measured over one hour of 500k rows
+/// (4,800 groups): 0.50 s hashed, 0.64 s to 1.0 s sorted (two parallel workers, each spilling
+/// 11 MB to disk with the default 4 MB `work_mem`).
+const HASH_AGGREGATE: &str = "SET LOCAL enable_sort = off";
 
 /// The counting statement. Columns: uncut topic and partition (set only for rows of a partition
 /// without a cut, all else NULL then), minute, service, level, fingerprint (ERROR and FATAL
