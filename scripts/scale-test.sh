@@ -231,8 +231,8 @@ verify
 result=PASS
 [[ "$V_OK" == 1 ]] || result=FAIL
 if [[ "$V_OK" != 1 ]]; then
-    FAILURES+=("lost ${V[lost]}, duplicated ${V[dup_rows]}, unknown rows ${V[unknown]}, aggregate total ${V[agg_total]} vs ${V[rows]} rows, ${V[levels_bad]} level totals and ${V[cells_bad]} service/level cells differ (details: ${ARTIFACTS#"$REPO_ROOT"/}/scale-mismatches.txt)")
-    FAIL_LOGS+=("$ARTIFACTS/scale-mismatches.txt")
+    FAILURES+=("lost ${V[lost]}, duplicated ${V[dup_rows]}, unknown rows ${V[unknown]}, aggregate total ${V[agg_total]} vs ${V[rows]} rows, ${V[levels_bad]} level totals and ${V[cells_bad]} service/level cells differ, \`logpipe aggregates verify\` exit ${V[agg_verify]} (details: ${ARTIFACTS#"$REPO_ROOT"/}/scale-mismatches.txt, scale-aggregates-verify.txt)")
+    FAIL_LOGS+=("$ARTIFACTS/scale-mismatches.txt" "$ARTIFACTS/scale-aggregates-verify.txt")
 fi
 
 {

@@ -51,7 +51,15 @@ fn help_lists_roles_and_tools() {
         Vec::new(),
         &mut paths,
     );
-    for expected in ["consumer", "demo", "loadgen", "lag", "dlq", "migrate"] {
+    for expected in [
+        "consumer",
+        "demo",
+        "loadgen",
+        "lag",
+        "dlq",
+        "migrate",
+        "aggregates",
+    ] {
         assert!(
             paths.iter().any(|p| p[0] == expected),
             "{expected} missing from {paths:?}"
@@ -179,6 +187,24 @@ fn topics_commands_need_brokers_and_say_so() {
     let (code, _, stderr) = output(&["topics", "describe"], &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("--kafka-brokers"), "{stderr}");
+}
+
+#[test]
+fn aggregates_commands_need_redis_and_a_store_and_say_so() {
+    for command in ["verify", "rebuild"] {
+        let (code, _, stderr) = output(&["aggregates", command], &[]);
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains("in-process") && stderr.contains("--redis-url"),
+            "{command}: {stderr}"
+        );
+        let (code, _, stderr) = output(
+            &["aggregates", command, "--redis-url", "redis://127.0.0.1:1"],
+            &[],
+        );
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert!(stderr.contains("--postgres-url"), "{command}: {stderr}");
+    }
 }
 
 #[tokio::test]
