@@ -11,7 +11,7 @@ use crate::time::parse_time;
 pub enum AggregatesCommand {
     /// Compare the aggregates with the log store, minute by minute; exit 3 on any difference.
     #[command(
-        long_about = "Compares the aggregates (Redis) with the log store (PostgreSQL or a sqlite:// file), minute by minute,\n\
+        long_about = "Compares the aggregates (Redis) with the log store (PostgreSQL), minute by minute,\n\
         service by service, level by level, and error fingerprint by fingerprint, and prints a table of the differences.\n\
         Exact while the consumers write: the store is counted at the aggregates' watermarks, read in the same instant as\n\
         the counts. Reads only.\n\n\

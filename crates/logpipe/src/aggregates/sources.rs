@@ -26,7 +26,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(LogStore, Aggregates)> {
     if config.postgres.url.is_empty() {
         anyhow::bail!(
             "no log store to count from: postgres.url is empty (the embedded store lives inside `logpipe run`). \
-             Set --postgres-url (LOGPIPE_POSTGRES_URL) to the consumers' PostgreSQL, or a sqlite:// file"
+             Set --postgres-url (LOGPIPE_POSTGRES_URL) to the consumers' PostgreSQL"
         );
     }
     let store = open_store(config).await?;

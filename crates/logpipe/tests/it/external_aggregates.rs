@@ -3,11 +3,17 @@
 //! deployment deleted, as FLUSHDB does; a Redis restart without persistence) is found and rebuilt
 //! from the log store by the consumer itself; `logpipe aggregates rebuild` run while events flow
 //! leaves exact counts; one killed half-way changes nothing and runs again. Every case ends with
-//! `logpipe aggregates verify` exiting 0 and the stats API counting every stored event once.
+//! `logpipe aggregates verify` exiting 0 and the stats API counting every stored event once, on
+//! PostgreSQL, and on the embedded SQLite store (with the embedded broker).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use logpipe::aggregates::rebuild::{rebuild, RebuildPlan, TotalsChoice};
+use logpipe::aggregates::sources::LogLines;
+use logpipe::aggregates::verify::{verify, VerifyReport};
+use logpipe::aggregates::window::{Limits, Window};
 use logpipe::app::Roles;
 use logpipe::config::Config;
 use serde_json::Value;
@@ -91,16 +97,25 @@ async fn assert_counted(base: &str, events: u64) {
     assert_eq!(s["all_time"]["total"].as_u64(), Some(events), "totals: {s}");
 }
 
-/// Posts `events` in batches of 50, one batch every `pause`, calling `midway` once half are in.
-async fn post_steadily(base: &str, events: &[Value], pause: Duration, mut midway: impl FnMut()) {
-    let half = events.len() / 2 / 50;
-    for (i, batch) in events.chunks(50).enumerate() {
-        if i == half {
-            midway();
-        }
+/// Posts `events` in batches of 50, one batch every `pause`.
+async fn post_steadily(base: &str, events: &[Value], pause: Duration) {
+    for batch in events.chunks(50) {
         assert_eq!(post_all(base, batch, 50).await, batch.len() as u64);
         tokio::time::sleep(pause).await;
     }
+}
+
+/// Posts half the events, waits until some are counted, calls `midway` (the loss), then posts
+/// the rest: the loss lands in the middle of steady traffic, with counts to lose.
+async fn post_around(base: &str, events: &[Value], pause: Duration, midway: impl FnOnce()) {
+    let (first, second) = events.split_at(events.len() / 2);
+    post_steadily(base, first, pause).await;
+    eventually(Duration::from_secs(60), "some events counted", || async {
+        stats(base).await["total"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    midway();
+    post_steadily(base, second, pause).await;
 }
 
 async fn wait_rebuilt(base: &str) {
@@ -119,7 +134,7 @@ async fn external_keys_lost_under_load_are_rebuilt_by_the_consumer() {
     let app = start(config.clone(), Roles::All).await;
     let base = format!("http://{}", app.gateway_addr.unwrap());
     let events = generate(2000, 6, &run);
-    post_steadily(&base, &events, Duration::from_millis(200), || {
+    post_around(&base, &events, Duration::from_millis(200), || {
         lose_everything(&config)
     })
     .await;
@@ -140,7 +155,7 @@ async fn external_a_redis_restart_without_persistence_is_rebuilt() {
     let app = start(config.clone(), Roles::All).await;
     let base = format!("http://{}", app.gateway_addr.unwrap());
     let events = generate(1500, 4, &run);
-    post_steadily(&base, &events, Duration::from_millis(200), || {
+    post_around(&base, &events, Duration::from_millis(200), || {
         redis.kill();
         redis.resume();
     })
@@ -194,7 +209,7 @@ async fn external_rebuilds_while_events_flow_leave_exact_counts() {
         let base = base.clone();
         let events = events.clone();
         tokio::spawn(async move {
-            post_steadily(&base, &events, Duration::from_millis(150), || {}).await;
+            post_steadily(&base, &events, Duration::from_millis(150)).await;
         })
     };
     // Rebuilds at moments spread over the traffic, each after damaging the aggregates.
@@ -347,5 +362,93 @@ async fn external_verify_reports_differences_with_exit_code_3() {
     let report: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(report["agrees"], false);
     assert!(!report["counts"].as_array().unwrap().is_empty());
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_sqlite_store_rebuilds_and_verifies_through_redis() {
+    // Embedded broker and embedded SQLite store (the `logpipe run` defaults), Redis aggregates.
+    let mut config = crate::support::test_config("");
+    config.redis.url = crate::support::required_env("LOGPIPE_TEST_REDIS_URL");
+    let run = unique("sqlite");
+    let app = start(config.clone(), Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    let events = generate(1000, 4, &run);
+    post_around(&base, &events, Duration::from_millis(100), || {
+        lose_everything(&config)
+    })
+    .await;
+    wait_for_rows(&run, &base, events.len()).await;
+    wait_rebuilt(&base).await;
+    assert_counted(&base, events.len() as u64).await;
+
+    // The embedded store lives inside the process: verify and rebuild run in it, as the
+    // reconciler does, with the library calls behind the commands.
+    let stores = app.stores.clone().unwrap();
+    let in_process = |since: i64| {
+        let limits = Limits {
+            minute_ttl: config.redis.minute_ttl,
+            retention_cutoff: stores.store.retention_cutoff(Utc::now()),
+        };
+        Window::new(
+            Utc::now(),
+            Some(Utc::now() - chrono::Duration::hours(since)),
+            None,
+            limits,
+        )
+        .unwrap()
+    };
+    let quiet = LogLines::default();
+    let check =
+        |report: &VerifyReport| report.agrees() && report.store_events == events.len() as u64;
+    let report = verify(
+        &stores.store,
+        &stores.aggregates,
+        in_process(2),
+        None,
+        Duration::from_secs(3600),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert!(check(&report), "{report:?}");
+    damage(&config);
+    let report = verify(
+        &stores.store,
+        &stores.aggregates,
+        in_process(2),
+        None,
+        Duration::from_secs(3600),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert!(!report.agrees(), "the damage is seen");
+    let plan = RebuildPlan {
+        window: in_process(2),
+        service: None,
+        chunk: Duration::from_secs(600),
+        totals: TotalsChoice::Adjust,
+        holder: "test".into(),
+    };
+    let rebuilt = rebuild(&stores.store, &stores.aggregates, &plan, &quiet)
+        .await
+        .unwrap();
+    assert!(
+        rebuilt.cells_changed > 0 && rebuilt.rows == events.len() as u64,
+        "{rebuilt:?}"
+    );
+    let report = verify(
+        &stores.store,
+        &stores.aggregates,
+        in_process(2),
+        None,
+        Duration::from_secs(3600),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert!(check(&report), "{report:?}");
+    assert_counted(&base, events.len() as u64).await;
     app.shutdown().await.unwrap();
 }
