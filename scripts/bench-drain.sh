@@ -28,6 +28,8 @@ source scripts/lib/kafka.sh
 source scripts/lib/metrics.sh
 # shellcheck source=scripts/lib/backlog.sh
 source scripts/lib/backlog.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 EVENTS=${EVENTS:-1000000}
 ARTIFACTS="$REPO_ROOT/artifacts/bench-drain"
@@ -36,13 +38,7 @@ PG_URL=${LOGPIPE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${LOGPIPE_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 RUN="bench_$(date +%s)"
 
-if [[ -n "${LOGPIPE:-}" ]]; then
-    BIN=$LOGPIPE
-else
-    echo "==> building release binary"
-    cargo build --release -q -p logpipe
-    BIN="$REPO_ROOT/target/release/logpipe"
-fi
+bench_binary
 ensure_postgres
 ensure_redis
 command -v bc >/dev/null || apt_install bc
@@ -58,18 +54,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
-    KAFKA_DIR=$BENCH_KAFKA_DIR
-    [[ -f "$KAFKA_DIR/bootstrap" ]] || { echo "BENCH_KAFKA_DIR=$KAFKA_DIR holds no cluster (no bootstrap file)"; exit 1; }
-    KAFKA_BOOTSTRAP=$(cat "$KAFKA_DIR/bootstrap")
-else
-    echo "==> starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
-    kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
-    KAFKA_DIR="$ARTIFACTS/kafka"
-    OWN_CLUSTER=$KAFKA_DIR
-    base=$(kafka_free_base 19392 3) || exit 1
-    kafka_cluster_start "$KAFKA_DIR" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
-fi
+bench_cluster "$ARTIFACTS" 19392
 # The broker JVMs, for their CPU time.
 NODE_PIDS=()
 for ((n = 1; n <= $(cat "$KAFKA_DIR/nodes"); n++)); do

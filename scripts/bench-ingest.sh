@@ -30,6 +30,8 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/kafka.sh
 source scripts/lib/kafka.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 DURATION=${DURATION:-30s}
 BATCH=${BATCH:-500}
@@ -45,13 +47,7 @@ fi
 ARTIFACTS="$REPO_ROOT/artifacts/bench-ingest"
 mkdir -p "$ARTIFACTS"
 
-if [[ -n "${LOGPIPE:-}" ]]; then
-    BIN=$LOGPIPE
-else
-    echo "==> building release binary"
-    cargo build --release -q -p logpipe
-    BIN="$REPO_ROOT/target/release/logpipe"
-fi
+bench_binary
 RUN="bench_ingest_$(date +%s)"
 
 PIDS=()
@@ -167,15 +163,7 @@ PY
 }
 
 start_kafka() {
-    if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
-        KAFKA_BOOTSTRAP=$(cat "$BENCH_KAFKA_DIR/bootstrap")
-    else
-        echo "==> starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
-        kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
-        OWN_CLUSTER="$ARTIFACTS/kafka"
-        base=$(kafka_free_base 19392 3) || exit 1
-        kafka_cluster_start "$OWN_CLUSTER" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
-    fi
+    bench_cluster "$ARTIFACTS" 19392
 }
 
 echo "==> machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"

@@ -44,6 +44,8 @@ source scripts/lib/services.sh
 source scripts/lib/metrics.sh
 # shellcheck source=scripts/lib/backlog.sh
 source scripts/lib/backlog.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 command -v jq >/dev/null || apt_install jq
 command -v bc >/dev/null || apt_install bc
 
@@ -78,13 +80,7 @@ say() { printf '==> [%s] %s\n' "$(date +%T)" "$*"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 q() { psql "$PG_URL" -X -Atq -v ON_ERROR_STOP=1 "$@"; }
 
-if [[ -n "${LOGPIPE:-}" ]]; then
-    BIN=$LOGPIPE
-else
-    say "building release binary"
-    cargo build --release -q -p logpipe
-    BIN="$REPO_ROOT/target/release/logpipe"
-fi
+bench_binary
 ensure_postgres
 ensure_redis
 
@@ -190,18 +186,8 @@ COMMON=(--set "kafka.topic=$RUN-logs" --set "kafka.dlq_topic=$RUN-dlq" --set "ka
 STORES=(--postgres-url "$PG_URL" --redis-url "$REDIS_URL" --set "postgres.schema=$S" --set "redis.key_prefix=$RUN"
     --set "postgres.search_index=$SEARCH_INDEX")
 if ((STEADY_RATE > 0 || DRAIN_EVENTS > 0)); then
-    if [[ -n "${BENCH_KAFKA_DIR:-}" ]]; then
-        # A cluster another script runs (its topics RUN-* are deleted at the end, the cluster kept).
-        [[ -f "$BENCH_KAFKA_DIR/bootstrap" ]] || { echo "BENCH_KAFKA_DIR=$BENCH_KAFKA_DIR holds no cluster"; exit 1; }
-        KAFKA_BOOTSTRAP=$(cat "$BENCH_KAFKA_DIR/bootstrap")
-        say "steady ingest through the cluster in $BENCH_KAFKA_DIR ($KAFKA_BOOTSTRAP)"
-    else
-        say "starting a 3-node Apache Kafka cluster (log: $ARTIFACTS/kafka.log)"
-        kafka_install 2>>"$ARTIFACTS/kafka.log" || { tail -n 20 "$ARTIFACTS/kafka.log"; exit 1; }
-        OWN_CLUSTER="$ARTIFACTS/kafka"
-        base=$(kafka_free_base 19492 3) || exit 1
-        kafka_cluster_start "$OWN_CLUSTER" 3 "$base" 2>>"$ARTIFACTS/kafka.log" || { tail -n 30 "$ARTIFACTS/kafka.log"; exit 1; }
-    fi
+    # A borrowed cluster (BENCH_KAFKA_DIR) keeps running; only this run's topics go at the end.
+    bench_cluster "$ARTIFACTS" 19492
     export LOGPIPE_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
 fi
 if ((STEADY_RATE > 0)); then

@@ -820,6 +820,8 @@ E2E_NOTES=()
 AB_ROWS=()
 SEARCH_NOTES=()
 LOSSES=()
+# Steps that failed after the ones before them had printed figures: reported after the summary.
+STEP_FAILURES=()
 for broker in $BROKERS; do
     best_fixed=""
     best_row=""
@@ -952,15 +954,21 @@ if [[ "$QUERY_ROWS" != 0 ]]; then
     query_env=(ROWS_LIST="$QUERY_ROWS" N="$QUERY_N" STEADY_RATE="$QUERY_STEADY_RATE" INDEX_STUDY=0
         DRAIN_EVENTS="$QUERY_DRAIN" LOGPIPE="$BIN" RESULT_FILE="$ARTIFACTS/query.env")
     if [[ "$QUERY_STEADY_RATE" != 0 || "$QUERY_DRAIN" != 0 ]]; then query_env+=(BENCH_KAFKA_DIR="$KAFKA_DIR"); fi
-    env "${query_env[@]}" scripts/bench-query.sh >"$ARTIFACTS/query.txt" 2>&1 || {
+    # A failed query step (a size too big for the disk, a search that times out) still leaves
+    # every earlier step's figures worth printing: the summary comes first, the failure after it.
+    if env "${query_env[@]}" scripts/bench-query.sh >"$ARTIFACTS/query.txt" 2>&1; then
+        QUERY_NOTE="query: $QUERY_ROWS rows, steady ingest $QUERY_STEADY_RATE/s, $QUERY_N requests per kind (the full tables: $ARTIFACTS/query.txt)"
+    else
         tail -n 30 "$ARTIFACTS/query.txt" >&2
-        die "bench-query.sh failed (see $ARTIFACTS/query.txt)"
-    }
-    while IFS='=' read -r k v; do target "q_$k" "$v"; done <"$ARTIFACTS/query.env"
+        QUERY_NOTE="query: FAILED (bench-query.sh exited non-zero; its figures below are those of the sizes it finished; see $ARTIFACTS/query.txt)"
+        STEP_FAILURES+=("bench-query.sh failed (see $ARTIFACTS/query.txt)")
+    fi
+    if [[ -s "$ARTIFACTS/query.env" ]]; then
+        while IFS='=' read -r k v; do target "q_$k" "$v"; done <"$ARTIFACTS/query.env"
+    fi
     target q_state "$(state_of "$query_load" "$((query_busy + $(others)))")"
     kafka_alive "after the query step"
-    QUERY_NOTE="query: $QUERY_ROWS rows, steady ingest $QUERY_STEADY_RATE/s, $QUERY_N requests per kind (the full tables: $ARTIFACTS/query.txt)"
-    say "query: done in its log's tables; $(grep -c . "$ARTIFACTS/query.env") figures"
+    say "query: done in its log's tables; $(grep -c . "$ARTIFACTS/query.env" 2>/dev/null || echo 0) figures"
 fi
 
 # -------------------------------------------------------------------------------------------------
@@ -1016,6 +1024,7 @@ fi
         sed -n '/^scaling:/,/^$/p' "$ARTIFACTS/query.txt"
     fi
     for n in "${LOSSES[@]}"; do echo "LOSS: $n"; done
+    for n in "${STEP_FAILURES[@]}"; do echo "FAILED: $n"; done
     if ((BUSY_STEPS)); then
         echo "* measured while a build or CI run was active on this machine: those figures are skewed."
     fi
@@ -1028,4 +1037,7 @@ say "done in $((SECONDS - START)) s; summary in artifacts/bench/summary.txt (log
 
 if ((${#LOSSES[@]})); then
     die "stored differs from accepted in ${#LOSSES[@]} step(s): see the LOSS lines above"
+fi
+if ((${#STEP_FAILURES[@]})); then
+    die "${STEP_FAILURES[*]}"
 fi
