@@ -53,6 +53,23 @@ pub struct RebuildPlan {
     pub holder: String,
 }
 
+/// Another rebuild holds the lease: not a failure of this one, which can wait and try again.
+#[derive(Debug)]
+pub struct Busy(pub String);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another rebuild is running ({}); wait for it to finish (a killed one's lease lapses within {}s)",
+            self.0,
+            LEASE_TTL.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for Busy {}
+
 /// Told about each counted chunk: a progress bar, or log lines.
 pub trait Progress: Send + Sync {
     fn start(&self, chunks: u64);
@@ -98,10 +115,7 @@ pub async fn rebuild(
         .lease(&plan.holder, LEASE_TTL)
         .await
         .map_err(|e| match e {
-            AggError::Busy(holder) => anyhow::anyhow!(
-                "another rebuild is running ({holder}); wait for it to finish (a killed one's lease lapses within {}s)",
-                LEASE_TTL.as_secs()
-            ),
+            AggError::Busy(holder) => anyhow::Error::new(Busy(holder)),
             other => anyhow::anyhow!("taking the rebuild lease: {other}"),
         })?;
     let lost = Arc::new(AtomicBool::new(false));

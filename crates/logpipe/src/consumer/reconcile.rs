@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::OutcomeLabels;
 use super::ConsumerMetrics;
-use crate::aggregates::rebuild::{rebuild, RebuildPlan, RebuildReport, TotalsChoice};
+use crate::aggregates::rebuild::{rebuild, Busy, RebuildPlan, RebuildReport, TotalsChoice};
 use crate::aggregates::sources::{self, LogLines};
 use crate::aggregates::window::{stamp, Limits, Window};
 use crate::config::Config;
@@ -72,10 +72,15 @@ impl Reconciler {
     async fn run(self) {
         let mut backoff = BACKOFF_FIRST;
         let mut counting: Option<Arc<LogStore>> = None;
+        // After a failure (its backoff served), the handed-back requests are looked at again at
+        // once rather than at the next tick.
+        let mut again = false;
         loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(LOOK_EVERY) => {}
+            if !std::mem::take(&mut again) {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(LOOK_EVERY) => {}
+                }
             }
             let Some(requests) = self.settled().await else {
                 continue;
@@ -87,6 +92,7 @@ impl Reconciler {
                     Err(e) => {
                         tracing::warn!(error = %e, "aggregates rebuild: cannot open the log store; retrying");
                         self.fail(&requests, &mut backoff).await;
+                        again = true;
                         continue;
                     }
                 },
@@ -101,9 +107,19 @@ impl Reconciler {
                     self.metrics.aggregate_rebuild_rows.inc_by(report.rows);
                     log_done(&report, requests.len());
                 }
+                // Another process (or `logpipe aggregates rebuild`) is at it: wait for it and
+                // look again, since it may have started before these requests' watermarks were
+                // restored.
+                Err(e) if e.is::<Busy>() => {
+                    tracing::info!(%e, "aggregates rebuild: waiting for the other one");
+                    self.hand_back(&requests).await;
+                    tokio::time::sleep(SETTLE).await;
+                    again = true;
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "aggregates rebuild failed; it is retried with backoff. To run it by hand: logpipe aggregates rebuild");
                     self.fail(&requests, &mut backoff).await;
+                    again = true;
                 }
             }
         }
@@ -172,15 +188,19 @@ impl Reconciler {
             .inc();
     }
 
-    /// Hands the requests back (so this or another process tries again), counts the failure and
-    /// waits before the next try.
+    /// Counts the failure, hands the requests back and waits before the next try.
     async fn fail(&self, requests: &BTreeMap<String, String>, backoff: &mut Duration) {
         self.outcome("failed");
+        self.hand_back(requests).await;
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Puts the requests back, so this or another process acts on them later.
+    async fn hand_back(&self, requests: &BTreeMap<String, String>) {
         if let Err(e) = self.aggregates.put_rebuild_requests(requests).await {
             tracing::warn!(error = %e, "aggregates rebuild: handing the requests back failed; they are lost, run `logpipe aggregates rebuild` by hand");
         }
-        tokio::time::sleep(*backoff).await;
-        *backoff = (*backoff * 2).min(BACKOFF_MAX);
     }
 }
 

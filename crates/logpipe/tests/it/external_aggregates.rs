@@ -6,7 +6,7 @@
 //! `logpipe aggregates verify` exiting 0 and the stats API counting every stored event once, on
 //! PostgreSQL, and on the embedded SQLite store (with the embedded broker).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -19,25 +19,12 @@ use logpipe::config::Config;
 use serde_json::Value;
 
 use crate::consumer_flow::{generate, post_all, stats, wait_for_rows};
-use crate::support::{eventually, external_config, logpipe, metric, start, unique, PrivateRedis};
+use crate::support::{
+    eventually, external_config, logpipe, metric, redis_cli, start, unique, PrivateRedis,
+};
 
 const REBUILT: &str = "log_consumer_aggregate_rebuilds_total{outcome=\"completed\"}";
 const LOSSES: &str = "log_consumer_aggregate_losses_total";
-
-/// `redis-cli` against `url`, returning its output (panics when it fails).
-fn redis_cli(url: &str, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-u", url])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("redis-cli not found ({e}): run the suite with scripts/test.sh, which installs Redis"));
-    assert!(
-        out.status.success(),
-        "redis-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Deletes every key of the deployment's prefix: what FLUSHDB does to it, without touching the
 /// other tests sharing this Redis.

@@ -36,7 +36,8 @@ use serde_json::{json, Value};
 
 use crate::consumer_flow::post_all;
 use crate::support::{
-    eventually, free_port, metric, on_path, repo_root, test_config, unique, wait_ready,
+    eventually, free_port, metric, on_path, redis_cli, repo_root, required_env, test_config,
+    unique, wait_ready,
 };
 
 /// The spec's Prometheus queries, which must work exactly as written.
@@ -977,6 +978,8 @@ async fn prometheus_answers_the_spec_dashboard_and_alert_queries_from_the_runnin
         // The spec's schedule, faster: 0, 0.2, 0.4, 0.8 s. The held attempt may take long.
         c.retry.base = Duration::from_millis(200);
         c.retry.attempt_timeout = Duration::from_secs(300);
+        // Redis, so the consumer runs its reconciler (the aggregates alert needs one).
+        c.redis.url = required_env("LOGPIPE_TEST_REDIS_URL");
     })
     .await;
     let gateway = services.gateway();
@@ -1157,6 +1160,31 @@ async fn prometheus_answers_the_spec_dashboard_and_alert_queries_from_the_runnin
         answered.insert(name.into());
     }
     // Prometheus' own alerting picked the DLQ alert up (pending until its `for:` has passed).
+    // The aggregates lose their watermarks while a minute key in the rebuild's window holds
+    // something that is not a hash (30 h back: outside the stats API's 24 h, inside the 2-day
+    // window): every rebuild fails, and the rebuild alert's expression has data after two.
+    let prefix = services.config.redis.key_prefix.clone();
+    let redis_url = services.config.redis.url.clone();
+    let minute = (unix_now() as i64 - 30 * 3600).div_euclid(60) * 60;
+    let broken = format!("{prefix}:m:{minute}:sl");
+    redis_cli(&redis_url, &["SET", &broken, "not a hash"]);
+    let unlink =
+        "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0";
+    redis_cli(
+        &redis_url,
+        &["EVAL", unlink, "0", &format!("{prefix}:wm:*")],
+    );
+    prometheus
+        .data(
+            "rebuilds failing",
+            &rule_query("LogpipeAggregatesRebuildFailing"),
+            Duration::from_secs(120),
+        )
+        .await;
+    answered.insert("LogpipeAggregatesRebuildFailing".into());
+    assert!(metric(&consumer, "log_consumer_aggregate_losses_total").await >= 1.0);
+    redis_cli(&redis_url, &["DEL", &broken]);
+
     let alerts = prometheus.api("alerts", &[]).await;
     assert!(
         alerts["alerts"]

@@ -283,6 +283,21 @@ pub async fn create_topics(config: &Config) {
     .expect("topics created");
 }
 
+/// `redis-cli` against `url`, returning its output (panics when it fails).
+pub fn redis_cli(url: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-u", url])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli not found ({e}): run the suite with scripts/test.sh, which installs Redis"));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A Redis server of the test's own, with an append-only file, so it can be stopped and started
 /// again with its data.
 pub struct PrivateRedis {
