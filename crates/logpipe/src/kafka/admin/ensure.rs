@@ -128,6 +128,13 @@ pub async fn ensure_topics(
             .collect();
         wait_until_visible(&admin, &names, timeout).await;
         if !raced.is_empty() {
+            // Created by someone else an instant ago: the broker answering metadata may not list
+            // it yet (a controller's change reaches each broker on its own schedule).
+            let racing: Vec<&str> = raced
+                .iter()
+                .map(|(_, spec, _)| spec.name.as_str())
+                .collect();
+            wait_until_visible(&admin, &racing, timeout).await;
             let metadata = fetch_metadata(&admin, timeout).await?;
             let layouts: Vec<_> = raced
                 .iter()
