@@ -70,6 +70,14 @@ fn migrate_over_verify_full_from_the_config_keys_and_the_url_wins() {
         "{stdout}"
     );
 
+    // The keys are what verifies: another CA in them fails the same connection.
+    let other = cert("other-ca.crt");
+    let mut wrong = keys;
+    wrong[2] = ("LOGPIPE_POSTGRES_SSLROOTCERT", other.as_str());
+    let (code, _, stderr) = migrate(&base, &wrong);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+
     // sslmode=disable in the URL beats verify-full in the keys, and this server demands TLS.
     let (code, _, stderr) = migrate(&format!("{base}?sslmode=disable"), &keys);
     assert_ne!(code, 0);
