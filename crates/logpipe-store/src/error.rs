@@ -99,18 +99,52 @@ pub(crate) fn classify_sqlstate(code: Option<&SqlState>) -> ErrorClass {
 
 /// Converts a PostgreSQL client error; `context` says what was being done ("writing a batch").
 pub(crate) fn from_postgres(context: &str, err: &tokio_postgres::Error) -> StoreError {
-    let message = match err.as_db_error() {
+    let mut message = match err.as_db_error() {
         Some(db) => format!(
             "{context}: {} {} (SQLSTATE {})",
             db.severity(),
             db.message(),
             db.code().code()
         ),
-        // The display of a non-database error includes its cause (`error connecting to server:
-        // Connection refused`).
-        None => format!("{context}: {err}"),
+        // The display of a non-database error is its kind only (`error performing TLS
+        // handshake`); the causes say what happened (`invalid peer certificate: ...`).
+        None => {
+            let mut message = format!("{context}: {err}");
+            let mut cause = std::error::Error::source(err);
+            while let Some(inner) = cause {
+                let text = inner.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                cause = inner.source();
+            }
+            message
+        }
     };
+    if let Some(hint) = tls_hint(&message) {
+        message.push_str(hint);
+    }
     classify_sqlstate(err.code()).into_error(message)
+}
+
+/// What to do about a connection refused over TLS, in either direction.
+fn tls_hint(message: &str) -> Option<&'static str> {
+    if message.contains("no pg_hba.conf entry") && message.contains("no encryption") {
+        // The server has `hostssl` lines for this user, no `host` line: it demands TLS.
+        Some(
+            "; the server requires TLS for this connection (pg_hba.conf has no entry without \
+             encryption): set sslmode to require, verify-ca or verify-full (postgres.sslmode, \
+             or sslmode= in the URL)",
+        )
+    } else if message.contains("server does not support TLS") {
+        Some(
+            "; the server does not accept TLS (ssl = off): turn ssl on in postgresql.conf, or \
+             set sslmode to prefer or disable (postgres.sslmode, or sslmode= in the URL)",
+        )
+    } else {
+        None
+    }
 }
 
 /// Converts an error from the connection pool.

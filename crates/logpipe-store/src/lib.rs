@@ -20,7 +20,7 @@
 //!   query semantics.
 //! - `sanitize` (private): NUL bytes and other text PostgreSQL cannot hold.
 //! - `retention` (private): day arithmetic shared by both backends' `maintain()`.
-//! - `postgres`: [`PgStore`]: partitioned table, binary COPY, pool.
+//! - `postgres`: [`PgStore`]: partitioned table, binary COPY, pool, TLS ([`PgTls`]).
 //! - `sqlite`: [`SqliteStore`]: a writer and a read-only search connection on one WAL file, on
 //!   the blocking thread pool.
 
@@ -39,7 +39,7 @@ use logpipe_model::EnrichedLog;
 
 pub use cells::{CellCount, CellQuery};
 pub use error::StoreError;
-pub use postgres::PgStore;
+pub use postgres::{check_tls_settings, PgStore, PgTls, SslMode};
 pub use sqlite::SqliteStore;
 pub use types::{
     KafkaPosition, LogPage, LogQuery, Maintenance, StoredLog, WriteReport, DEFAULT_QUERY_LIMIT,
@@ -71,6 +71,9 @@ pub struct StoreOptions {
     /// (no pg_trgm); the application refuses [`SearchIndex::Trigram`] with SQLite at config
     /// check, and the SQLite store ignores it.
     pub search_index: SearchIndex,
+    /// PostgreSQL: TLS settings (libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`); the
+    /// same parameters in the URL win. Ignored by SQLite.
+    pub tls: PgTls,
 }
 
 /// The index text search (`message ILIKE '%text%'`) uses on PostgreSQL.
@@ -96,6 +99,7 @@ impl Default for StoreOptions {
             statement_timeout: None,
             application_name: "logpipe".to_owned(),
             search_index: SearchIndex::None,
+            tls: PgTls::default(),
         }
     }
 }

@@ -63,7 +63,12 @@
 //! a killed connection fails with [`StoreError::Unavailable`]; the consumer retries the batch and
 //! the unique key makes the retry exact even if the first attempt had committed.
 //!
-//! Plain TCP only (`NoTls`): logpipe talks to PostgreSQL inside its own network.
+//! # TLS (`sslmode`, `tls`)
+//! libpq's `sslmode` (`disable`, `prefer` by default, `require`, `verify-ca`, `verify-full`),
+//! `sslrootcert` (a CA file or `system`), `sslcert` and `sslkey`, from the URL's query string or
+//! from [`StoreOptions::tls`] (the URL wins, parameter by parameter), with rustls. `sslmode`
+//! says what is checked and why; `tls` builds the connector. Every pool goes through
+//! [`PgStore::open`], so every connection gets the same settings.
 
 mod cells;
 mod concurrent;
@@ -72,6 +77,8 @@ mod key;
 mod query;
 mod schema;
 mod search;
+mod sslmode;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -81,7 +88,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use logpipe_model::{EnrichedLog, Fnv1a64};
 use tokio_postgres::types::Type;
-use tokio_postgres::NoTls;
+
+pub use sslmode::{check_tls_settings, PgTls, SslMode};
 
 use crate::cells::{CellCount, CellQuery};
 use crate::error::{from_pool, from_postgres, StoreError};
@@ -249,9 +257,23 @@ impl PgStore {
                 "the PostgreSQL schema name is empty".into(),
             ));
         }
+        let (url, url_tls) = sslmode::split_url(url)
+            .map_err(|err| StoreError::Schema(format!("invalid PostgreSQL URL: {err}")))?;
+        let plan = sslmode::plan(url_tls, &options.tls)
+            .map_err(|err| StoreError::Schema(format!("PostgreSQL TLS settings: {err}")))?;
+        let connector = tls::connector(&plan)
+            .map_err(|err| StoreError::Schema(format!("PostgreSQL TLS settings: {err}")))?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|err| StoreError::Schema(format!("invalid PostgreSQL URL: {err}")))?;
+        config.ssl_mode(match plan.mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            // The verify modes need TLS; what they check is the connector's business.
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
         // Settings the URL can override: it names the connection in pg_stat_activity.
         if config.get_application_name().is_none() {
             config.application_name(&options.application_name);
@@ -274,7 +296,7 @@ impl PgStore {
         config.keepalives_retries(3);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },

@@ -31,6 +31,20 @@ pub struct PostgresConfig {
     /// range) or `"trigram"` (a pg_trgm GIN on `message`, built concurrently at migrate; about a
     /// quarter of the write rate). PostgreSQL only. See docs/operations.md, "Text search index".
     pub search_index: SearchIndex,
+    /// libpq's `sslmode`: `disable`, `prefer` (TLS when the server offers it, unverified),
+    /// `require` (TLS, unverified), `verify-ca` (the CA), `verify-full` (the CA and the host
+    /// name). `sslmode=` in the URL wins.
+    pub sslmode: logpipe_store::SslMode,
+    /// PEM file of the CA(s) that sign the server's certificate, or `system` (the system trust
+    /// store). With `prefer` or `require` it makes them check the CA, as libpq does. Empty:
+    /// none. `sslrootcert=` in the URL wins.
+    pub sslrootcert: String,
+    /// PEM client certificate for servers that ask for one (pg_hba `cert`, `clientcert=`);
+    /// needs `sslkey`. Empty: none. `sslcert=` in the URL wins.
+    pub sslcert: String,
+    /// PEM private key of `sslcert` (a path: the key itself is never in the configuration).
+    /// `sslkey=` in the URL wins.
+    pub sslkey: String,
 }
 
 /// `postgres.search_index`.
@@ -62,6 +76,10 @@ impl Default for PostgresConfig {
             retention_days: 7,
             partitions_ahead_days: 3,
             search_index: SearchIndex::None,
+            sslmode: logpipe_store::SslMode::Prefer,
+            sslrootcert: String::new(),
+            sslcert: String::new(),
+            sslkey: String::new(),
         }
     }
 }
@@ -75,7 +93,19 @@ impl PostgresConfig {
             schema: self.schema.clone(),
             pool_size: self.pool_size,
             search_index: self.search_index.into(),
+            tls: self.tls(),
             ..logpipe_store::StoreOptions::default()
+        }
+    }
+
+    /// The TLS keys; the same parameters in `url` win over them when the store opens.
+    pub fn tls(&self) -> logpipe_store::PgTls {
+        let set = |value: &str| (!value.trim().is_empty()).then(|| value.trim().to_owned());
+        logpipe_store::PgTls {
+            sslmode: Some(self.sslmode),
+            sslrootcert: set(&self.sslrootcert),
+            sslcert: set(&self.sslcert).map(Into::into),
+            sslkey: set(&self.sslkey).map(Into::into),
         }
     }
 

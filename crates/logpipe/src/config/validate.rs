@@ -220,6 +220,14 @@ impl Config {
             "config key `postgres.search_index` = \"trigram\" needs PostgreSQL (it is a pg_trgm index); the store here is SQLite (`postgres.url` is empty or sqlite:): set postgres.url to a postgres:// URL or search_index = \"none\""
         );
 
+        // The URL's sslmode/sslrootcert/sslcert/sslkey over the keys, checked as the store
+        // will check them (an unknown sslmode, a certificate without its key, ...).
+        if self.postgres.url.starts_with("postgres") {
+            logpipe_store::check_tls_settings(&self.postgres.url, &self.postgres.tls()).map_err(
+                |e| anyhow::anyhow!("config keys `postgres.ssl*` / `postgres.url`: {e}"),
+            )?;
+        }
+
         let p = &self.producer;
         ensure!(
             p.max_in_flight >= self.gateway.max_batch_events,

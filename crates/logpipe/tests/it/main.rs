@@ -35,6 +35,7 @@ mod lag;
 mod observability;
 mod otel_collector;
 mod pipeline_embedded;
+mod postgres_tls;
 mod query_burst;
 mod scripts;
 mod shutdown_outage;

@@ -1,5 +1,6 @@
 use super::*;
 
+mod postgres_tls;
 mod properties;
 
 pub(super) fn load(
