@@ -10,7 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
@@ -70,16 +71,37 @@ struct LoginContext {
 }
 
 impl ClientContext for LoginContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // librdkafka reports a failed connection through the error callback only some of the
+        // time (a certificate that does not verify often not at all), but logs every one as FAIL.
+        if let Some(code) = failure_logged(fac, log_message) {
+            // Without the `[thrd:…]: ` prefix of log lines, as error callbacks say it.
+            let reason = match log_message.split_once("]: ") {
+                Some((thread, rest)) if thread.starts_with("[thrd:") => rest,
+                _ => log_message,
+            };
+            self.record(classify(Some(code), reason, &self.bootstrap));
+        }
+        DefaultClientContext.log(level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let failure = classify(error.rdkafka_error_code(), reason, &self.bootstrap);
         tracing::debug!(%error, reason, ?failure, "Kafka login check");
-        let slot = match failure {
-            Failure::Refused(message) => (&self.refused, message),
-            Failure::Unreachable(message) => (&self.unreachable, message),
-            Failure::Other => return,
-        };
-        let mut seen = slot.0.lock().unwrap_or_else(|e| e.into_inner());
-        seen.get_or_insert(slot.1);
+        self.record(failure);
+    }
+}
+
+/// The error a FAIL log line reports, when it is a refusal.
+fn failure_logged(fac: &str, message: &str) -> Option<RDKafkaErrorCode> {
+    if fac != "FAIL" {
+        None
+    } else if message.contains("SASL authentication error") {
+        Some(RDKafkaErrorCode::Authentication)
+    } else if message.contains("certificate verify failed") {
+        Some(RDKafkaErrorCode::SSL)
+    } else {
+        None
     }
 }
 
@@ -90,6 +112,18 @@ impl ProducerContext for LoginContext {
 }
 
 impl LoginContext {
+    /// Keeps the first refusal and the first "all brokers down".
+    fn record(&self, failure: Failure) {
+        let (slot, message) = match failure {
+            Failure::Refused(message) => (&self.refused, message),
+            Failure::Unreachable(message) => (&self.unreachable, message),
+            Failure::Other => return,
+        };
+        slot.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(message);
+    }
+
     fn refused(&self) -> Option<String> {
         self.refused
             .lock()
@@ -207,6 +241,27 @@ mod tests {
             Failure::Other,
             "a handshake cut short may succeed on the next try"
         );
+    }
+
+    #[test]
+    fn refusals_are_read_from_fail_log_lines_too() {
+        assert_eq!(
+            failure_logged(
+                "FAIL",
+                "sasl_ssl://k1:9094/bootstrap: error:0A000086:SSL routines::certificate verify \
+                 failed (after 60ms in state SSL_HANDSHAKE)"
+            ),
+            Some(RDKafkaErrorCode::SSL)
+        );
+        assert_eq!(
+            failure_logged("FAIL", &format!("sasl_ssl://k1:9094/bootstrap: {REASON}")),
+            Some(RDKafkaErrorCode::Authentication)
+        );
+        assert_eq!(
+            failure_logged("FAIL", "k1:9094/bootstrap: Connect to ipv4#k1:9094 failed"),
+            None
+        );
+        assert_eq!(failure_logged("REQTMOUT", REASON), None, "only FAIL lines");
     }
 
     #[test]
