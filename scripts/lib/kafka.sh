@@ -23,6 +23,11 @@
 # default ~/.cache/logpipe/apache-kafka-VERSION), KAFKA_HEAP (-Xms/-Xmx per node, default
 # "-Xms256m -Xmx768m"), KAFKA_LOG_LEVEL (root log level of the nodes, WARN).
 #
+# Hooks for a caller that needs a differently configured cluster (scripts/lib/kafka_sasl.sh), set
+# as `local` variables around kafka_cluster_start: KAFKA_NODE_EXTRA (properties lines appended to
+# every node's file; a key set again there overrides the generated one) and KAFKA_FORMAT_EXTRA
+# (an array of extra arguments to `StorageTool format`, e.g. --add-scram).
+#
 # Functions print progress to stderr and return non-zero on failure (they never exit).
 
 if [[ -n "${LOGPIPE_KAFKA_SH_LOADED:-}" ]]; then
@@ -240,6 +245,10 @@ num.replica.fetchers=1
 background.threads=2
 log.cleaner.threads=1
 EOF
+        if [[ -n "${KAFKA_NODE_EXTRA:-}" ]]; then
+            printf '\n# Added by the caller (KAFKA_NODE_EXTRA); a key set again here wins.\n%s\n' \
+                "$KAFKA_NODE_EXTRA" >>"$dir/node-$n.properties"
+        fi
     done
     echo "$bootstrap" >"$dir/bootstrap"
     echo "$nodes" >"$dir/nodes"
@@ -443,7 +452,7 @@ kafka_cluster_start() {
     ((nodes == 1)) && standalone=(--standalone)
     for ((n = 1; n <= nodes; n++)); do
         kafka_tool kafka.tools.StorageTool format -t "$id" -c "$dir/node-$n.properties" "${standalone[@]}" \
-            >>"$dir/format.log" 2>&1 || {
+            ${KAFKA_FORMAT_EXTRA[@]+"${KAFKA_FORMAT_EXTRA[@]}"} >>"$dir/format.log" 2>&1 || {
             kafka_err "formatting node $n failed; see $dir/format.log:"
             tail -n 10 "$dir/format.log" >&2
             return 1

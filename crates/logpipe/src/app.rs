@@ -27,6 +27,7 @@ use crate::kafka::admin::{ensure_topics, TopicSpec};
 use crate::kafka::client_config;
 use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::health::{metadata_probe, KafkaHealth};
+use crate::kafka::login::{check_login, Login};
 use crate::producer::backlog::BacklogGuard;
 use crate::producer::client::ProducerClient;
 use crate::producer::{internal_auth, service, Producer, ProducerMetrics, Upstream};
@@ -187,6 +188,17 @@ impl App {
             (None, None)
         } else {
             let (bootstrap, embedded) = resolve_kafka(&config, roles)?;
+            if embedded.is_none() {
+                // Refused credentials stop the process here, with the keys to fix, rather than
+                // leaving librdkafka to retry the login for ever behind a 503.
+                match check_login(&config.kafka, &bootstrap).await? {
+                    Login::Accepted => {}
+                    Login::Unreachable(why) => tracing::warn!(
+                        %bootstrap,
+                        "Kafka did not answer at start-up ({why}); starting anyway, clients retry"
+                    ),
+                }
+            }
             if embedded.is_none() && config.kafka.create_topics {
                 let specs = TopicSpec::from_config(&config.kafka);
                 if roles.consumes() {

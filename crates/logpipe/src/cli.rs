@@ -183,6 +183,14 @@ pub enum Command {
     Aggregates(crate::aggregates::AggregatesCommand),
 }
 
+impl Command {
+    /// The tools that talk to a Kafka cluster: they check the login first, so refused
+    /// credentials fail at once and say so.
+    pub fn uses_kafka_cluster(&self) -> bool {
+        matches!(self, Command::Topics(_) | Command::Dlq(_) | Command::Lag(_))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
     /// Create `kafka.topic`, `kafka.dlq_topic` and `kafka.parked_topic` when absent; say where an

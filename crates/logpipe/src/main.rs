@@ -75,6 +75,9 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    if command.uses_kafka_cluster() {
+        logpipe::kafka::login::require_login(&config.kafka).await?;
+    }
     match command {
         Command::Gateway { .. } => serve(config, Roles::Gateway).await,
         Command::Producer { .. } => serve(config, Roles::Producer).await,

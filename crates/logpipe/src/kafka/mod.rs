@@ -1,11 +1,13 @@
 //! Everything that talks to Kafka but is not a role: building client configurations from
 //! [`KafkaConfig`] (the consumer member's in [`consumer`]), the record headers logpipe writes, topic administration ([`admin`]), the
-//! embedded in-process broker ([`embedded`]) and the reachability probe ([`health`]).
+//! embedded in-process broker ([`embedded`]), the reachability probe ([`health`]) and the
+//! start-up login check ([`login`]).
 
 pub mod admin;
 pub mod consumer;
 pub mod embedded;
 pub mod health;
+pub mod login;
 pub mod watermarks;
 
 use std::collections::BTreeMap;

@@ -30,6 +30,7 @@ mod ingest_loki;
 mod ingest_otlp;
 mod ingest_otlp_router;
 mod kafka_provisioning;
+mod kafka_sasl;
 mod kafka_tools;
 mod lag;
 mod observability;

@@ -43,7 +43,13 @@ pub fn test_config(brokers: &str) -> Config {
 /// A config against the external services `scripts/test.sh` starts: Apache Kafka, PostgreSQL (a
 /// schema of its own) and Redis (a key prefix of its own).
 pub async fn external_config() -> Config {
-    let mut config = test_config(&kafka_brokers());
+    external_config_on(&kafka_brokers()).await
+}
+
+/// [`external_config`] against the Kafka cluster at `brokers` (another cluster than the suite's,
+/// such as the SASL_SSL one).
+pub async fn external_config_on(brokers: &str) -> Config {
+    let mut config = test_config(brokers);
     config.postgres.url = required_env("LOGPIPE_TEST_POSTGRES_URL");
     config.postgres.schema = unique("it_schema").replace('-', "_");
     config.redis.url = required_env("LOGPIPE_TEST_REDIS_URL");
