@@ -20,7 +20,11 @@
 #   LOGPIPE_TEST_KAFKA_BROKERS   127.0.0.1:19192,127.0.0.1:19194,127.0.0.1:19196 (a fresh cluster)
 #   LOGPIPE_TEST_KAFKA_LIBS      Apache Kafka's jars, for tests that run Kafka's own tools
 #   LOGPIPE_TEST_POSTGRES_URL    postgres://postgres@127.0.0.1:5432/test
+#   LOGPIPE_TEST_POSTGRES_TLS_{PORT,DIR,URL}  a second PostgreSQL that accepts TLS only (hostssl),
+#                                and its certificates (scripts/lib/postgres_tls.sh)
 #   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
+#   LOGPIPE_TEST_KAFKA_SASL_{BROKERS,USER,PASSWORD,CA}  a separate 1-node Kafka whose client
+#                                listener is SASL_SSL with SCRAM-SHA-512 (scripts/lib/kafka_sasl.sh)
 #   LOGPIPE_TEST_PYTHON          a Python with the client libraries of tests/clients/requirements.txt
 #   LOGPIPE_TEST_OTELCOL         an OpenTelemetry Collector built from scripts/otelcol/ (cached)
 set -euo pipefail
@@ -33,6 +37,10 @@ cd "$REPO_ROOT"
 source scripts/lib/services.sh
 # shellcheck source=scripts/lib/kafka.sh
 source scripts/lib/kafka.sh
+# shellcheck source=scripts/lib/postgres_tls.sh
+source scripts/lib/postgres_tls.sh
+# shellcheck source=scripts/lib/kafka_sasl.sh
+source scripts/lib/kafka_sasl.sh
 
 START_SECONDS=$SECONDS
 ARTIFACTS="$REPO_ROOT/artifacts"
@@ -45,11 +53,21 @@ elapsed() {
 }
 
 KAFKA_DIR=""
+KAFKA_SASL_DIR=""
+PG_TLS_DIR=""
 cleanup() {
     local rc=$?
     if [[ -n "$KAFKA_DIR" ]]; then
         kafka_cluster_stop "$KAFKA_DIR"
         KAFKA_DIR=""
+    fi
+    if [[ -n "$KAFKA_SASL_DIR" ]]; then
+        kafka_sasl_stop "$KAFKA_SASL_DIR"
+        KAFKA_SASL_DIR=""
+    fi
+    if [[ -n "$PG_TLS_DIR" ]]; then
+        stop_postgres_tls "$PG_TLS_DIR"
+        PG_TLS_DIR=""
     fi
     return "$rc"
 }
@@ -94,6 +112,10 @@ step "PostgreSQL"
 ensure_postgres
 export LOGPIPE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
 
+step "PostgreSQL with TLS only (a second server)"
+PG_TLS_DIR="$ARTIFACTS/postgres-tls"
+ensure_postgres_tls "$PG_TLS_DIR"
+
 step "Redis"
 ensure_redis
 export LOGPIPE_TEST_REDIS_URL="redis://127.0.0.1:6379"
@@ -117,6 +139,10 @@ kafka_cluster_start "$KAFKA_DIR" "$KAFKA_NODES" "$KAFKA_BASE"
 export LOGPIPE_TEST_KAFKA_BROKERS="$KAFKA_BOOTSTRAP"
 LOGPIPE_TEST_KAFKA_LIBS=$(kafka_libs)
 export LOGPIPE_TEST_KAFKA_LIBS
+
+step "Apache Kafka $KAFKA_VERSION with a SASL_SSL listener (SCRAM-SHA-512), single node"
+KAFKA_SASL_DIR="$ARTIFACTS/kafka-sasl"
+kafka_sasl_start "$KAFKA_SASL_DIR"
 
 step "Python client libraries (tests/clients/requirements.txt)"
 # shellcheck source=scripts/lib/python.sh
