@@ -9,7 +9,7 @@
 //! the snapshot, sees at or below the cuts; rows stored but not yet counted are above them.
 
 use logpipe_aggregates::Aggregates;
-use logpipe_model::{Cells, Cut};
+use logpipe_model::Cells;
 use logpipe_store::{CellQuery, LogStore};
 
 use super::window::time_of;
@@ -24,8 +24,6 @@ pub struct ChunkCount {
     pub rows: u64,
     /// Rows of partitions with no watermark in the aggregates (not counted on either side).
     pub uncut: Vec<(String, i32, u64)>,
-    /// The watermarks the store was cut at.
-    pub cuts: Vec<Cut>,
 }
 
 /// Counts minutes `[from, until)`, of one service or all.
@@ -47,7 +45,7 @@ pub async fn count_chunk(
         from: time_of(from),
         until: time_of(until),
         service: service.map(str::to_owned),
-        cuts: snapshot.cuts.clone(),
+        cuts: snapshot.cuts,
     };
     let counted = store
         .count_cells(&query)
@@ -58,7 +56,6 @@ pub async fn count_chunk(
         live,
         rows: counted.rows,
         uncut: counted.uncut,
-        cuts: snapshot.cuts,
     })
 }
 
