@@ -23,6 +23,9 @@
 #   LOGPIPE_TEST_POSTGRES_TLS_{PORT,DIR,URL}  a second PostgreSQL that accepts TLS only (hostssl),
 #                                and its certificates (scripts/lib/postgres_tls.sh)
 #   LOGPIPE_TEST_REDIS_URL       redis://127.0.0.1:6379
+#   LOGPIPE_TEST_REDIS_TLS_*     two TLS-only Redis servers with passwords (scripts/lib/redis_tls.sh)
+#   LOGPIPE_TEST_AUTH_{POSTGRES,REDIS}_{URL,PASSWORD}  a PostgreSQL and a Redis that demand a password
+#                                (scripts/lib/auth_services.sh)
 #   LOGPIPE_TEST_KAFKA_SASL_{BROKERS,USER,PASSWORD,CA}  a separate 1-node Kafka whose client
 #                                listener is SASL_SSL with SCRAM-SHA-512 (scripts/lib/kafka_sasl.sh)
 #   LOGPIPE_TEST_PYTHON          a Python with the client libraries of tests/clients/requirements.txt
@@ -41,6 +44,10 @@ source scripts/lib/kafka.sh
 source scripts/lib/postgres_tls.sh
 # shellcheck source=scripts/lib/kafka_sasl.sh
 source scripts/lib/kafka_sasl.sh
+# shellcheck source=scripts/lib/redis_tls.sh
+source scripts/lib/redis_tls.sh
+# shellcheck source=scripts/lib/auth_services.sh
+source scripts/lib/auth_services.sh
 
 START_SECONDS=$SECONDS
 ARTIFACTS="$REPO_ROOT/artifacts"
@@ -55,6 +62,8 @@ elapsed() {
 KAFKA_DIR=""
 KAFKA_SASL_DIR=""
 PG_TLS_DIR=""
+REDIS_TLS_DIR=""
+AUTH_DIR=""
 cleanup() {
     local rc=$?
     if [[ -n "$KAFKA_DIR" ]]; then
@@ -68,6 +77,15 @@ cleanup() {
     if [[ -n "$PG_TLS_DIR" ]]; then
         stop_postgres_tls "$PG_TLS_DIR"
         PG_TLS_DIR=""
+    fi
+    if [[ -n "$REDIS_TLS_DIR" ]]; then
+        redis_tls_stop "$REDIS_TLS_DIR"
+        rm -rf "$REDIS_TLS_DIR"
+        REDIS_TLS_DIR=""
+    fi
+    if [[ -n "$AUTH_DIR" ]]; then
+        auth_services_stop "$AUTH_DIR"
+        AUTH_DIR=""
     fi
     return "$rc"
 }
@@ -119,6 +137,14 @@ ensure_postgres_tls "$PG_TLS_DIR"
 step "Redis"
 ensure_redis
 export LOGPIPE_TEST_REDIS_URL="redis://127.0.0.1:6379"
+
+step "Redis over TLS (two TLS-only servers with passwords)"
+REDIS_TLS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/logpipe-redis-tls.XXXXXX")
+redis_tls_start "$REDIS_TLS_DIR"
+
+step "PostgreSQL and Redis with passwords (secrets tests)"
+AUTH_DIR=$(mktemp -d /tmp/logpipe-auth.XXXXXX)
+auth_services_start "$AUTH_DIR"
 
 step "Chromium (dashboard test)"
 # shellcheck source=scripts/lib/chromium.sh

@@ -49,6 +49,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use delta::{BatchDelta, Contribution};
@@ -73,6 +74,14 @@ pub struct AggOptions {
     /// [`AggError::Unavailable`]. Bounded so an outage pauses the consumer quickly instead of
     /// hanging a batch. Ignored by the in-memory store.
     pub timeout: Duration,
+    /// PEM file of the CA certificate(s) to trust for a `rediss://` server instead of the
+    /// system's roots (a private CA). `redis.tls_ca_file` in the configuration.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to a server that asks for one (Redis
+    /// `tls-auth-clients yes`). Needs [`AggOptions::tls_key_file`] too.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of [`AggOptions::tls_cert_file`].
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl AggOptions {
@@ -105,7 +114,18 @@ impl AggOptions {
                 )));
             }
         }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(AggError::Other(
+                "redis.tls_cert_file and redis.tls_key_file go together (a client certificate and its private key): set both, or neither"
+                    .to_owned(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether any TLS file is configured (they need a `rediss://` URL).
+    pub fn has_tls_files(&self) -> bool {
+        self.tls_ca_file.is_some() || self.tls_cert_file.is_some() || self.tls_key_file.is_some()
     }
 }
 
@@ -116,6 +136,9 @@ impl Default for AggOptions {
             minute_ttl: Self::DEFAULT_MINUTE_TTL,
             fingerprint_ttl: Self::DEFAULT_FINGERPRINT_TTL,
             timeout: Self::DEFAULT_TIMEOUT,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -138,7 +161,8 @@ pub enum AggError {
     /// that failed this way may or may not have happened, and the watermark makes the retry safe.
     #[error("aggregates store unavailable: {0}")]
     Unavailable(String),
-    /// Anything else: misconfiguration (bad URL, bad options, auth, Redis older than 7) or a bug.
+    /// Anything else: misconfiguration (bad URL, bad options, wrong password, a TLS certificate
+    /// that does not verify, TLS on one side only, Redis older than 7) or a bug.
     /// Retrying the same call will not help.
     #[error("aggregates error: {0}")]
     Other(String),
@@ -177,8 +201,17 @@ impl Aggregates {
     /// `redis+unix://` or `unix://` → Redis, through a connection manager that reconnects by
     /// itself. Connects eagerly and loads the apply script, so a wrong address or a Redis older
     /// than 7 is reported here; an unreachable server is [`AggError::Unavailable`] (retry it).
+    /// A wrong password, a certificate that does not verify, or TLS on one side only is
+    /// [`AggError::Other`], saying which setting to fix. The TLS files of `options` need a
+    /// `rediss://` URL.
     pub async fn open(url: &str, options: &AggOptions) -> Result<Aggregates, AggError> {
         options.validate()?;
+        if options.has_tls_files() && !url.starts_with("rediss://") {
+            return Err(AggError::Other(format!(
+                "redis.tls_ca_file, redis.tls_cert_file and redis.tls_key_file apply to TLS connections only, and the aggregates URL {:?} is not one: use rediss:// (or remove the TLS files)",
+                redis::redact_url(url)
+            )));
+        }
         if url.is_empty() {
             // Debug, not info: the application's startup log says which stores are embedded.
             tracing::debug!(

@@ -29,7 +29,8 @@
 //! `{"conflict", index, actual, ...}`. `script.lua` repeats this next to the code that reads it.
 //!
 //! The rebuild (lease, snapshot, correction, requests) is in `redis_rebuild.rs`, a child module
-//! so it shares the connection and the key builders.
+//! so it shares the connection and the key builders. Opening the connection (TLS files, the
+//! first commands, and what a failed handshake or password means) is in `redis_connect.rs`.
 //!
 //! # Not a goal: Redis Cluster
 //! One apply touches keys of many hash slots (watermarks, minutes, totals), which a cluster
@@ -37,7 +38,9 @@
 //!
 //! # Failures
 //! Every call is bounded by `AggOptions::timeout`. [`classify`] is the one place that decides
-//! which errors are an outage ([`AggError::Unavailable`]). An apply that timed out may still
+//! which errors are an outage ([`AggError::Unavailable`]); a refused password or a failed TLS
+//! handshake never is, even when it arrives as an I/O error (`redis_connect.rs` explains them).
+//! An apply that timed out may still
 //! have run; retrying it then returns a conflict whose watermark is already the delta's
 //! `through`, which the consumer treats as done.
 
@@ -48,14 +51,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use ::redis::aio::ConnectionManager;
+use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use logpipe_model::{Fingerprint, Level};
 
 use crate::delta::BatchDelta;
 use crate::stats::{MinuteRange, Stats, StatsBuilder, StatsQuery, Totals};
 use crate::{AggError, AggOptions, ApplyOutcome};
 
+#[path = "redis_connect.rs"]
+mod connect;
 #[path = "redis_rebuild.rs"]
 mod rebuild;
 
@@ -118,37 +123,7 @@ impl Keys {
 impl RedisAggregates {
     pub(crate) async fn open(url: &str, options: &AggOptions) -> Result<Self, AggError> {
         let display_url: Arc<str> = redact_url(url).into();
-        if url.starts_with("rediss://") {
-            // rustls needs one crypto provider chosen per process; ring is the one this crate
-            // builds. An error only means another part of the process installed one already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let client = Client::open(url)
-            .map_err(|err| AggError::Other(format!("invalid Redis URL {display_url}: {err}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            // One quick retry inside a call; the consumer's own backoff handles longer outages.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let timeout = options.timeout;
-        let mut conn = bounded(
-            timeout,
-            "connect",
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|err| with_context(err, &display_url))?;
-        let script = Script::new(APPLY_SCRIPT);
-        // Loading now reports an old Redis (the script needs 7+) at startup, not at the first batch.
-        bounded(timeout, "SCRIPT LOAD", script.load_async(&mut conn))
-            .await
-            .map_err(|err| match err {
-                AggError::Other(detail) => AggError::Other(format!(
-                    "Redis at {display_url} refused the apply script (Redis 7 or newer is required): {detail}"
-                )),
-                outage => with_context(outage, &display_url),
-            })?;
+        let (conn, script) = connect::open(url, options, &display_url).await?;
         Ok(RedisAggregates {
             conn,
             script: Arc::new(script),
@@ -158,7 +133,7 @@ impl RedisAggregates {
             minute_ttl_secs: whole_seconds(options.minute_ttl),
             fingerprint_ttl_secs: whole_seconds(options.fingerprint_ttl),
             minute_ttl: options.minute_ttl,
-            timeout,
+            timeout: options.timeout,
             display_url,
         })
     }
@@ -412,17 +387,30 @@ async fn bounded<T>(
     what: &str,
     call: impl Future<Output = Result<T, RedisError>>,
 ) -> Result<T, AggError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(classify(what, &err)),
-        Err(_) => Err(AggError::Unavailable(format!(
-            "{what}: no answer from Redis within {timeout:?}"
-        ))),
-    }
+    deadline(timeout, what, call)
+        .await?
+        .map_err(|err| classify(what, &err))
+}
+
+/// The deadline of [`bounded`] alone: its expiry is an outage, the call's own error is left to
+/// the caller.
+async fn deadline<T>(
+    timeout: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, RedisError>>,
+) -> Result<Result<T, RedisError>, AggError> {
+    tokio::time::timeout(timeout, call).await.map_err(|_| {
+        AggError::Unavailable(format!("{what}: no answer from Redis within {timeout:?}"))
+    })
 }
 
 /// The one place that decides whether a Redis error is an outage (pause and retry) or not.
+/// Authentication and TLS failures are configuration errors, whatever layer reports them
+/// (a failed certificate check arrives as an I/O error): retrying cannot fix them.
 fn classify(what: &str, err: &RedisError) -> AggError {
+    if let Some(explained) = connect::explain(err) {
+        return AggError::Other(format!("{what}: {explained}"));
+    }
     let outage = err.is_io_error()
         || matches!(
             err.kind(),

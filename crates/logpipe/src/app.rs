@@ -81,7 +81,7 @@ pub struct Stores {
 impl Stores {
     /// Opens the log store (and applies its schema) and the aggregates, saying which are embedded.
     pub async fn open(config: &Config) -> anyhow::Result<Stores> {
-        let store = LogStore::open(&config.postgres.url, &config.postgres.store_options())
+        let store = LogStore::open(config.postgres.connect_url().expose(), &config.postgres.store_options())
             .await
             .map_err(|e| anyhow::anyhow!("opening the log store: {e}; check `postgres.url` (--postgres-url) and that PostgreSQL is running"))?;
         store
@@ -93,7 +93,7 @@ impl Stores {
         } else {
             tracing::info!(url = %crate::config::redact::redact_url(&config.postgres.url), "log store: PostgreSQL");
         }
-        let aggregates = Aggregates::open(&config.redis.url, &config.redis.agg_options())
+        let aggregates = Aggregates::open(config.redis.connect_url().expose(), &config.redis.agg_options())
             .await
             .map_err(|e| anyhow::anyhow!("opening the aggregates: {e}; check `redis.url` (--redis-url) and that Redis is running"))?;
         if config.redis.url.is_empty() {
@@ -106,7 +106,7 @@ impl Stores {
                 sqlite.with_query_timeout(config.postgres.query_statement_timeout),
             )),
             LogStore::Postgres(_) => Arc::new(
-                LogStore::open(&config.postgres.url, &config.postgres.query_store_options())
+                LogStore::open(config.postgres.connect_url().expose(), &config.postgres.query_store_options())
                     .await
                     .map_err(|e| anyhow::anyhow!("opening the query API's connections to the log store: {e}; check `postgres.url` and `postgres.query_pool_size`"))?,
             ),
@@ -271,7 +271,7 @@ impl App {
                     .context("producer role without a producer")?;
                 internal_auth::check_listen(
                     config.producer.listen,
-                    &config.producer.internal_token,
+                    config.producer.internal_token.expose(),
                 )?;
                 let router = producer_router(&config, p, registry);
                 let listener = http::bind(config.producer.listen, "the producer service").await?;
@@ -324,7 +324,7 @@ impl App {
                         let client = ProducerClient::new(
                             &config.gateway.producer_url,
                             config.gateway.request_timeout,
-                            &config.producer.internal_token,
+                            config.producer.internal_token.expose(),
                         )?;
                         client.start_health_monitor(HEALTH_INTERVAL, stop.clone());
                         tracing::info!(url = %crate::config::redact::redact_url(&config.gateway.producer_url), "gateway forwards to the producer service");

@@ -244,6 +244,13 @@ pub fn config_check(config: &Config, show_env: bool, json: bool) -> anyhow::Resu
                 format!("{section}.properties.\"a.b.c\""),
                 format!("LOGPIPE_{}_PROPERTY_A_B_C", section.to_ascii_uppercase()),
             ]);
+            table.add_row(vec![
+                format!("{section}.property_files.\"a.b.c\""),
+                format!(
+                    "LOGPIPE_{}_PROPERTY_FILE_A_B_C",
+                    section.to_ascii_uppercase()
+                ),
+            ]);
         }
         println!("\n{table}");
     }
@@ -286,7 +293,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     if config.postgres.url.is_empty() {
         anyhow::bail!("no PostgreSQL configured: set --postgres-url, LOGPIPE_POSTGRES_URL or postgres.url (the embedded SQLite store is created by the consumer itself)");
     }
-    let store = logpipe_store::LogStore::open(&config.postgres.url, &options)
+    let store = logpipe_store::LogStore::open(config.postgres.connect_url().expose(), &options)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;
     store

@@ -1,7 +1,8 @@
 //! Component and integration tests. Every scenario in `scenarios` runs twice, with the same body:
 //! on the in-memory store (`memory::*`) and on Redis (`redis::*`, under a unique key prefix,
 //! against `LOGPIPE_TEST_REDIS_URL`). Redis-only behaviour (key layout, TTLs, outages,
-//! reconnection) is in `redis_only`.
+//! reconnection) is in `redis_only`; TLS and authentication (against the TLS-only servers of
+//! `scripts/lib/redis_tls.sh`) in `redis_tls`.
 //!
 //! Inside the crate rather than in `tests/` so the Redis tests can reach the store's own
 //! connection (to find and kill it) without widening the public API.
@@ -37,6 +38,7 @@ macro_rules! on_both_backends {
 mod rebuild;
 mod rebuild_redis;
 mod redis_only;
+mod redis_tls;
 mod scenarios;
 pub(crate) mod support;
 

@@ -30,9 +30,12 @@ pub async fn open(config: &Config) -> anyhow::Result<(LogStore, Aggregates)> {
         );
     }
     let store = open_store(config).await?;
-    let aggregates = Aggregates::open(&config.redis.url, &command_agg_options(config))
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to the aggregates: {e}"))?;
+    let aggregates = Aggregates::open(
+        config.redis.connect_url().expose(),
+        &command_agg_options(config),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to the aggregates: {e}"))?;
     Ok((store, aggregates))
 }
 
@@ -45,7 +48,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<LogStore> {
         statement_timeout: None,
         ..config.postgres.store_options()
     };
-    LogStore::open(&config.postgres.url, &options)
+    LogStore::open(config.postgres.connect_url().expose(), &options)
         .await
         .map_err(|e| anyhow::anyhow!("opening the log store: {e}"))
 }

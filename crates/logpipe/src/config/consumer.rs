@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -159,6 +160,9 @@ pub struct ConsumerConfig {
     /// librdkafka properties for the consumer only; override `kafka.properties`.
     /// Env: `LOGPIPE_CONSUMER_PROPERTY_FETCH_WAIT_MAX_MS` sets `fetch.wait.max.ms`.
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are read from files at start-up, like
+    /// `kafka.property_files`; for the consumer only.
+    pub property_files: BTreeMap<String, PathBuf>,
 }
 
 impl Default for ConsumerConfig {
@@ -189,6 +193,7 @@ impl Default for ConsumerConfig {
             json_fields: JsonFields::default(),
             tags: BTreeMap::new(),
             properties: BTreeMap::new(),
+            property_files: BTreeMap::new(),
         }
     }
 }

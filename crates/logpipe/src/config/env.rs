@@ -5,7 +5,8 @@
 //! never fall behind the structs. A value is read with the type of the default it replaces
 //! (lists are comma-separated). librdkafka properties have their own families, one per table:
 //! `LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD` → `kafka.properties."sasl.password"`, likewise
-//! `LOGPIPE_PRODUCER_PROPERTY_*` and `LOGPIPE_CONSUMER_PROPERTY_*`.
+//! `LOGPIPE_PRODUCER_PROPERTY_*` and `LOGPIPE_CONSUMER_PROPERTY_*`; a property read from a file
+//! likewise: `LOGPIPE_KAFKA_PROPERTY_FILE_SASL_PASSWORD` → `kafka.property_files."sasl.password"`.
 //!
 //! Flags (`--set`) name a key by its dotted path, read like a TOML dotted key: a segment in double
 //! quotes is one key whatever it holds, so `consumer.properties."fetch.wait.max.ms"` reaches a
@@ -20,8 +21,13 @@ use super::ENV_PREFIX;
 
 /// Variables under the prefix that are not config keys.
 const NOT_KEYS: &[&str] = &["LOGPIPE_CONFIG"];
-/// The open maps of librdkafka properties, and the prefix of each one's variables.
+/// The open maps of librdkafka properties, and the prefix of each one's variables. The
+/// `property_files` prefixes come first: they extend the `properties` ones, and the first
+/// match wins (no librdkafka property name starts with `file.`).
 const PROPERTY_TABLES: &[(&str, &str)] = &[
+    ("kafka.property_files", "LOGPIPE_KAFKA_PROPERTY_FILE_"),
+    ("producer.property_files", "LOGPIPE_PRODUCER_PROPERTY_FILE_"),
+    ("consumer.property_files", "LOGPIPE_CONSUMER_PROPERTY_FILE_"),
     ("kafka.properties", "LOGPIPE_KAFKA_PROPERTY_"),
     ("producer.properties", "LOGPIPE_PRODUCER_PROPERTY_"),
     ("consumer.properties", "LOGPIPE_CONSUMER_PROPERTY_"),

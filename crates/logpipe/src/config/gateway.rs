@@ -1,11 +1,12 @@
 //! `[gateway]` and `[limits]`: the HTTP ingest edge and the limits of the event model.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ApiKeyConfig;
+use super::{ApiKeyConfig, Secret};
 
 /// The HTTP ingest gateway (`logpipe gateway`, :8080).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -28,8 +29,11 @@ pub struct GatewayConfig {
     pub retry_after: Duration,
     /// Plain API keys, each with the `ingest` and `read` scopes. Clients send
     /// `Authorization: Bearer KEY` or `X-API-Key: KEY`. Env: `LOGPIPE_GATEWAY_API_KEYS=key1,key2`.
-    /// Prefer `keys`, which stores digests and scopes each key.
-    pub api_keys: Vec<String>,
+    /// Prefer `keys`, which stores digests and scopes each key. Never printed.
+    pub api_keys: Vec<Secret>,
+    /// A file holding `api_keys` instead, one key per line (blank lines and `#` comments
+    /// ignored), read at start-up: a mounted Kubernetes or Docker secret. Not with `api_keys`.
+    pub api_keys_file: PathBuf,
     /// Scoped API keys, stored as SHA-256 digests (`[[gateway.keys]]`). With neither these nor
     /// `api_keys`, ingest is open and stored logs are served only to clients on this machine.
     pub keys: Vec<ApiKeyConfig>,
@@ -103,6 +107,7 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(15),
             retry_after: Duration::from_secs(1),
             api_keys: Vec::new(),
+            api_keys_file: PathBuf::new(),
             keys: Vec::new(),
             public_reads_without_keys: false,
             consumer_metrics_urls: vec!["http://127.0.0.1:8082/metrics".into()],

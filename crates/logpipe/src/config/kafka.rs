@@ -2,6 +2,7 @@
 //! client shares.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::ensure;
@@ -50,6 +51,11 @@ pub struct KafkaConfig {
     /// librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
     /// Env: `LOGPIPE_KAFKA_PROPERTY_SASL_PASSWORD` sets `sasl.password`.
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are read from files at start-up (content, trailing
+    /// newline trimmed), for secrets mounted as files: `"sasl.password" =
+    /// "/run/secrets/kafka-password"`. A property may be in `properties` or here, not both.
+    /// Env: `LOGPIPE_KAFKA_PROPERTY_FILE_SASL_PASSWORD` sets `"sasl.password"`. Never printed.
+    pub property_files: BTreeMap<String, PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -69,6 +75,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             request_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
+            property_files: BTreeMap::new(),
         }
     }
 }

@@ -13,8 +13,13 @@
 //! `config/logpipe.example.toml`, and its default lives in the `Default` impl beside it. Rules
 //! that span fields are in `validate.rs` ([`Config::validate`]); pass-through librdkafka
 //! properties are checked by `properties.rs` ([`check_properties`]) without creating a client.
+//!
+//! Secrets (`*.password`, `gateway.api_keys`, `producer.internal_token`) are [`Secret`]s, which
+//! never print; each may come from a file instead (`*_file`, `*.property_files`), read at load by
+//! `secret_files.rs`. Store passwords join their URLs only to connect (`credentials.rs`).
 
 mod consumer;
+mod credentials;
 mod dlq;
 mod env;
 mod formats;
@@ -26,6 +31,8 @@ mod logging;
 mod producer;
 mod properties;
 pub mod redact;
+mod secret;
+mod secret_files;
 mod stores;
 mod validate;
 
@@ -43,12 +50,14 @@ pub use keys::{ApiKeyConfig, Scope};
 pub use logging::*;
 pub use producer::*;
 pub use properties::check_properties;
+pub use secret::Secret;
 use serde::{Deserialize, Serialize};
 pub use stores::*;
 use toml::Value;
 
 /// The whole configuration of a logpipe process (every role reads the sections it needs).
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+/// `Debug` masks secrets (see [`redact`]).
+#[derive(Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub kafka: KafkaConfig,
@@ -105,10 +114,11 @@ impl Config {
         for (key, raw) in &sources.overrides {
             env::set_path(&mut tree, key, raw).with_context(|| format!("flag for `{key}`"))?;
         }
-        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
         })?;
+        secret_files::resolve(&mut config)?;
         config.validate()?;
         Ok(config)
     }
@@ -118,10 +128,11 @@ impl Config {
         let mut tree = Value::try_from(Config::default())?;
         let file: Value = toml::from_str(text).context("parsing TOML")?;
         merge(&mut tree, file, "", "<string>")?;
-        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
         })?;
+        secret_files::resolve(&mut config)?;
         config.validate()?;
         Ok(config)
     }
@@ -170,6 +181,9 @@ pub(crate) const FREE_FORM_TABLES: &[&str] = &[
     "kafka.properties",
     "producer.properties",
     "consumer.properties",
+    "kafka.property_files",
+    "producer.property_files",
+    "consumer.property_files",
     "consumer.tags",
     "consumer.formats",
 ];

@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::Secret;
 
 /// Compression codec of produced batches.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,7 +57,11 @@ pub struct ProducerConfig {
     /// TOKEN` and the producer answers 401 without it. Required when `listen` is not a loopback
     /// address; set the same value for the gateway and the producer (at least 16 characters).
     /// Env: `LOGPIPE_PRODUCER_INTERNAL_TOKEN`. Empty (default) means no check, loopback only.
-    pub internal_token: String,
+    /// Never printed.
+    pub internal_token: Secret,
+    /// A file holding `internal_token` instead (trailing newline trimmed), read at start-up: a
+    /// mounted Kubernetes or Docker secret. Not with `internal_token`.
+    pub internal_token_file: PathBuf,
     /// Most events one internal publish request may carry (413 beyond). At least
     /// `gateway.max_batch_events`, so every batch the gateway accepts fits.
     pub max_request_events: usize,
@@ -82,6 +89,9 @@ pub struct ProducerConfig {
     /// dead-letter writer, `dlq replay`); override `kafka.properties`.
     /// Env: `LOGPIPE_PRODUCER_PROPERTY_LINGER_MS` sets `linger.ms`.
     pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are read from files at start-up, like
+    /// `kafka.property_files`; for the producers only.
+    pub property_files: BTreeMap<String, PathBuf>,
 }
 
 impl Default for ProducerConfig {
@@ -89,7 +99,8 @@ impl Default for ProducerConfig {
         Self {
             // Loopback: the endpoint is internal, and anything wider needs `internal_token`.
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            internal_token: String::new(),
+            internal_token: Secret::default(),
+            internal_token_file: PathBuf::new(),
             // The gateway's default `max_batch_events`.
             max_request_events: 10_000,
             compression: Compression::Lz4,
@@ -103,6 +114,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(10),
             key: KeyStrategy::Service,
             properties: BTreeMap::new(),
+            property_files: BTreeMap::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Secrets never leave the process in clear: `logpipe config check` and start-up logs print the
-//! effective configuration through [`redacted`], which masks passwords in URLs, API keys, and
-//! librdkafka properties that hold credentials. Every URL that is logged or echoed (store URLs,
+//! effective configuration through [`redacted`], which masks passwords in URLs and librdkafka
+//! properties that hold credentials or came from files; API keys, the internal token and the
+//! store passwords are [`Secret`](super::Secret)s, masked wherever they are printed. Every URL that is logged or echoed (store URLs,
 //! the producer URL, the consumers' metrics URLs) goes through [`redact_url`] first.
 
 use super::Config;
@@ -20,27 +21,54 @@ pub fn redacted(config: &Config) -> Config {
     for url in &mut c.gateway.consumer_metrics_urls {
         *url = redact_url(url);
     }
-    if !c.producer.internal_token.is_empty() {
-        c.producer.internal_token = MASK.to_string();
-    }
-    c.gateway.api_keys = c
-        .gateway
-        .api_keys
-        .iter()
-        .map(|_| MASK.to_string())
-        .collect();
-    for props in [
-        &mut c.kafka.properties,
-        &mut c.producer.properties,
-        &mut c.consumer.properties,
+    // `gateway.api_keys`, `producer.internal_token` and the store passwords are `Secret`s,
+    // which print as the mask by themselves. Properties read from files are masked whatever
+    // their name: a file is how secrets are mounted.
+    for (props, files) in [
+        (&mut c.kafka.properties, &c.kafka.property_files),
+        (&mut c.producer.properties, &c.producer.property_files),
+        (&mut c.consumer.properties, &c.consumer.property_files),
     ] {
         for (key, value) in props.iter_mut() {
-            if is_secret_property(key) {
+            if is_secret_property(key) || files.contains_key(key) {
                 *value = MASK.to_string();
             }
         }
     }
     c
+}
+
+/// `{:?}` of a config shows what [`redacted`] does: URL passwords, secret-looking properties and
+/// properties read from files are masked, as the [`Secret`](super::Secret)s are.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Config {
+            kafka,
+            producer,
+            consumer,
+            gateway,
+            limits,
+            http,
+            postgres,
+            redis,
+            log,
+            retry,
+            dlq,
+        } = redacted(self);
+        f.debug_struct("Config")
+            .field("kafka", &kafka)
+            .field("producer", &producer)
+            .field("consumer", &consumer)
+            .field("gateway", &gateway)
+            .field("limits", &limits)
+            .field("http", &http)
+            .field("postgres", &postgres)
+            .field("redis", &redis)
+            .field("log", &log)
+            .field("retry", &retry)
+            .field("dlq", &dlq)
+            .finish()
+    }
 }
 
 /// librdkafka properties that carry credentials or private keys.

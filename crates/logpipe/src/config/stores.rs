@@ -1,8 +1,12 @@
-//! `[postgres]` and `[redis]`: the durable log store and the real-time aggregates.
+//! `[postgres]` and `[redis]`: the durable log store and the real-time aggregates (with the
+//! Redis TLS files and their rules).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::Secret;
 
 /// Durable log store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -11,6 +15,12 @@ pub struct PostgresConfig {
     /// `postgres://user:password@host:port/db`. Empty: embedded temporary SQLite
     /// (a file in a private temporary directory, removed on exit).
     pub url: String,
+    /// The password, instead of one in `url`: replaces the URL's password when connecting, so
+    /// the URL holds none and is safe to log. Never printed.
+    pub password: Secret,
+    /// A file holding `password` (trailing newline trimmed), read at start-up: a mounted
+    /// Kubernetes or Docker secret. Not with `password`.
+    pub password_file: PathBuf,
     /// Schema of the `logs` table.
     pub schema: String,
     /// Connections in the pool (per process).
@@ -69,6 +79,8 @@ impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            password: Secret::default(),
+            password_file: PathBuf::new(),
             schema: "public".into(),
             pool_size: 4,
             query_pool_size: 2,
@@ -125,8 +137,15 @@ impl PostgresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`. Empty: in-process aggregates.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. The password (and the
+    /// ACL user, if not the default one) come from here only. Empty: in-process aggregates.
     pub url: String,
+    /// The password (Redis `AUTH`), instead of one in `url`: replaces the URL's password when
+    /// connecting, so the URL holds none and is safe to log. Never printed.
+    pub password: Secret,
+    /// A file holding `password` (trailing newline trimmed), read at start-up: a mounted
+    /// Kubernetes or Docker secret. Not with `password`.
+    pub password_file: PathBuf,
     /// Prefix of every key logpipe writes.
     pub key_prefix: String,
     /// Per-minute counters expire after this.
@@ -136,16 +155,48 @@ pub struct RedisConfig {
     /// restart without persistence, FLUSHDB, failover to an empty replica), rebuild the lost
     /// counts from the log store by itself. See docs/runbook.md, "Aggregates lost data".
     pub reconcile: bool,
+    /// PEM CA certificate(s) to trust for a `rediss://` server instead of the system's roots
+    /// (a private CA). Empty: the system's roots.
+    pub tls_ca_file: String,
+    /// PEM client certificate for a server that requires one (Redis `tls-auth-clients yes`),
+    /// with `tls_key_file`. Empty: none.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
 }
 
 impl RedisConfig {
     /// The aggregates' options.
     pub fn agg_options(&self) -> logpipe_aggregates::AggOptions {
+        let path = |value: &str| (!value.is_empty()).then(|| PathBuf::from(value));
         logpipe_aggregates::AggOptions {
             key_prefix: self.key_prefix.clone(),
             minute_ttl: self.minute_ttl,
+            tls_ca_file: path(&self.tls_ca_file),
+            tls_cert_file: path(&self.tls_cert_file),
+            tls_key_file: path(&self.tls_key_file),
             ..logpipe_aggregates::AggOptions::default()
         }
+    }
+
+    /// The rules of the TLS keys, for [`super::Config::validate`]: a client certificate comes
+    /// with its key, and TLS files need a `rediss://` URL.
+    pub(super) fn check_tls(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.tls_cert_file.is_empty() == self.tls_key_file.is_empty(),
+            "config keys `redis.tls_cert_file` and `redis.tls_key_file` go together (a client certificate and its private key): set both, or neither"
+        );
+        let tls_files = [&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file];
+        anyhow::ensure!(
+            tls_files.iter().all(|file| file.is_empty()) || self.url.starts_with("rediss://"),
+            "config keys `redis.tls_ca_file`, `redis.tls_cert_file` and `redis.tls_key_file` apply to TLS connections only, and `redis.url` ({}) is not one: use a rediss:// URL",
+            if self.url.is_empty() {
+                "empty: in-process aggregates".to_owned()
+            } else {
+                super::redact::redact_url(&self.url)
+            }
+        );
+        Ok(())
     }
 }
 
@@ -153,9 +204,89 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            password: Secret::default(),
+            password_file: PathBuf::new(),
             key_prefix: "logpipe".into(),
             minute_ttl: Duration::from_secs(48 * 3600),
             reconcile: true,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::config::{Config, Sources};
+
+    fn load(env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        Config::load(&Sources {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        })
+    }
+
+    #[test]
+    fn tls_files_reach_the_aggregates_from_the_environment() {
+        let config = load(&[
+            ("LOGPIPE_REDIS_URL", "rediss://logpipe:pw@cache:6380/0"),
+            ("LOGPIPE_REDIS_TLS_CA_FILE", "/etc/logpipe/redis-ca.crt"),
+            ("LOGPIPE_REDIS_TLS_CERT_FILE", "/etc/logpipe/client.crt"),
+            ("LOGPIPE_REDIS_TLS_KEY_FILE", "/etc/logpipe/client.key"),
+        ])
+        .unwrap();
+        let options = config.redis.agg_options();
+        assert_eq!(
+            options.tls_ca_file,
+            Some(PathBuf::from("/etc/logpipe/redis-ca.crt"))
+        );
+        assert_eq!(
+            options.tls_cert_file,
+            Some(PathBuf::from("/etc/logpipe/client.crt"))
+        );
+        assert_eq!(
+            options.tls_key_file,
+            Some(PathBuf::from("/etc/logpipe/client.key"))
+        );
+        let plain = Config::default().redis.agg_options();
+        assert_eq!(
+            (plain.tls_ca_file, plain.tls_cert_file, plain.tls_key_file),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_without_its_key_names_both_keys() {
+        for (key, value) in [
+            ("LOGPIPE_REDIS_TLS_CERT_FILE", "client.crt"),
+            ("LOGPIPE_REDIS_TLS_KEY_FILE", "client.key"),
+        ] {
+            let error = load(&[("LOGPIPE_REDIS_URL", "rediss://cache:6380"), (key, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("`redis.tls_cert_file`"), "{error}");
+            assert!(error.contains("`redis.tls_key_file`"), "{error}");
+        }
+    }
+
+    #[test]
+    fn tls_files_with_a_plain_url_ask_for_rediss_and_hide_the_password() {
+        for url in ["redis://logpipe:hunter2@cache:6379", ""] {
+            let error = load(&[
+                ("LOGPIPE_REDIS_URL", url),
+                ("LOGPIPE_REDIS_TLS_CA_FILE", "ca.crt"),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("use a rediss:// URL"), "{error}");
+            assert!(error.contains("`redis.tls_ca_file`"), "{error}");
+            assert!(!error.contains("hunter2"), "{error}");
         }
     }
 }

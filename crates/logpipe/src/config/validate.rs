@@ -242,7 +242,7 @@ impl Config {
             self.gateway.max_batch_events
         );
         ensure!(
-            p.internal_token.is_empty() || p.internal_token.len() >= 16,
+            p.internal_token.is_empty() || p.internal_token.expose().len() >= 16,
             "config key `producer.internal_token` (env LOGPIPE_PRODUCER_INTERNAL_TOKEN): must be at least 16 characters, or empty to turn the check off on a loopback listen address"
         );
         ensure!(
@@ -266,7 +266,7 @@ impl Config {
             "config key `gateway.max_body_bytes`: must be at least 1024"
         );
         ensure!(
-            g.api_keys.iter().all(|key| key.len() >= 16),
+            g.api_keys.iter().all(|key| key.expose().len() >= 16),
             "config key `gateway.api_keys`: every key must be at least 16 characters"
         );
         let mut names = std::collections::BTreeSet::new();
@@ -371,8 +371,10 @@ impl Config {
                 parsed.scheme()
             );
         }
+        self.redis.check_tls()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| anyhow::anyhow!("config key `log.level`: {e}"))?;
+        super::credentials::check(self)?;
         super::HttpConfig::check(self)?;
         super::formats::check(self)?;
         Ok(())

@@ -52,7 +52,7 @@ impl ApiKeys {
     /// Plain keys with the `ingest` and `read` scopes (tests, embedding programs).
     pub fn new(keys: &[String]) -> Self {
         Self::from_config(&GatewayConfig {
-            api_keys: keys.to_vec(),
+            api_keys: keys.iter().map(|k| k.as_str().into()).collect(),
             ..GatewayConfig::default()
         })
     }
@@ -62,7 +62,7 @@ impl ApiKeys {
         let plain = gateway
             .api_keys
             .iter()
-            .map(|k| (Sha256::digest(k.as_bytes()).into(), INGEST | READ));
+            .map(|k| (Sha256::digest(k.expose().as_bytes()).into(), INGEST | READ));
         let scoped = gateway
             .keys
             .iter()

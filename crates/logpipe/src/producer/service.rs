@@ -42,7 +42,7 @@ struct ServiceState {
 /// The producer service's routes (without the shared layers): body limit from
 /// `gateway.max_body_bytes`, token and event cap from `[producer]`.
 pub fn router(producer: Arc<Producer>, config: &Config) -> Router {
-    let token = InternalToken::new(&config.producer.internal_token);
+    let token = InternalToken::new(config.producer.internal_token.expose());
     Router::new()
         .route(PUBLISH_PATH, post(publish))
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -4,7 +4,8 @@
 //! logpipe command is a real subcommand; ports, probes, Services and Prometheus targets agree with
 //! the roles' listen ports; grace periods exceed the drain bound plus the producer flush; KEDA's
 //! maxReplicaCount equals the topic's partitions; the producer, listening beyond loopback, has the
-//! internal token its gateways send, and a NetworkPolicy admits only gateways to it. Images are not built and manifests are not
+//! internal token its gateways send, and a NetworkPolicy admits only gateways to it; Kubernetes
+//! secrets are files of a mounted Secret, named by the `*_FILE` settings (`deploy_secrets.rs`). Images are not built and manifests are not
 //! validated against the Kubernetes schemas here (no Docker daemon, no kubeconform).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -535,6 +536,15 @@ fn kubernetes_manifests_match_the_binary() {
         base_env.insert(s(k), s(v));
     }
     let secret = find(&objects, "Secret", "logpipe-secrets");
+    for var in ["LOGPIPE_POSTGRES_URL", "LOGPIPE_REDIS_URL"] {
+        let url = url::Url::parse(&base_env[var]).unwrap();
+        assert_eq!(
+            url.password(),
+            None,
+            "ConfigMap {var}: the password belongs in the Secret (postgres.password_file)"
+        );
+    }
+    let secret_files = tempfile::tempdir().unwrap();
     let secret_keys: BTreeSet<String> = secret["stringData"]
         .as_mapping()
         .unwrap()
@@ -604,6 +614,14 @@ fn kubernetes_manifests_match_the_binary() {
                     env.insert(var_name.clone(), secret_placeholder(&var_name));
                 }
             }
+            let read = crate::deploy_secrets::materialise(
+                &what,
+                spec,
+                &container,
+                secret,
+                secret_files.path(),
+                &mut env,
+            );
             let config = effective_config(&what, &env);
             let role = args[0].clone();
             if !["gateway", "producer", "consumer"].contains(&role.as_str()) {
@@ -650,25 +668,29 @@ fn kubernetes_manifests_match_the_binary() {
                 duration(&config, "consumer", "drain_timeout")
                     < duration(&config, "consumer", "session_timeout")
             );
-            if role == "consumer" {
-                assert!(
-                    !config["postgres"]["url"].as_str().unwrap().is_empty(),
-                    "{what}"
-                );
-                assert!(
-                    !config["redis"]["url"].as_str().unwrap().is_empty(),
-                    "{what}"
-                );
+            if role == "consumer" || role == "gateway" {
+                for store in ["postgres", "redis"] {
+                    assert!(!config[store]["url"].as_str().unwrap().is_empty(), "{what}");
+                    assert_eq!(
+                        config[store]["password"], "<redacted>",
+                        "{what}: {store}.password_file is read"
+                    );
+                }
+                assert!(read.contains(&"postgres-password".to_string()), "{what}");
+                assert!(read.contains(&"redis-password".to_string()), "{what}");
             }
             if role == "gateway" || role == "producer" {
-                // Both sides read the internal token from the same required Secret key.
-                let token = seq(&container["env"])
-                    .into_iter()
-                    .find(|v| s(&v["name"]) == "LOGPIPE_PRODUCER_INTERNAL_TOKEN")
-                    .unwrap_or_else(|| panic!("{what}: no LOGPIPE_PRODUCER_INTERNAL_TOKEN"));
-                let key_ref = &token["valueFrom"]["secretKeyRef"];
-                assert_eq!(s(&key_ref["key"]), "producer-internal-token", "{what}");
-                assert_ne!(key_ref["optional"], Value::Bool(true), "{what}");
+                // Both sides read the internal token from the same Secret key, as a file.
+                assert!(
+                    read.contains(&"producer-internal-token".to_string()),
+                    "{what}: LOGPIPE_PRODUCER_INTERNAL_TOKEN_FILE does not read producer-internal-token"
+                );
+            }
+            if role == "gateway" {
+                assert!(
+                    !config["gateway"]["api_keys"].as_array().unwrap().is_empty(),
+                    "{what}: gateway.api_keys_file is read"
+                );
             }
             if role == "producer" {
                 assert_producer_listen_is_safe(&what, &config);

@@ -2,6 +2,7 @@ use super::*;
 
 mod postgres_tls;
 mod properties;
+mod secrets;
 
 pub(super) fn load(
     file: Option<&str>,
@@ -103,7 +104,10 @@ fn env_values_take_the_type_of_the_key() {
     assert!(!c.kafka.create_topics);
     assert_eq!(
         c.gateway.api_keys,
-        vec!["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]
+        vec![
+            Secret::from("aaaaaaaaaaaaaaaa"),
+            Secret::from("bbbbbbbbbbbbbbbb")
+        ]
     );
     assert_eq!(c.producer.linger, std::time::Duration::from_millis(20));
     assert_eq!(c.kafka.properties["sasl.username"], "alice");
@@ -226,7 +230,7 @@ fn redaction_masks_secrets_and_keeps_the_rest() {
     let mut c = Config::default();
     c.postgres.url = "postgres://app:hunter2@db:5432/logs".into();
     c.redis.url = "redis://:s3cret@cache:6379/0".into();
-    c.gateway.api_keys = vec!["k".repeat(20)];
+    c.gateway.api_keys = vec!["k".repeat(20).into()];
     c.kafka
         .properties
         .insert("sasl.password".into(), "pw".into());
