@@ -14,10 +14,13 @@
 #   BASE+2  SASL_SSL   clients: SCRAM-SHA-512, server certificate DIR/certs/kafka.crt signed by
 #                      DIR/certs/ca.crt
 # The SCRAM user `logpipe` and its random password are written at storage format time
-# (`StorageTool format --add-scram`), so the broker knows them from its first start.
+# (`StorageTool format --add-scram`), so the broker knows them from its first start. The same
+# listener also takes SASL/PLAIN, as Confluent Cloud does: one user shaped like an API key (16
+# upper-case characters) with a random secret, declared in the listener's PlainLoginModule.
 #
 # Exports: LOGPIPE_TEST_KAFKA_SASL_BROKERS (the SASL_SSL address), LOGPIPE_TEST_KAFKA_SASL_USER
-# (logpipe), LOGPIPE_TEST_KAFKA_SASL_PASSWORD, LOGPIPE_TEST_KAFKA_SASL_CA (the CA file to trust).
+# (logpipe), LOGPIPE_TEST_KAFKA_SASL_PASSWORD, LOGPIPE_TEST_KAFKA_SASL_CA (the CA file to trust),
+# LOGPIPE_TEST_KAFKA_SASL_PLAIN_USER and LOGPIPE_TEST_KAFKA_SASL_PLAIN_PASSWORD (the PLAIN user).
 # Functions print progress to stderr and return non-zero on failure (they never exit).
 
 if [[ -n "${LOGPIPE_KAFKA_SASL_SH_LOADED:-}" ]]; then
@@ -34,12 +37,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/certs.sh"
 # folder) with its certificates in DIR/certs, ready once a SCRAM-SHA-512 login over TLS succeeded;
 # exports LOGPIPE_TEST_KAFKA_SASL_*.
 kafka_sasl_start() {
-    local dir=$1 base user=logpipe password store_password sasl_port
+    local dir=$1 base user=logpipe password store_password sasl_port plain_user plain_password
     kafka_install || return 1
     # Three ports are needed; kafka_free_base checks them in pairs.
     base=$(kafka_free_base "${2:-19292}" 2) || return 1
     sasl_port=$((base + 2))
-    password=$(openssl rand -hex 16) && store_password=$(openssl rand -hex 16) || {
+    password=$(openssl rand -hex 16) && store_password=$(openssl rand -hex 16) &&
+        plain_user=$(openssl rand -hex 8 | tr 'a-f' 'A-F') && plain_password=$(openssl rand -hex 32) || {
         kafka_err "openssl rand failed"
         return 1
     }
@@ -57,8 +61,9 @@ kafka_sasl_start() {
     KAFKA_NODE_EXTRA="listeners=PLAINTEXT://127.0.0.1:$base,CONTROLLER://127.0.0.1:$((base + 1)),SASL_SSL://127.0.0.1:$sasl_port
 advertised.listeners=PLAINTEXT://127.0.0.1:$base,SASL_SSL://127.0.0.1:$sasl_port
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
-sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$plain_user=\"$plain_password\";
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$dir/certs/kafka.p12
 ssl.keystore.password=$store_password
@@ -71,7 +76,9 @@ ssl.client.auth=none"
     export LOGPIPE_TEST_KAFKA_SASL_USER=$user
     export LOGPIPE_TEST_KAFKA_SASL_PASSWORD=$password
     export LOGPIPE_TEST_KAFKA_SASL_CA="$dir/certs/ca.crt"
-    kafka_log "SASL_SSL cluster ready at $LOGPIPE_TEST_KAFKA_SASL_BROKERS (SCRAM-SHA-512 user $user, CA $LOGPIPE_TEST_KAFKA_SASL_CA)"
+    export LOGPIPE_TEST_KAFKA_SASL_PLAIN_USER=$plain_user
+    export LOGPIPE_TEST_KAFKA_SASL_PLAIN_PASSWORD=$plain_password
+    kafka_log "SASL_SSL cluster ready at $LOGPIPE_TEST_KAFKA_SASL_BROKERS (SCRAM-SHA-512 user $user, PLAIN user $plain_user, CA $LOGPIPE_TEST_KAFKA_SASL_CA)"
 }
 
 # kafka_sasl_ready DIR ADDRESS USER PASSWORD [TIMEOUT]: until Kafka's own client lists the broker

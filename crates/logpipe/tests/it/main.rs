@@ -35,6 +35,7 @@ mod kafka_provisioning;
 mod kafka_sasl;
 mod kafka_tools;
 mod lag;
+mod managed_examples;
 mod observability;
 mod otel_collector;
 mod pipeline_embedded;
