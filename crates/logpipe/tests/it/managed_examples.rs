@@ -114,7 +114,10 @@ fn rds_postgres_example_migrates_over_verify_full_with_a_password_file() {
     env_wrong[2] = ("LOGPIPE_POSTGRES_PASSWORD_FILE", wrong.as_str());
     let (code, _, stderr) = output(with_example("rds-postgres.toml", &env_wrong), &["migrate"]);
     assert_ne!(code, 0);
-    assert!(stderr.contains("password authentication failed"), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("not-the-password-0123"), "{stderr}");
 }
 
@@ -205,13 +208,14 @@ async fn tls_redis_example_counts_over_rediss_with_a_password_file_and_the_syste
             .unwrap();
     }
     // Counted in that Redis, under this test's prefix, not in memory.
-    let counted = crate::support::redis_cli(
-        &format!(
-            "rediss://:{}@{host}:{port}",
-            required_env("LOGPIPE_TEST_REDIS_TLS_DEFAULT_PASSWORD")
-        ),
-        &["--cacert", &ca.display().to_string(), "HGET", &format!("{prefix}:totals"), "all"],
-    );
+    let out = Command::new("redis-cli")
+        .args(["--tls", "--cacert", &ca.display().to_string()])
+        .args(["-h", &host, "-p", &port, "--no-auth-warning", "-a"])
+        .arg(required_env("LOGPIPE_TEST_REDIS_TLS_DEFAULT_PASSWORD"))
+        .args(["HGET", &format!("{prefix}:totals"), "all"])
+        .output()
+        .expect("redis-cli (scripts/test.sh installs Redis)");
+    let counted = String::from_utf8_lossy(&out.stdout);
     assert_eq!(counted.trim(), "5", "{prefix}:totals");
     let _ = child.kill();
     let _ = child.wait();
@@ -226,16 +230,25 @@ fn kafka_example(name: &str, dir: &Path, user: Option<&str>, password: &str) -> 
     let topic = unique("managed");
     let mut env = vec![
         ("LOGPIPE_KAFKA_BROKERS".to_string(), brokers),
-        ("LOGPIPE_KAFKA_PROPERTY_FILE_SASL_PASSWORD".to_string(), file),
+        (
+            "LOGPIPE_KAFKA_PROPERTY_FILE_SASL_PASSWORD".to_string(),
+            file,
+        ),
         ("LOGPIPE_KAFKA_TOPIC".to_string(), topic.clone()),
-        ("LOGPIPE_KAFKA_DLQ_TOPIC".to_string(), format!("{topic}-dlq")),
+        (
+            "LOGPIPE_KAFKA_DLQ_TOPIC".to_string(),
+            format!("{topic}-dlq"),
+        ),
         (
             "LOGPIPE_KAFKA_PARKED_TOPIC".to_string(),
             format!("{topic}-parked"),
         ),
     ];
     if let Some(user) = user {
-        env.push(("LOGPIPE_KAFKA_PROPERTY_SASL_USERNAME".to_string(), user.into()));
+        env.push((
+            "LOGPIPE_KAFKA_PROPERTY_SASL_USERNAME".to_string(),
+            user.into(),
+        ));
     }
     (0..3)
         .map(|_| {
