@@ -78,10 +78,14 @@ CP=$(free_port 18582)
     --set "postgres.schema=$RUN" --set "redis.key_prefix=$RUN" --set "consumer.group_id=$RUN" ${CONSUMER_ARGS:-} \
     >"$ARTIFACTS/consumer.log" 2>&1 &
 CONSUMER_PID=$!; PIDS+=("$CONSUMER_PID")
-# CPU seconds (user+system) used so far by processes matching a name.
-cpu_of() { ps -C "$1" -o times= 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
-cpu_pid() { ps -p "$1" -o times= 2>/dev/null | awk '{print $1 + 0}'; }
-# CPU seconds of the broker JVMs, one figure per node.
+# CPU time (user+system) used so far, in clock ticks (/proc/PID/stat, 10 ms each; `ps` gives
+# whole seconds, too coarse for a drain of a few seconds): by one process, or by every process
+# with that name. `secs` turns ticks into seconds.
+HZ=$(getconf CLK_TCK)
+cpu_pid() { local t; t=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'); echo "${t:-0}"; }
+cpu_of() { local p s=0; for p in $(pgrep -x "$1"); do s=$((s + $(cpu_pid "$p"))); done; echo "$s"; }
+secs() { awk -v t="$1" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}'; }
+# CPU ticks of the broker JVMs, one figure per node.
 cpu_nodes() { local p; for p in "${NODE_PIDS[@]}"; do cpu_pid "$p"; done; }
 # "stored skipped" from one scrape of the consumer's metrics: records stored and counted, and
 # offsets the consumer saw skipped by the broker (never stored; none expected on Apache Kafka).
@@ -116,15 +120,16 @@ while ((SECONDS < deadline)); do
     sleep 0.2
 done
 end_t=$(date +%s.%N)
-cpu_consumer=$(( $(cpu_pid "$CONSUMER_PID") - cpu0_consumer ))
-cpu_pg=$(( $(cpu_of postgres) - cpu0_pg ))
+cpu_consumer=$(secs $(( $(cpu_pid "$CONSUMER_PID") - cpu0_consumer )))
+cpu_pg=$(secs $(( $(cpu_of postgres) - cpu0_pg )))
 mapfile -t cpu1_kafka < <(cpu_nodes)
 cpu_kafka=0; cpu_kafka_nodes=""
 for i in "${!NODE_PIDS[@]}"; do
     d=$(( ${cpu1_kafka[i]:-0} - ${cpu0_kafka[i]:-0} ))
-    cpu_kafka=$((cpu_kafka + d)); cpu_kafka_nodes+="${cpu_kafka_nodes:++}${d}s"
+    cpu_kafka=$((cpu_kafka + d)); cpu_kafka_nodes+="${cpu_kafka_nodes:++}$(secs "$d")s"
 done
-cpu_redis=$(( $(cpu_of redis-server) - cpu0_redis ))
+cpu_kafka=$(secs "$cpu_kafka")
+cpu_redis=$(secs $(( $(cpu_of redis-server) - cpu0_redis )))
 echo
 if [[ -n "${PERF_PID:-}" ]]; then
     wait "$PERF_PID" "$PERF_ALL_PID" || true
