@@ -13,8 +13,10 @@
 #   BASE+1  CONTROLLER KRaft
 #   BASE+2  SASL_SSL   clients: SCRAM-SHA-512, server certificate DIR/certs/kafka.crt signed by
 #                      DIR/certs/ca.crt
-# The SCRAM user `logpipe` and its random password are written at storage format time
-# (`StorageTool format --add-scram`), so the broker knows them from its first start. The same
+# The SCRAM user `logpipe` and its random password are created once the node runs, through
+# Kafka's admin tooling (ConfigCommand, what kafka-configs.sh runs: `--alter --add-config
+# SCRAM-SHA-512=[...] --entity-type users`) over the PLAINTEXT listener, as an operator adds a
+# user to a running cluster; the readiness check then waits for a login with it. The same
 # listener also takes SASL/PLAIN, as Confluent Cloud does: one user shaped like an API key (16
 # upper-case characters) with a random secret, declared in the listener's PlainLoginModule.
 #
@@ -34,7 +36,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/certs.sh"
 
 # kafka_sasl_start DIR [BASE]: a fresh single-node cluster in DIR/cluster (a kafka.sh cluster
-# folder) with its certificates in DIR/certs, ready once a SCRAM-SHA-512 login over TLS succeeded;
+# folder) with its certificates in DIR/certs, the SCRAM user added through ConfigCommand, ready
+# once a SCRAM-SHA-512 login over TLS succeeded;
 # exports LOGPIPE_TEST_KAFKA_SASL_*.
 kafka_sasl_start() {
     local dir=$1 base user=logpipe password store_password sasl_port plain_user plain_password
@@ -68,8 +71,14 @@ ssl.keystore.type=PKCS12
 ssl.keystore.location=$dir/certs/kafka.p12
 ssl.keystore.password=$store_password
 ssl.client.auth=none"
-    local KAFKA_FORMAT_EXTRA=(--add-scram "SCRAM-SHA-512=[name=$user,password=$password]")
     kafka_cluster_start "$dir/cluster" 1 "$base" || return 1
+    kafka_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$base" --alter \
+        --add-config "SCRAM-SHA-512=[iterations=8192,password=$password]" \
+        --entity-type users --entity-name "$user" >"$dir/add-user.log" 2>&1 || {
+        kafka_err "kafka-configs (ConfigCommand) could not create the SCRAM user $user; see $dir/add-user.log"
+        tail -n 15 "$dir/add-user.log" >&2
+        return 1
+    }
     kafka_sasl_ready "$dir" "127.0.0.1:$sasl_port" "$user" "$password" || return 1
 
     export LOGPIPE_TEST_KAFKA_SASL_BROKERS="127.0.0.1:$sasl_port"

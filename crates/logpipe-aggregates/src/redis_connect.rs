@@ -139,9 +139,10 @@ pub(super) fn explain(err: &RedisError) -> Option<String> {
     {
         return Some(format!(
             "authentication failed ({err}): Redis refused the credentials (it answers WRONGPASS \
-             to a wrong user or password, NOAUTH when none is given); check the user and password \
-             in the Redis URL (rediss://user:password@host:port/db for an ACL user, \
-             rediss://:password@host:port/db for the default user's requirepass)"
+             to a wrong user or password, NOAUTH when none is given); check the user in the \
+             Redis URL (rediss://user@host:port/db for an ACL user, none for the default user's \
+             requirepass) and the password: redis.password or redis.password_file, or in the URL \
+             (rediss://user:password@host:port/db)"
         ));
     }
     let tls_error = rustls_error(err)?;

@@ -193,7 +193,7 @@ async fn a_wrong_password_fails_clearly() {
         assert!(text.contains("authentication failed"), "{text}");
         assert!(text.contains("WRONGPASS"), "{text}");
         assert!(
-            text.contains("user and password in the Redis URL"),
+            text.contains("redis.password or redis.password_file"),
             "{text}"
         );
     }

@@ -114,10 +114,7 @@ impl Config {
         for (key, raw) in &sources.overrides {
             env::set_path(&mut tree, key, raw).with_context(|| format!("flag for `{key}`"))?;
         }
-        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let path = e.path().to_string();
-            anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
-        })?;
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(invalid_value)?;
         secret_files::resolve(&mut config)?;
         config.validate()?;
         Ok(config)
@@ -126,12 +123,9 @@ impl Config {
     /// Parses a TOML document on its own (no environment), for tests and `config check --file`.
     pub fn from_toml_str(text: &str) -> anyhow::Result<Config> {
         let mut tree = Value::try_from(Config::default())?;
-        let file: Value = toml::from_str(text).context("parsing TOML")?;
+        let file = parse_toml(text, "TOML")?;
         merge(&mut tree, file, "", "<string>")?;
-        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let path = e.path().to_string();
-            anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
-        })?;
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(invalid_value)?;
         secret_files::resolve(&mut config)?;
         config.validate()?;
         Ok(config)
@@ -141,7 +135,44 @@ impl Config {
 fn read_file(path: &Path) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    parse_toml(&text, &format!("config file {}", path.display()))
+}
+
+/// Parses TOML, reporting a syntax error by line and column without the source line that
+/// toml's own message quotes: that line may hold a password.
+fn parse_toml(text: &str, what: &str) -> anyhow::Result<Value> {
+    toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or_else(String::new, |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" at line {line}, column {column}")
+        });
+        anyhow::anyhow!("parsing {what}{at}: {}", e.message())
+    })
+}
+
+/// A value of the wrong type, named by its key. serde's message quotes the value, so for a key
+/// that holds a secret only what was expected is kept.
+fn invalid_value(e: serde_path_to_error::Error<toml::de::Error>) -> anyhow::Error {
+    let path = e.path().to_string();
+    let message = e.into_inner().to_string();
+    let lower = path.to_ascii_lowercase();
+    let secret = ["password", "api_keys", "internal_token"]
+        .iter()
+        .any(|part| lower.contains(part))
+        || redact::is_secret_property(&lower);
+    if !secret {
+        return anyhow::anyhow!("config key `{path}`: {message}");
+    }
+    let expected = message
+        .rsplit_once("expected ")
+        .map_or_else(String::new, |(_, expected)| {
+            format!("; expected {}", expected.trim())
+        });
+    anyhow::anyhow!(
+        "config key `{path}`: invalid value (not shown: the key holds a secret){expected}"
+    )
 }
 
 /// Merges `overlay` into `base`. Tables merge key by key; a key absent from the defaults is an

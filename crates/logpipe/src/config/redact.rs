@@ -77,6 +77,7 @@ pub fn is_secret_property(key: &str) -> bool {
     [
         "password",
         "secret",
+        "jaas",
         "sasl.oauthbearer.config",
         "ssl.key.pem",
         "ssl_key",

@@ -121,29 +121,54 @@ fn rds_postgres_example_migrates_over_verify_full_with_a_password_file() {
     assert!(!stderr.contains("not-the-password-0123"), "{stderr}");
 }
 
-/// Waits for `logpipe run` to be ready at `base`, failing with its stderr if it exits first.
-async fn ready_or_exited(child: &mut Child, base: &str) {
-    let started = Instant::now();
-    let client = reqwest::Client::new();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-            panic!("logpipe run exited ({status}) before it was ready:\n{stderr}");
+/// A `logpipe run` child, killed when dropped (a failed assertion included), its stderr in a file
+/// (a pipe nobody reads would fill and stall it).
+struct Running {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn spawn(mut command: Command, dir: &Path) -> Running {
+        let stderr = dir.join("logpipe-run.stderr");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Running { child, stderr }
+    }
+
+    /// Waits for readiness at `base`, failing with the child's stderr if it exits first.
+    async fn ready(&mut self, base: &str) {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                panic!("logpipe run exited ({status}) before it was ready:\n{stderr}");
+            }
+            let ready = client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "logpipe run not ready within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let ready = client
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "logpipe run not ready within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -162,22 +187,20 @@ async fn tls_redis_example_counts_over_rediss_with_a_password_file_and_the_syste
     let prefix = unique("managed-redis");
     let listen = format!("127.0.0.1:{}", free_port());
     let ca = certs.join("ca.crt");
-    let mut child = with_example(
+    let mut command = with_example(
         "tls-redis.toml",
         &[
             ("LOGPIPE_REDIS_URL", url.as_str()),
             ("LOGPIPE_REDIS_PASSWORD_FILE", password.as_str()),
             ("LOGPIPE_REDIS_KEY_PREFIX", prefix.as_str()),
         ],
-    )
-    .env("SSL_CERT_FILE", &ca)
-    .args(["run", "--listen", &listen])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
+    command
+        .env("SSL_CERT_FILE", &ca)
+        .args(["run", "--listen", &listen]);
+    let mut run = Running::spawn(command, dir.path());
     let base = format!("http://{listen}");
-    ready_or_exited(&mut child, &base).await;
+    run.ready(&base).await;
 
     let client = reqwest::Client::new();
     let events: Vec<Value> = (0..5)
@@ -217,8 +240,7 @@ async fn tls_redis_example_counts_over_rediss_with_a_password_file_and_the_syste
         .expect("redis-cli (scripts/test.sh installs Redis)");
     let counted = String::from_utf8_lossy(&out.stdout);
     assert_eq!(counted.trim(), "5", "{prefix}:totals");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(run);
 }
 
 /// The SASL_SSL cluster of scripts/lib/kafka_sasl.sh, with `user` and a file holding `password`,

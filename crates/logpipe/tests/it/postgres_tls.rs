@@ -86,3 +86,30 @@ fn migrate_over_verify_full_from_the_config_keys_and_the_url_wins() {
         "{stderr}"
     );
 }
+
+/// The whole pipeline on the TLS-only server: the consumer's pool stores the events and the query
+/// API's pool reads them back (`/api/v1/logs`), with verify-full from the config keys and the
+/// password as `postgres.password` (the URL holds none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_stores_and_queries_through_verify_full() {
+    use crate::consumer_flow::{assert_exact, generate, post_all, wait_for_rows};
+    use crate::support::{start, test_config, unique};
+
+    let server = url::Url::parse(&required_env("LOGPIPE_TEST_POSTGRES_TLS_URL")).unwrap();
+    let mut config = test_config("");
+    let mut url = server.clone();
+    url.set_password(None).unwrap();
+    config.postgres.url = url.to_string();
+    config.postgres.password = server.password().unwrap().into();
+    config.postgres.sslmode = logpipe_store::SslMode::VerifyFull;
+    config.postgres.sslrootcert = cert("ca.crt");
+    config.postgres.schema = schema("pipeline");
+    let app = start(config, logpipe::app::Roles::All).await;
+    let base = format!("http://{}", app.gateway_addr.unwrap());
+    let run = unique("pg-tls");
+    let events = generate(200, 4, &run);
+    assert_eq!(post_all(&base, &events, 50).await, 200);
+    wait_for_rows(&run, &base, 200).await;
+    assert_exact(&base, &run, &events).await;
+    app.shutdown().await.unwrap();
+}

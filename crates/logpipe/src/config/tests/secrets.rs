@@ -266,3 +266,42 @@ fn rules_on_secrets_never_echo_them() {
     assert!(message.contains("gateway.api_keys"), "{message}");
     assert!(!message.contains("shortkey-77"), "{message}");
 }
+
+#[test]
+fn parse_and_type_errors_name_the_place_but_never_a_secret() {
+    // A syntax error: the line is named, not quoted (it may hold the password).
+    let error = Config::from_toml_str(
+        "[postgres]\nurl = \"postgres://db/logs\"\npassword = hunter2-secret\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!error.contains("hunter2"), "{error}");
+    assert!(error.contains("line 3"), "{error}");
+    // A secret of the wrong type: the key and what was expected, not the value.
+    for (toml, key) in [
+        (
+            "[gateway]\napi_keys = \"my-secret-api-key-0123456789\"\n",
+            "gateway.api_keys",
+        ),
+        (
+            "[postgres]\npassword = 1234567890123\n",
+            "postgres.password",
+        ),
+        (
+            "[kafka.properties]\n\"sasl.password\" = 98765432109\n",
+            "sasl.password",
+        ),
+    ] {
+        let error = Config::from_toml_str(toml).unwrap_err().to_string();
+        assert!(error.contains(key), "{error}");
+        assert!(error.contains("expected"), "{error}");
+        for secret in ["my-secret-api-key", "1234567890123", "98765432109"] {
+            assert!(!error.contains(secret), "{error}");
+        }
+    }
+    // Other keys keep serde's whole message, value included.
+    let error = Config::from_toml_str("[consumer]\nbatch_size = \"many\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("many"), "{error}");
+}
