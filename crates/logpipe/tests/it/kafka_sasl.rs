@@ -16,7 +16,9 @@ use logpipe::config::Config;
 use serde_json::Value;
 
 use crate::consumer_flow::{assert_exact, generate, post_all, wait_for_rows};
-use crate::support::{eventually, external_config_on, logpipe, required_env, start, unique};
+use crate::support::{
+    eventually, external_config_on, logpipe, required_env, start, unique, written,
+};
 
 /// How long a command may take to give up on refused credentials: librdkafka's login fails in
 /// about a second, and `kafka.request_timeout` (10 s) bounds the check.
@@ -151,14 +153,9 @@ async fn external_sasl_ssl_run_stores_events_and_the_tools_work() {
         cli(),
         &["topics", "describe", "--json", &config.kafka.topic],
     );
-    let written: i64 = described[0]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["high_watermark"].as_i64().unwrap())
-        .sum();
     assert_eq!(
-        written, 301,
+        written(&described),
+        301,
         "300 events and the poison record: {described:#}"
     );
 

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, logpipe, read_repo_file, repo_root, required_env, unique};
+use crate::consumer_flow::{generate, post_all, stats};
+use crate::support::{
+    eventually, free_port, logpipe, read_repo_file, repo_root, required_env, unique, written,
+};
 
 const EXAMPLES: &[&str] = &[
     "rds-postgres.toml",
@@ -202,34 +205,14 @@ async fn tls_redis_example_counts_over_rediss_with_a_password_file_and_the_syste
     let base = format!("http://{listen}");
     run.ready(&base).await;
 
-    let client = reqwest::Client::new();
-    let events: Vec<Value> = (0..5)
-        .map(|i| serde_json::json!({"service": "managed-redis", "level": "WARN", "message": format!("event {i}")}))
-        .collect();
-    let response = client
-        .post(format!("{base}/api/v1/logs/batch"))
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let mut stats = Value::Null;
-    let started = Instant::now();
-    while stats["all_time"]["total"] != 5 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the 5 events were not counted in the TLS Redis within 30 s: {stats:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stats = client
-            .get(format!("{base}/api/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    }
+    let events = generate(5, 1, &unique("managed-redis"));
+    assert_eq!(post_all(&base, &events, 5).await, 5);
+    eventually(
+        Duration::from_secs(30),
+        "the 5 events counted in the TLS Redis",
+        || async { stats(&base).await["all_time"]["total"] == 5 },
+    )
+    .await;
     // Counted in that Redis, under this test's prefix, not in memory.
     let out = Command::new("redis-cli")
         .args(["--tls", "--cacert", &ca.display().to_string()])
@@ -307,13 +290,7 @@ fn topics_work(mut commands: Vec<Command>) {
     let (code, stdout, stderr) = output(commands.remove(0), &["topics", "describe", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let described: Value = serde_json::from_str(&stdout).unwrap();
-    let written: i64 = described[0]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["high_watermark"].as_i64().unwrap())
-        .sum();
-    assert_eq!(written, 1, "{described:#}");
+    assert_eq!(written(&described), 1, "{described:#}");
 }
 
 #[test]

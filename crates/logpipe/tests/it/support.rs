@@ -552,3 +552,14 @@ pub async fn gateway_harness(tune: impl FnOnce(&mut Config)) -> GatewayHarness {
         _broker: broker,
     }
 }
+
+/// Records written to the first topic of `logpipe topics describe --json`: the sum of its
+/// partitions' high watermarks.
+pub fn written(described: &serde_json::Value) -> i64 {
+    described[0]["partitions"]
+        .as_array()
+        .expect("topics describe --json lists partitions")
+        .iter()
+        .map(|p| p["high_watermark"].as_i64().unwrap())
+        .sum()
+}
