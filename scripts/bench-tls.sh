@@ -97,6 +97,7 @@ echo
 echo "TLS benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load at the end $(load)"
 echo "consumer drain of $DRAIN_EVENTS events into PostgreSQL at $PG_BASE, per sslmode"
 python3 - "$DRAIN_EVENTS" "${RESULTS[@]}" <<'PY'
+import re
 import sys
 events = int(sys.argv[1])
 rows = [r.split(maxsplit=5) for r in sys.argv[2:]]
@@ -112,7 +113,8 @@ for col, what in ((3, "consumer"), (4, "postgres")):
     p, t = mean("disable", col), mean("require", col)
     print(f"  mean {what} CPU: plain {p * 1e6 / events:.1f}, TLS {t * 1e6 / events:.1f} µs/event: {t / p:.2f} x")
 for mode, rnd, *_, seen in rows:
-    tls_n, plain_n = int(seen.split()[0]), int(seen.split(" TLS")[1].split(", ")[1].split()[0])
+    # "N TLS (version), M plain", as drain() writes it.
+    tls_n, plain_n = (int(n) for n in re.match(r"(\d+) TLS \(.*\), (\d+) plain", seen).groups())
     if (mode == "require" and (tls_n == 0 or plain_n > 0)) or (mode == "disable" and tls_n > 0):
         print(f"  WARNING: round {rnd} ({mode}) saw {seen}: its connections were not what the mode says")
 PY

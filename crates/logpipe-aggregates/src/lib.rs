@@ -114,11 +114,28 @@ impl AggOptions {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The rules of the TLS files for the aggregates at `url`: a client certificate comes with
+    /// its key, and the files need a `rediss://` URL. Checked when the aggregates open, and by
+    /// the configuration at load, so `logpipe config check` reports them without connecting.
+    pub fn check_tls(&self, url: &str) -> Result<(), AggError> {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(AggError::Other(
-                "redis.tls_cert_file and redis.tls_key_file go together (a client certificate and its private key): set both, or neither"
+                "`redis.tls_cert_file` and `redis.tls_key_file` go together (a client certificate and its private key): set both, or neither"
                     .to_owned(),
             ));
+        }
+        if self.has_tls_files() && !url.starts_with("rediss://") {
+            let shown = if url.is_empty() {
+                "empty: in-process aggregates".to_owned()
+            } else {
+                redis::redact_url(url)
+            };
+            return Err(AggError::Other(format!(
+                "`redis.tls_ca_file`, `redis.tls_cert_file` and `redis.tls_key_file` apply to TLS connections only, and `redis.url` ({shown}) is not one: use rediss://, or remove the TLS files"
+            )));
         }
         Ok(())
     }
@@ -206,12 +223,7 @@ impl Aggregates {
     /// `rediss://` URL.
     pub async fn open(url: &str, options: &AggOptions) -> Result<Aggregates, AggError> {
         options.validate()?;
-        if options.has_tls_files() && !url.starts_with("rediss://") {
-            return Err(AggError::Other(format!(
-                "redis.tls_ca_file, redis.tls_cert_file and redis.tls_key_file apply to TLS connections only, and the aggregates URL {:?} is not one: use rediss:// (or remove the TLS files)",
-                redis::redact_url(url)
-            )));
-        }
+        options.check_tls(url)?;
         if url.is_empty() {
             // Debug, not info: the application's startup log says which stores are embedded.
             tracing::debug!(

@@ -101,7 +101,7 @@ fn client(url: &str, options: &AggOptions, display_url: &str) -> Result<Client, 
             client_cert: read("redis.tls_cert_file", cert)?,
             client_key: read("redis.tls_key_file", key)?,
         }),
-        // AggOptions::validate refuses one without the other.
+        // AggOptions::check_tls refuses one without the other.
         _ => None,
     };
     let certificates = TlsCertificates {

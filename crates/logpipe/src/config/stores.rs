@@ -179,24 +179,15 @@ impl RedisConfig {
         }
     }
 
-    /// The rules of the TLS keys, for [`super::Config::validate`]: a client certificate comes
-    /// with its key, and TLS files need a `rediss://` URL.
+    /// The rules of the TLS keys, for [`super::Config::validate`]: the aggregates' own
+    /// ([`logpipe_aggregates::AggOptions::check_tls`]), reported at load.
     pub(super) fn check_tls(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.tls_cert_file.is_empty() == self.tls_key_file.is_empty(),
-            "config keys `redis.tls_cert_file` and `redis.tls_key_file` go together (a client certificate and its private key): set both, or neither"
-        );
-        let tls_files = [&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file];
-        anyhow::ensure!(
-            tls_files.iter().all(|file| file.is_empty()) || self.url.starts_with("rediss://"),
-            "config keys `redis.tls_ca_file`, `redis.tls_cert_file` and `redis.tls_key_file` apply to TLS connections only, and `redis.url` ({}) is not one: use a rediss:// URL",
-            if self.url.is_empty() {
-                "empty: in-process aggregates".to_owned()
-            } else {
-                super::redact::redact_url(&self.url)
-            }
-        );
-        Ok(())
+        self.agg_options()
+            .check_tls(&self.url)
+            .map_err(|e| match e {
+                logpipe_aggregates::AggError::Other(rule) => anyhow::anyhow!("config keys {rule}"),
+                other => anyhow::anyhow!(other),
+            })
     }
 }
 
@@ -284,7 +275,7 @@ mod tests {
             ])
             .unwrap_err()
             .to_string();
-            assert!(error.contains("use a rediss:// URL"), "{error}");
+            assert!(error.contains("use rediss://"), "{error}");
             assert!(error.contains("`redis.tls_ca_file`"), "{error}");
             assert!(!error.contains("hunter2"), "{error}");
         }

@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use crate::consumer_flow::{generate, post_all, stats};
 use crate::support::{
-    eventually, free_port, logpipe, read_repo_file, repo_root, required_env, unique, written,
+    eventually, finished, free_port, logpipe, read_repo_file, repo_root, required_env, unique,
+    written,
 };
 
 const EXAMPLES: &[&str] = &[
@@ -39,18 +40,6 @@ fn with_example(name: &str, env: &[(&str, &str)]) -> Command {
         .arg(example(name))
         .envs(env.iter().copied());
     command
-}
-
-/// Runs `command` with `args` to its end: exit code, stdout, stderr (printed, for a failure).
-fn output(mut command: Command, args: &[&str]) -> (i32, String, String) {
-    let out = command.args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("--- logpipe {args:?} stderr ---\n{stderr}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
 }
 
 /// A file holding `secret` (with the trailing newline `echo` would add), as a mounted secret.
@@ -94,7 +83,7 @@ fn rds_postgres_example_migrates_over_verify_full_with_a_password_file() {
         ("LOGPIPE_POSTGRES_SCHEMA", schema.as_str()),
     ];
 
-    let (code, stdout, stderr) = output(
+    let (code, stdout, stderr) = finished(
         with_example("rds-postgres.toml", &env),
         &["config", "check", "--json"],
     );
@@ -104,7 +93,7 @@ fn rds_postgres_example_migrates_over_verify_full_with_a_password_file() {
     assert_eq!(shown["postgres"]["password"], "<redacted>", "{shown:#}");
     assert!(!stdout.contains(server.password().unwrap()), "{stdout}");
 
-    let (code, stdout, stderr) = output(with_example("rds-postgres.toml", &env), &["migrate"]);
+    let (code, stdout, stderr) = finished(with_example("rds-postgres.toml", &env), &["migrate"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(&format!("applied to `{schema}`")),
@@ -115,7 +104,7 @@ fn rds_postgres_example_migrates_over_verify_full_with_a_password_file() {
     let wrong = secret_file(dir.path(), "wrong", "not-the-password-0123");
     let mut env_wrong = env;
     env_wrong[2] = ("LOGPIPE_POSTGRES_PASSWORD_FILE", wrong.as_str());
-    let (code, _, stderr) = output(with_example("rds-postgres.toml", &env_wrong), &["migrate"]);
+    let (code, _, stderr) = finished(with_example("rds-postgres.toml", &env_wrong), &["migrate"]);
     assert_ne!(code, 0);
     assert!(
         stderr.contains("password authentication failed"),
@@ -228,7 +217,12 @@ async fn tls_redis_example_counts_over_rediss_with_a_password_file_and_the_syste
 
 /// The SASL_SSL cluster of scripts/lib/kafka_sasl.sh, with `user` and a file holding `password`,
 /// as the Kafka examples are adapted: brokers and topics changed, the CA in `SSL_CERT_FILE`.
-fn kafka_example(name: &str, dir: &Path, user: Option<&str>, password: &str) -> Vec<Command> {
+fn kafka_example(
+    name: &'static str,
+    dir: &Path,
+    user: Option<&str>,
+    password: &str,
+) -> impl Fn() -> Command {
     let brokers = required_env("LOGPIPE_TEST_KAFKA_SASL_BROKERS");
     let ca = required_env("LOGPIPE_TEST_KAFKA_SASL_CA");
     let file = secret_file(dir, "kafka-password", password);
@@ -255,22 +249,20 @@ fn kafka_example(name: &str, dir: &Path, user: Option<&str>, password: &str) -> 
             user.into(),
         ));
     }
-    (0..3)
-        .map(|_| {
-            let mut command = logpipe();
-            command
-                .arg("--config")
-                .arg(example(name))
-                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("SSL_CERT_FILE", &ca);
-            command
-        })
-        .collect()
+    move || {
+        let mut command = logpipe();
+        command
+            .arg("--config")
+            .arg(example(name))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("SSL_CERT_FILE", &ca);
+        command
+    }
 }
 
 /// Topics created, an event produced and counted through `config`'s SASL_SSL login.
-fn topics_work(mut commands: Vec<Command>) {
-    let (code, stdout, stderr) = output(commands.remove(0), &["topics", "ensure", "--json"]);
+fn topics_work(cli: impl Fn() -> Command) {
+    let (code, stdout, stderr) = finished(cli(), &["topics", "ensure", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let ensured: Value = serde_json::from_str(&stdout).unwrap();
     assert!(
@@ -282,12 +274,12 @@ fn topics_work(mut commands: Vec<Command>) {
         "{ensured:#}"
     );
     let event = r#"{"service":"managed","level":"INFO","message":"through the example"}"#;
-    let (code, _, stderr) = output(
-        commands.remove(0),
+    let (code, _, stderr) = finished(
+        cli(),
         &["topics", "produce", "--key", "managed", "--value", event],
     );
     assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) = output(commands.remove(0), &["topics", "describe", "--json"]);
+    let (code, stdout, stderr) = finished(cli(), &["topics", "describe", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let described: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(written(&described), 1, "{described:#}");
@@ -319,13 +311,13 @@ fn confluent_cloud_example_logs_in_with_plain_and_the_system_roots() {
     ));
 
     // A wrong API secret stops the command at once, naming the settings, never the secret.
-    let mut commands = kafka_example(
+    let cli = kafka_example(
         "confluent-cloud.toml",
         dir.path(),
         Some(&key),
         "wrong-secret-0123456789",
     );
-    let (code, _, stderr) = output(commands.remove(0), &["topics", "describe"]);
+    let (code, _, stderr) = finished(cli(), &["topics", "describe"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("refused the login"), "{stderr}");
     assert!(stderr.contains("sasl.password"), "{stderr}");

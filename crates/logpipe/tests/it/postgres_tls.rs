@@ -1,7 +1,7 @@
 //! `logpipe migrate` against the TLS-only PostgreSQL of scripts/lib/postgres_tls.sh: the TLS
 //! settings from the URL's query string and from the config keys, end to end through the binary.
 
-use crate::support::{logpipe, required_env};
+use crate::support::{finished, logpipe, required_env};
 
 /// A schema of this test process's own.
 fn schema(tag: &str) -> String {
@@ -14,18 +14,9 @@ fn cert(name: &str) -> String {
 
 /// `logpipe migrate --postgres-url URL` with `env`: exit code, stdout, stderr.
 fn migrate(url: &str, env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = logpipe()
-        .args(["migrate", "--postgres-url", url])
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("--- logpipe migrate stderr ---\n{stderr}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
+    let mut command = logpipe();
+    command.envs(env.iter().copied());
+    finished(command, &["migrate", "--postgres-url", url])
 }
 
 #[test]

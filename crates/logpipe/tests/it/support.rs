@@ -563,3 +563,16 @@ pub fn written(described: &serde_json::Value) -> i64 {
         .map(|p| p["high_watermark"].as_i64().unwrap())
         .sum()
 }
+
+/// Runs `command` with `args` to its end: exit code, stdout and stderr. Stderr is also printed,
+/// so a failing test shows what the binary said.
+pub fn finished(mut command: std::process::Command, args: &[&str]) -> (i32, String, String) {
+    let out = command.args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("--- logpipe {args:?} stderr ---\n{stderr}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
